@@ -1,0 +1,33 @@
+# Two entry points for a newcomer: `make demo` and `make test`.
+# Both create .venv when needed and install memkit into it.
+# TORCH_SPEC picks the torch build; the default is the CPU wheel this machine has on disk.
+# On a GPU machine: make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.memkit-installed
+
+.PHONY: demo test test-all venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m experiments.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Every tier: unit, slow and integration tests (not gpu).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+clean:
+	rm -rf $(VENV) .demo
