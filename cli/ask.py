@@ -1,0 +1,46 @@
+"""``memkit ask``: answer a question from what the store holds, with sources."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cli.common import handle_errors, load_engine, open_store, out, print_json, state
+
+
+@handle_errors
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
+    top_k: Annotated[Optional[int], typer.Option(
+        min=1, help="Memories to use (default: the method's own setting).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Load the store's model from this directory instead (it must be the same model).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the answer, sources and timings as JSON.")] = False,
+) -> None:
+    """Answer QUESTION with the store's model and method, and say where the answer came from."""
+    st = state(ctx)
+    with open_store(st) as store:
+        engine = load_engine(st, store, model)
+        answer = engine.ask(question, top_k=top_k)
+    if json_out:
+        print_json(answer.to_dict())
+        return
+    out.print(answer.text or "(empty answer)", markup=False)
+    if answer.info.get("truncated"):
+        out.print("note: the context was cut to fit the model's window", markup=False)
+    if not answer.sources:
+        out.print(f"sources: none ({answer.method} answers without documents)" if answer.method == "closed_book"
+                  else "sources: none found", markup=False)
+    else:
+        out.print("sources:", markup=False)
+        for n, src in enumerate(answer.sources, 1):
+            span = f" chars {src.span[0]}-{src.span[1]}" if src.span else ""
+            out.print(f"  [{n}] doc {src.document_id}  score {src.score:.3f}  {src.source}{span}", markup=False)
+            out.print(f"      {src.snippet}", markup=False)
+    out.print(f"({answer.timings.get('total', 0):.0f} ms)", markup=False, style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ask)

@@ -1,0 +1,79 @@
+"""What every command shares: the global options, opening the store, loading the engine, printing.
+
+Owns: the ``State`` the root callback fills (store path, device), ``handle_errors`` which maps library errors
+to one line on stderr and an exit code (never a traceback for an ordinary mistake), and the wiring of a
+``storage.Store`` into a ``memkit.Engine``. Knows no maths.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from memkit.errors import MemkitError
+from storage.errors import StoreError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class State:
+    store: Path
+    device: str = "auto"
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, State) else State(store=Path(".memkit"))
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Run a command; a memkit or store error becomes 'error: ...' on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (MemkitError, StoreError) as exc:
+            fail(str(exc), getattr(exc, "exit_code", 1))
+        except KeyboardInterrupt:
+            err.print("interrupted; documents already ingested are kept", markup=False)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def open_store(st: State, *, write: bool = False):
+    from storage import Store
+
+    return Store.open(st.store, write=write)
+
+
+def load_engine(st: State, store, model: str | None = None):
+    """The frozen LM the store was built with (or a copy of it at ``model``), its method, and the store."""
+    from memkit.engine import Engine
+    from memkit.lm import FrozenLM
+    from memkit.methods import build_method
+
+    info = store.info
+    with err.status(f"loading model {model or info.model_id}", spinner="dots"):
+        lm = FrozenLM.load(model or info.model_id, revision=info.model_revision, device=st.device)
+    store.check_model(lm.name, lm.fingerprint)
+    method = build_method(info.method, lm, info.method_config)
+    return Engine(lm, method, store)

@@ -1,0 +1,58 @@
+"""``memkit init``: create a store bound to one base model and one method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cli.common import err, handle_errors, print_json, state
+
+
+@handle_errors
+def init(
+    ctx: typer.Context,
+    model: Annotated[Optional[str], typer.Option(
+        help="Base LM: a Hugging Face hub id or a local directory. Default: the packaged world LM.")] = None,
+    method: Annotated[str, typer.Option(
+        help="How documents are absorbed: closed_book, prompt or rag.")] = "rag",
+    option: Annotated[Optional[list[str]], typer.Option(
+        "--option", "-o", help="A method option KEY=VALUE (repeatable), e.g. -o chunk_tokens=64.")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,
+    db_url: Annotated[Optional[str], typer.Option(
+        help="SQLAlchemy database URL (default: SQLite inside the store).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create a new store for MODEL and METHOD at --store."""
+    from memkit.defaults import default_model
+    from memkit.lm import FrozenLM
+    from memkit.methods import build_method, canonical_name
+    from memkit.methods.common import parse_options
+    from storage import Store
+    from storage.errors import StoreExistsError
+
+    st = state(ctx)
+    if (st.store / "store.json").exists():
+        raise StoreExistsError(st.store)
+    name = canonical_name(method)
+    model_id = model or default_model()
+    if Path(model_id).expanduser().exists():
+        model_id = str(Path(model_id).expanduser().resolve())
+    with err.status(f"loading model {model_id}", spinner="dots"):
+        lm = FrozenLM.load(model_id, revision=revision, device=st.device)
+    built = build_method(name, lm, parse_options(option or []))
+    with Store.create(st.store, model_id=model_id, model_revision=revision, model_fingerprint=lm.fingerprint,
+                      method=name, method_config=built.config_dict(), key_dim=built.key_dim,
+                      db_url=db_url) as store:
+        info = store.info
+    result = {"store": str(st.store), "model": model_id, "method": name, "config": info.method_config,
+              "key_dim": info.key_dim}
+    if json_out:
+        print_json(result)
+    else:
+        typer.echo(f"created store {st.store} (model {model_id}, method {name})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)

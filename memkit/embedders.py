@@ -1,0 +1,79 @@
+"""Key encoders: text -> L2-normalised float32 vectors that memories are found by.
+
+Owns: the ``Embedder`` interface and the default encoder built on the frozen LM's own hidden states (mean
+pooled over a late-middle layer). A separate sentence-embedding model can be configured instead (``embedder``
+option of a method, a hub id or a local directory). Knows nothing of storage.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+
+class Embedder(Protocol):
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """[len(texts), dim] float32, each row of unit length."""
+
+    def describe(self) -> dict:
+        """What identifies this encoder, recorded with the store."""
+
+
+class LMEmbedder:
+    """Keys from the frozen LM itself: mean-pooled hidden states of one layer."""
+
+    def __init__(self, lm, layer: int | None = None):
+        self.lm = lm
+        self.layer = layer
+        self.dim = lm.hidden_size
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.lm.embed(list(texts), layer=self.layer)
+
+    def describe(self) -> dict:
+        return {"embedder": "lm", "layer": self.layer}
+
+
+class EncoderEmbedder:
+    """Keys from a separate encoder model (e.g. a sentence-embedding model), mean pooled and normalised."""
+
+    def __init__(self, name_or_path: str, *, device: torch.device | str = "cpu", batch_size: int = 32,
+                 max_length: int = 512):
+        from memkit.lm import load_pretrained
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = name_or_path
+        self.model, self.tokenizer = load_pretrained(AutoModel, AutoTokenizer, name_or_path)
+        self.model.to(device).eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", max_length))
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt").to(self.device)
+            hidden = self.model(**batch).last_hidden_state.float()
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return np.concatenate(out, 0).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+
+    def describe(self) -> dict:
+        return {"embedder": self.name}
+
+
+def build_embedder(lm, embedder: str, layer: int | None) -> Embedder:
+    """``"lm"`` -> the frozen LM's own states; anything else is a hub id or a directory of an encoder."""
+    if embedder == "lm":
+        return LMEmbedder(lm, layer)
+    return EncoderEmbedder(embedder, device=lm.device)

@@ -1,0 +1,138 @@
+"""The ingest and ask loops: documents -> method -> store, and question -> store -> method -> answer.
+
+Owns: batching documents through ``method.encode``, duplicate skipping by content hash, stream positions,
+turning store hits into ``Retrieved`` values, and timing each step. Talks to the store only through the
+``MemoryStore`` protocol below (``storage.Store`` satisfies it), so it knows nothing of SQL or FAISS.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol, Sequence
+
+from memkit.errors import InputError
+from memkit.methods.base import Answer, Method, Retrieved
+from memkit.sources import SourceDocument
+
+
+class MemoryStore(Protocol):
+    """What the engine needs of a store."""
+
+    def find_by_hash(self, content_hash: str) -> int | None: ...
+    def add_document(self, doc, records) -> object: ...          # -> .document_id, .duplicate, .memory_ids
+    def search(self, key, k: int) -> list: ...                   # -> [.memory_id, .document_id, .score, ...]
+    def get_document(self, document_id: int) -> object: ...      # -> .text, .source
+    def load_payload(self, memory_id: int) -> dict: ...
+    def stream_length(self, stream: str) -> int: ...
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: documents added, duplicates skipped, inputs refused (with reasons)."""
+
+    added: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    memories: int = 0
+    failed: list[InputError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"added": len(self.added), "document_ids": self.added, "duplicates": self.duplicates,
+                "memories": self.memories, "failed": [str(e) for e in self.failed],
+                "seconds": round(self.seconds, 3)}
+
+
+ProgressFn = Callable[[str, "SourceDocument | InputError"], None]
+
+
+class Engine:
+    """A frozen LM, a method and a store, wired together."""
+
+    def __init__(self, lm, method: Method, store: MemoryStore, *, batch_size: int = 8):
+        self.lm = lm
+        self.method = method
+        self.store = store
+        self.batch_size = batch_size
+
+    # ---- ingest ---------------------------------------------------------------------------------------
+    def ingest(self, items: Iterable[SourceDocument | InputError], progress: ProgressFn | None = None) -> IngestReport:
+        """Absorb every document of ``items``; refused inputs are counted and reported, never fatal."""
+        start = time.perf_counter()
+        report = IngestReport()
+        positions: dict[str, int] = {}
+        pending: list[SourceDocument] = []
+        seen: set[str] = set()
+        notify = progress or (lambda event, item: None)
+        for item in items:
+            if isinstance(item, InputError):
+                report.failed.append(item)
+                notify("failed", item)
+                continue
+            digest = item.content_hash
+            if digest in seen or self.store.find_by_hash(digest) is not None:
+                report.duplicates += 1
+                notify("duplicate", item)
+                continue
+            seen.add(digest)
+            if item.stream is not None:
+                if item.stream not in positions:
+                    positions[item.stream] = self.store.stream_length(item.stream)
+                item.position = positions[item.stream]
+                positions[item.stream] += 1
+            pending.append(item)
+            if len(pending) >= self.batch_size:
+                self._flush(pending, report, notify)
+        self._flush(pending, report, notify)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _flush(self, pending: list[SourceDocument], report: IngestReport, notify: ProgressFn) -> None:
+        if not pending:
+            return
+        encoded = self.method.encode([doc.text for doc in pending])
+        for doc, records in zip(pending, encoded):
+            result = self.store.add_document(doc, records)
+            if result.duplicate:
+                report.duplicates += 1
+                notify("duplicate", doc)
+            else:
+                report.added.append(result.document_id)
+                report.memories += len(result.memory_ids)
+                notify("added", doc)
+        pending.clear()
+
+    # ---- ask ------------------------------------------------------------------------------------------
+    def retrieve(self, question: str, n: int) -> list[Retrieved]:
+        """The ``n`` memories whose keys best match the question, with their text (and payload if needed)."""
+        key = self.method.query_key(question)
+        if key is None or n <= 0:
+            return []
+        texts: dict[int, object] = {}
+        out = []
+        for hit in self.store.search(key, n):
+            doc = texts.get(hit.document_id) or self.store.get_document(hit.document_id)
+            texts[hit.document_id] = doc
+            span = tuple(hit.span) if hit.span else None
+            out.append(Retrieved(
+                memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
+                source=doc.source, span=span, text=doc.text[span[0]:span[1]] if span else doc.text,
+                payload=self.store.load_payload(hit.memory_id) if self.method.needs_payload else None))
+        return out
+
+    def ask(self, question: str, *, top_k: int | None = None) -> Answer:
+        """Answer one question from what the store holds, with sources and timings."""
+        if not question.strip():
+            raise InputError("the question is empty")
+        t0 = time.perf_counter()
+        retrieved = self.retrieve(question, self.method.search_size(top_k))
+        t1 = time.perf_counter()
+        context = self.method.combine(question, retrieved, top_k)
+        t2 = time.perf_counter()
+        context.extras.setdefault("timings", {}).update({"retrieve": (t1 - t0) * 1000, "combine": (t2 - t1) * 1000})
+        answer = self.method.answer(context)
+        answer.timings["total"] = (time.perf_counter() - t0) * 1000
+        return answer
+
+    def ask_many(self, questions: Sequence[str], *, top_k: int | None = None) -> list[Answer]:
+        return [self.ask(q, top_k=top_k) for q in questions]

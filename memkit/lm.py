@@ -1,0 +1,573 @@
+"""The frozen language model every memory method reads through.
+
+Owns: loading any Hugging Face causal LM and its tokenizer by local directory or hub id (device and dtype
+choice, no network when a local copy is named), freezing it (``requires_grad=False`` on every weight, eval mode),
+a fingerprint of its config and vocabulary, tokenising, hidden states and pooled embeddings, logits, and
+deterministic greedy generation with a KV cache. Memory reaches the model only through the two hook points of
+``memkit.hooks``: a low-rank delta on named linear modules and a per-layer key/value prefix.
+
+Must not know: storage, SQL, FAISS, the CLI, or which memory method is calling. It never changes a base weight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.utils import logging as hf_logging
+
+from memkit.errors import ConfigError, MemkitError, ModelLoadError
+from memkit.hooks import (
+    LowRankDelta,
+    Prefix,
+    build_prefix_cache,
+    delta_hooks,
+    linear_modules,
+    module_shape,
+    target_module_names,
+)
+
+__all__ = ["FrozenLM", "LowRankDelta", "Prefix", "load_pretrained", "resolve_device", "resolve_dtype"]
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# Config keys that say how a model was saved or is run, not what it computes.
+_VOLATILE_CONFIG_KEYS = frozenset({
+    "transformers_version", "_name_or_path", "name_or_path", "torch_dtype", "dtype", "_commit_hash",
+    "use_cache", "output_hidden_states", "output_attentions", "return_dict", "torchscript",
+})
+
+# Tokenizers without a real limit report a huge model_max_length; anything above this is not a limit.
+_SANE_MAX_LENGTH = 10_000_000
+_FALLBACK_CONTEXT = 2048
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; otherwise a torch device string that exists here."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {device!r} is not a device; set the device option to auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} needs CUDA, which is not available here; set the device option to cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} is not available here; set the device option to cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a CUDA device that supports it, else float32; or float32/float16/bfloat16."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported; set the dtype option to auto, {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name meant as a filesystem path rather than a hub id (``org/model``)."""
+    if name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name in (".", "..") or "\\" in name:
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).exists())
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except ImportError:
+        pass
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No progress bars or info logs from transformers while loading."""
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_pretrained(model_cls, tokenizer_cls, name_or_path: str, *, revision: str | None = None,
+                    dtype: torch.dtype | None = None, trust_remote_code: bool = False):
+    """``(model, tokenizer)`` from ``model_cls``/``tokenizer_cls`` (transformers Auto classes), on the CPU.
+
+    A directory that exists loads with ``local_files_only`` and no network attempt; a name that looks like a
+    path but does not exist fails at once; anything else is a hub id, read from the local cache first and then
+    from the hub. Every failure is a one-line ``ModelLoadError`` that says how to point at a local copy.
+    """
+    local = os.path.expanduser(name_or_path)
+    kw = dict(revision=revision, trust_remote_code=trust_remote_code)
+    if dtype is not None:
+        kw["dtype"] = dtype
+    with _quiet_transformers():
+        if os.path.exists(local):
+            if not os.path.isdir(local):
+                raise ModelLoadError(f"{name_or_path} is a file; point at the model directory holding config.json")
+            try:
+                return _from_pretrained(model_cls, tokenizer_cls, local, local_only=True, **kw)
+            except Exception as exc:  # transformers raises many kinds; report them as one line
+                raise ModelLoadError(f"could not load a model from {name_or_path}: {_one_line(exc)}") from exc
+        if _looks_like_path(name_or_path):
+            raise ModelLoadError(f"no model directory at {name_or_path}")
+        try:
+            return _from_pretrained(model_cls, tokenizer_cls, name_or_path, local_only=True, **kw)
+        except Exception as exc:
+            reason = _one_line(exc)
+        if _hub_offline():
+            reason = f"offline mode is on and it is not in the local cache ({reason})"
+        else:
+            try:
+                return _from_pretrained(model_cls, tokenizer_cls, name_or_path, local_only=False, **kw)
+            except Exception as exc:
+                reason = _one_line(exc)
+    raise ModelLoadError(
+        f"could not fetch model {name_or_path!r} from the Hugging Face hub: {reason}. Download it where there is "
+        f"network (e.g. `hf download {name_or_path} --local-dir DIR`) and point memkit at that local directory "
+        f"(`memkit init --model DIR`)")
+
+
+def _from_pretrained(model_cls, tokenizer_cls, source: str, *, local_only: bool, **kw):
+    tokenizer = tokenizer_cls.from_pretrained(source, local_files_only=local_only, **{
+        k: v for k, v in kw.items() if k != "dtype"})
+    model = model_cls.from_pretrained(source, local_files_only=local_only, **kw)
+    return model, tokenizer
+
+
+def _clean_config(obj):
+    if isinstance(obj, dict):
+        out = {k: _clean_config(v) for k, v in obj.items()
+               if k not in _VOLATILE_CONFIG_KEYS and not str(k).startswith("_")}
+        if isinstance(out.get("architectures"), list):
+            out["architectures"] = sorted(out["architectures"])
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_clean_config(v) for v in obj]
+    return obj
+
+
+class FrozenLM:
+    """A Hugging Face causal LM and its tokenizer, frozen; see the module docstring."""
+
+    @classmethod
+    def load(cls, name_or_path: str, *, revision: str | None = None, device: str = "auto", dtype: str = "auto",
+             trust_remote_code: bool = False) -> FrozenLM:
+        """Load from a local directory (never touching the network) or a hub id (cache first, then the hub)."""
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
+        model, tokenizer = load_pretrained(AutoModelForCausalLM, AutoTokenizer, name_or_path, revision=revision,
+                                           dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        local = os.path.expanduser(name_or_path)
+        name = str(Path(local).resolve()) if os.path.isdir(local) else name_or_path
+        model.to(dev)
+        return cls(model, tokenizer, name=name, revision=revision)
+
+    def __init__(self, model, tokenizer, *, name: str, revision: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self._name = name
+        self._revision = revision
+        model.requires_grad_(False)
+        model.eval()
+        if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._config = model.config.get_text_config(decoder=True)
+        self._eos_ids = self._collect_eos_ids()
+        self._bos_ids = self._probe_lead_tokens()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._linears: dict[str, torch.nn.Module] | None = None
+        self._fingerprint: str | None = None
+        self.last_truncated: list[bool] = []
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def revision(self) -> str | None:
+        return self._revision
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def family(self) -> str:
+        return str(self.model.config.model_type)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._config.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self._config.num_hidden_layers)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self._config.num_attention_heads)
+
+    @property
+    def num_kv_heads(self) -> int:
+        return int(getattr(self._config, "num_key_value_heads", None) or self.num_heads)
+
+    @property
+    def head_dim(self) -> int:
+        return int(getattr(self._config, "head_dim", None) or self.hidden_size // self.num_heads)
+
+    @property
+    def max_context(self) -> int:
+        """Longest sequence the model takes: its position limit, capped by a sane tokenizer limit."""
+        n = getattr(self._config, "max_position_embeddings", None) or getattr(self._config, "n_positions", None)
+        t = getattr(self.tokenizer, "model_max_length", None)
+        sane = isinstance(t, int) and 0 < t < _SANE_MAX_LENGTH
+        if n:
+            return int(min(n, t)) if sane else int(n)
+        return int(t) if sane else _FALLBACK_CONTEXT
+
+    @property
+    def vocab_size(self) -> int:
+        return int(getattr(self._config, "vocab_size", None) or len(self.tokenizer))
+
+    @property
+    def bos_ids(self) -> list[int]:
+        """Tokens the tokenizer puts before a text (``[<s>]`` for Llama, ``[]`` for GPT-2); added to string inputs."""
+        return list(self._bos_ids)
+
+    @property
+    def default_embed_layer(self) -> int:
+        return max(1, round(0.75 * self.num_layers))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the model config (less how it was saved or is run), the tokenizer vocabulary, its special
+        tokens and the tokens it puts before a text. Not a hash of the weights: two checkpoints of one
+        architecture and tokenizer share it."""
+        if self._fingerprint is None:
+            config = _clean_config(self.model.config.to_dict())
+            vocab = sorted(self.tokenizer.get_vocab().items())
+            special = sorted((k, str(v)) for k, v in self.tokenizer.special_tokens_map.items())
+            payload = json.dumps({"config": config, "vocab": vocab, "special": special, "bos": self._bos_ids},
+                                 sort_keys=True, default=str)
+            self._fingerprint = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ text
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, no special tokens added."""
+        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def decode(self, ids, *, skip_special_tokens: bool = True) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    # ------------------------------------------------------------------ states
+
+    def hidden_states(self, texts: Sequence[str | Sequence[int]], *, layers: list[int] | None = None,
+                      max_length: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Hidden states ``[B, T, d]`` per requested layer (0 = embeddings, ``num_layers`` = last, after the
+        final norm), and the attention mask ``[B, T]`` (right padding). Strings get ``bos_ids`` in front; token
+        lists are used as given. Sequences longer than ``max_length`` (at most ``max_context``) keep their first
+        tokens; ``last_truncated`` records which were cut."""
+        seqs = self._sequences(texts, lead=True)
+        limit = self.max_context if max_length is None else max(1, min(max_length, self.max_context))
+        self.last_truncated = [len(s) > limit for s in seqs]
+        return self._states([s[:limit] for s in seqs], layers)
+
+    def embed(self, texts: Sequence[str], *, layer: int | None = None, batch_size: int = 16) -> np.ndarray:
+        """``[B, d]`` float32, L2-normalised mean of ``layer``'s hidden states over each text's tokens. Texts longer
+        than the context are read in windows whose means are averaged, weighted by tokens."""
+        layer = self.default_embed_layer if layer is None else layer
+        self._layer_indices([layer])
+        width = self.max_context - len(self._bos_ids)
+        windows: list[tuple[int, list[int], int]] = []  # (text index, ids, leading positions not pooled)
+        for i, text in enumerate(texts):
+            ids = self.encode(text)
+            if not ids:
+                windows.append((i, self._bos_ids or [self._filler_id], 0))
+            for start in range(0, len(ids), width):
+                windows.append((i, self._bos_ids + ids[start:start + width], len(self._bos_ids)))
+        sums = np.zeros((len(texts), self.hidden_size), dtype=np.float64)
+        counts = np.zeros(len(texts), dtype=np.float64)
+        order = sorted(range(len(windows)), key=lambda j: len(windows[j][1]))
+        size = max(1, batch_size)
+        for start in range(0, len(order), size):
+            chunk = [windows[j] for j in order[start:start + size]]
+            (h,), mask = self._states([w[1] for w in chunk], [layer])
+            mask = mask.clone()
+            for row, (_, _, skip) in enumerate(chunk):
+                mask[row, :skip] = 0
+            pooled = (h.float() * mask[..., None].float()).sum(1).cpu().numpy()
+            tokens = mask.sum(1).cpu().numpy()
+            for row, (i, _, _) in enumerate(chunk):
+                sums[i] += pooled[row]
+                counts[i] += tokens[row]
+        means = sums / np.maximum(counts, 1.0)[:, None]
+        norms = np.linalg.norm(means, axis=1, keepdims=True)
+        return (means / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def logits(self, texts: Sequence[str | Sequence[int]], *, delta: LowRankDelta | None = None,
+               prefix: Prefix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, T, V]`` (model dtype) at every text position and the mask ``[B, T]`` (right padding).
+        With a prefix, the text is its continuation (no ``bos_ids`` added) and starts at position ``P``.
+        Gradients flow to trainable delta factors or prefix tensors when the caller has grad enabled."""
+        has_prefix = prefix is not None and prefix.length > 0
+        plen = prefix.length if has_prefix else 0
+        seqs = self._sequences(texts, lead=not has_prefix)
+        longest = max(len(s) for s in seqs)
+        if longest + plen > self.max_context:
+            raise MemkitError(f"a text of {longest} tokens (plus a prefix of {plen}) exceeds the model's context "
+                              f"of {self.max_context} tokens; split it first")
+        ids, mask = self._pad(seqs, left=False)
+        attention = mask
+        if has_prefix:
+            kwargs = dict(past_key_values=self.prefix_cache(prefix, len(seqs)), use_cache=True)
+            attention = torch.cat([mask.new_ones(len(seqs), plen), mask], dim=1)
+        else:
+            kwargs = dict(use_cache=False)
+        with self._delta(delta):
+            out = self.model(input_ids=ids, attention_mask=attention, position_ids=self._positions(mask, plen),
+                             **kwargs)
+        return out.logits, mask
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 32, stop: list[str] | None = None,
+                 delta: LowRankDelta | None = None, prefix: Prefix | None = None, batch_size: int = 8) -> list[str]:
+        """Greedy continuations of ``prompts``; batched output equals one-at-a-time output. Generation ends at EOS
+        or once every sequence has produced a ``stop`` string; texts are cut before their first stop string.
+        Prompts too long for ``max_context - max_new_tokens`` (less the prefix) keep their last tokens;
+        ``last_truncated`` records which."""
+        has_prefix = prefix is not None and prefix.length > 0
+        plen = prefix.length if has_prefix else 0
+        lead = [] if has_prefix else self._bos_ids
+        keep = self.max_context - max_new_tokens - plen - len(lead)
+        if max_new_tokens < 1 or keep < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of "
+                              f"{self.max_context} tokens (prefix {plen}); lower max_new_tokens")
+        seqs, truncated = [], []
+        for prompt in prompts:
+            ids = self.encode(prompt)
+            truncated.append(len(ids) > keep)
+            ids = lead + ids[-keep:] if ids else lead
+            seqs.append(ids or [self._filler_id])
+        stops = [s for s in (stop or []) if s]
+        outputs: list[str] = []
+        total, size = len(seqs), max(1, batch_size)
+        if delta is not None:
+            delta.rows(0, total, total)  # per-sequence factors must match the prompts before anything runs
+        if has_prefix:
+            prefix.rows(0, total, total)
+        with torch.no_grad():
+            for start in range(0, total, size):
+                stop_at = min(start + size, total)
+                part_delta = None if delta is None else delta.rows(start, stop_at, total)
+                part_prefix = prefix.rows(start, stop_at, total) if has_prefix else None
+                with self._delta(part_delta):
+                    outputs.extend(self._generate_batch(seqs[start:stop_at], max_new_tokens, stops, part_prefix))
+        self.last_truncated = truncated
+        return outputs
+
+    def _generate_batch(self, seqs: list[list[int]], max_new_tokens: int, stops: list[str],
+                        prefix: Prefix | None) -> list[str]:
+        n = len(seqs)
+        plen = prefix.length if prefix is not None else 0
+        ids, mask = self._pad(seqs, left=True)
+        positions = self._positions(mask, plen)
+        attention = torch.cat([mask.new_ones(n, plen), mask], dim=1)
+        cache = self.prefix_cache(prefix, n) if prefix is not None else DynamicCache(config=self.model.config)
+        new_tokens: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        last_only = dict(logits_to_keep=1) if self._keeps_logits else {}  # no [B, T, V] logits for the prompt
+        for _ in range(max_new_tokens):
+            out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
+                             past_key_values=cache, use_cache=True, **last_only)
+            cache = out.past_key_values
+            chosen = out.logits[:, -1, :].argmax(dim=-1).tolist()
+            for i, token in enumerate(chosen):
+                if done[i]:
+                    continue
+                if token in self._eos_ids:
+                    done[i] = True
+                    continue
+                new_tokens[i].append(token)
+                if stops and any(s in self.decode(new_tokens[i]) for s in stops):
+                    done[i] = True
+            if all(done):
+                break
+            fed = [self._pad_id if d else t for d, t in zip(done, chosen)]
+            ids = torch.tensor(fed, dtype=torch.long, device=self.device)[:, None]
+            positions = positions[:, -1:] + 1
+            attention = torch.cat([attention, attention.new_ones(n, 1)], dim=1)
+        return [self._cut(self.decode(toks), stops) for toks in new_tokens]
+
+    @staticmethod
+    def _cut(text: str, stops: list[str]) -> str:
+        cuts = [text.find(s) for s in stops if s in text]
+        return text[:min(cuts)] if cuts else text
+
+    # ------------------------------------------------------------------ hook points
+
+    def linear_modules(self) -> dict[str, torch.nn.Module]:
+        """Targetable linears (``nn.Linear`` and ``Conv1D``) by full module name."""
+        if self._linears is None:
+            self._linears = linear_modules(self.model)
+        return dict(self._linears)
+
+    def target_modules(self, kind: str = "attn_out") -> list[str]:
+        """Names of the attention (``attn_out``) or MLP (``mlp_out``) output projection of every decoder layer."""
+        return target_module_names(self.model, self.num_layers, kind)
+
+    def module_shape(self, name: str) -> tuple[int, int]:
+        """``(d_in, d_out)`` of the named linear module."""
+        modules = self.linear_modules()
+        if name not in modules:
+            raise ConfigError(f"{name!r} is not a linear module of this model")
+        return module_shape(modules[name])
+
+    @contextmanager
+    def apply_delta(self, delta: LowRankDelta) -> Iterator[None]:
+        """Add ``delta`` to its modules' outputs inside the context; base weights are never touched."""
+        with delta_hooks(self.linear_modules(), delta):
+            yield
+
+    def prefix_cache(self, prefix: Prefix, batch_size: int) -> DynamicCache:
+        """A fresh transformers ``DynamicCache`` holding ``prefix``, expanded to ``batch_size``."""
+        return build_prefix_cache(prefix, batch_size, config=self.model.config, num_layers=self.num_layers,
+                                  num_kv_heads=self.num_kv_heads, head_dim=self.head_dim,
+                                  device=self.device, dtype=self.dtype)
+
+    def prefix_from_text(self, text: str) -> Prefix:
+        """The key/value cache of reading ``text`` (with ``bos_ids``), as a ``Prefix`` of batch 1."""
+        seq = self._bos_ids + self.encode(text)
+        if not seq:
+            raise MemkitError("cannot build a prefix from an empty text")
+        if len(seq) > self.max_context:
+            raise MemkitError(f"a text of {len(seq)} tokens exceeds the model's context of {self.max_context}")
+        ids = torch.tensor([seq], dtype=torch.long, device=self.device)
+        cache = DynamicCache(config=self.model.config)
+        with torch.no_grad():
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        return Prefix.from_cache(out.past_key_values)
+
+    # ------------------------------------------------------------------ internals
+
+    def _delta(self, delta: LowRankDelta | None):
+        return nullcontext() if delta is None else self.apply_delta(delta)
+
+    def _sequences(self, texts: Sequence[str | Sequence[int]], *, lead: bool) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        if len(texts) == 0:
+            raise MemkitError("no texts given")
+        seqs = []
+        for text in texts:
+            if isinstance(text, str):
+                seq = (self._bos_ids if lead else []) + self.encode(text)
+            else:
+                seq = [int(t) for t in text]
+            if not seq:
+                raise MemkitError("cannot run the model on an empty text")
+            seqs.append(seq)
+        return seqs
+
+    def _states(self, seqs: list[list[int]], layers: list[int] | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        idx = self._layer_indices(layers)
+        ids, mask = self._pad(seqs, left=False)
+        backbone = getattr(self.model, "base_model", self.model)
+        with torch.no_grad():
+            out = backbone(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask, 0),
+                           output_hidden_states=True, use_cache=False)
+        return [out.hidden_states[i] for i in idx], mask
+
+    def _layer_indices(self, layers: list[int] | None) -> list[int]:
+        n = self.num_layers
+        if layers is None:
+            return list(range(n + 1))
+        idx = []
+        for layer in layers:
+            if not -(n + 1) <= layer <= n:
+                raise ConfigError(f"layer {layer} is out of range; this model has layers 0..{n} (0 = embeddings)")
+            idx.append(layer % (n + 1))
+        return idx
+
+    def _pad(self, seqs: list[list[int]], *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            span = slice(width - len(s), width) if left else slice(0, len(s))
+            ids[i, span] = torch.tensor(s, dtype=torch.long)
+            mask[i, span] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @staticmethod
+    def _positions(mask: torch.Tensor, offset: int) -> torch.Tensor:
+        """Position of each token: its index among the real tokens of its row, after ``offset`` prefix slots."""
+        return (mask.cumsum(dim=-1) - 1).clamp(min=0) + offset
+
+    @property
+    def _filler_id(self) -> int:
+        """A token to read when a text is empty and the tokenizer adds nothing in front."""
+        for tid in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id, self._pad_id):
+            if tid is not None:
+                return int(tid)
+        return 0
+
+    def _collect_eos_ids(self) -> set[int]:
+        found: set[int] = set()
+        gen = getattr(self.model, "generation_config", None)
+        for source in (self.tokenizer.eos_token_id, getattr(gen, "eos_token_id", None),
+                       getattr(self._config, "eos_token_id", None)):
+            if isinstance(source, int):
+                found.add(source)
+            elif isinstance(source, (list, tuple)):
+                found.update(int(t) for t in source)
+        return found
+
+    def _probe_lead_tokens(self) -> list[int]:
+        probe = "memkit probe"
+        plain = list(self.tokenizer(probe, add_special_tokens=False)["input_ids"])
+        full = list(self.tokenizer(probe, add_special_tokens=True)["input_ids"])
+        for i in range(len(full) - len(plain) + 1):
+            if full[i:i + len(plain)] == plain:
+                return full[:i]
+        return []

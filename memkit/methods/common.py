@@ -1,0 +1,125 @@
+"""Shared parts of the methods: validated config dataclasses and answering through the frozen LM.
+
+Owns: ``MethodConfig`` (options parsed from ``KEY=VALUE`` strings or a stored dict, checked in one place,
+errors naming the option) and ``TextAnswerer`` (fits passages into the LM's window, generates, builds the
+``Answer``). Knows nothing of storage or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+
+from memkit.errors import ConfigError
+from memkit.methods.base import Answer, Context, Retrieved, Source, snippet
+from memkit.prompts import STOP, qa_prompt
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """Base of every method's options. Subclasses add documented fields and extend ``validate``."""
+
+    max_new_tokens: int = 32
+    """Longest answer the LM may generate, in tokens."""
+
+    @classmethod
+    def from_dict(cls, values: dict | None, method: str) -> "MethodConfig":
+        values = dict(values or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r} for method {method}; "
+                              f"known options: {', '.join(sorted(known))}")
+        hints = typing.get_type_hints(cls)
+        parsed = {name: _coerce(value, hints[name], name) for name, value in values.items()}
+        config = cls(**parsed)
+        config.validate(method)
+        return config
+
+    def validate(self, method: str) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"option max_new_tokens of method {method} must be at least 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value, hint, name: str):
+    """Parse a string option into the field's type (int, float, bool, str, or Optional of them)."""
+    if not isinstance(value, str):
+        return value
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    target = args[0] if args else hint
+    if value.lower() in ("none", "null", "") and type(None) in typing.get_args(hint):
+        return None
+    try:
+        if target is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name}={value!r} is not a valid {getattr(target, '__name__', target)}") from None
+
+
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``, refusing items without '='."""
+    out = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"option {item!r} is not KEY=VALUE (--option)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class TextAnswerer:
+    """Answers a question from text passages with the frozen LM, within its context window."""
+
+    def __init__(self, lm, max_new_tokens: int):
+        self.lm = lm
+        self.max_new_tokens = max_new_tokens
+
+    def budget(self, question: str) -> int:
+        """Tokens left for passages once the question and the answer are accounted for."""
+        frame = self.lm.count_tokens(qa_prompt(question, ["x"])) + len(self.lm.bos_ids)
+        return self.lm.max_context - self.max_new_tokens - frame
+
+    def fit(self, question: str, passages: list[str]) -> tuple[list[str], int, bool]:
+        """Keep passages in order while they fit; the first one is cut at the window if it alone is too long.
+
+        Returns the kept passages, how many were kept whole or cut, and whether anything was cut.
+        """
+        left = self.budget(question)
+        kept: list[str] = []
+        for passage in passages:
+            need = self.lm.count_tokens(passage) + 2
+            if need <= left:
+                kept.append(passage)
+                left -= need
+                continue
+            if not kept and left > 0:
+                ids = self.lm.encode(passage)[: max(left - 2, 1)]
+                kept.append(self.lm.decode(ids))
+            return kept, len(kept), True
+        return kept, len(kept), False
+
+    def context(self, question: str, retrieved: list[Retrieved], limit: int, **extras) -> Context:
+        """The best ``limit`` retrieved passages that fit the window, with their sources."""
+        ranked = sorted(retrieved, key=lambda r: -r.score)[:limit]
+        passages, kept, cut = self.fit(question, [r.text for r in ranked])
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked[:kept]]
+        return Context(question=question, passages=passages, sources=sources,
+                       extras={"truncated": cut, "retrieved": len(ranked), **extras})
+
+    def answer(self, context: Context, method: str) -> Answer:
+        start = time.perf_counter()
+        prompt = qa_prompt(context.question, context.passages)
+        text = self.lm.generate([prompt], max_new_tokens=self.max_new_tokens, stop=STOP)[0].strip()
+        timings = dict(context.extras.get("timings", {}))
+        timings["generate"] = (time.perf_counter() - start) * 1000
+        info = {"prompt_tokens": self.lm.count_tokens(prompt),
+                "truncated": bool(context.extras.get("truncated", False))}
+        return Answer(question=context.question, text=text, method=method,
+                      sources=context.sources, timings=timings, info=info)

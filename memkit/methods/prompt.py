@@ -1,0 +1,64 @@
+"""Full-context prompting: whole documents in the prompt, the upper bound the papers compare against.
+
+Each document gets one key (its mean-pooled hidden state, over windows when it is long). A question ranks the
+documents by key and puts as many whole documents as fit in the LM's window into the prompt, best first; when
+the best one alone is too long it is cut at the window and the answer says so. Knows nothing of storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from memkit.embedders import build_embedder
+from memkit.errors import ConfigError
+from memkit.methods.base import Answer, Context, Record, Retrieved
+from memkit.methods.common import MethodConfig, TextAnswerer
+
+
+@dataclasses.dataclass
+class PromptConfig(MethodConfig):
+    """Options of full-context prompting."""
+
+    max_docs: int = 16
+    """Most documents a question retrieves before fitting them into the window."""
+    embedder: str = "lm"
+    """Key encoder: "lm" (the frozen LM's hidden states) or a sentence-embedding model's hub id or directory."""
+    embed_layer: int | None = None
+    """Layer of the frozen LM whose states make keys (default: a late-middle layer)."""
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.max_docs < 1:
+            raise ConfigError(f"option max_docs of method {method} must be at least 1")
+
+
+class Prompt:
+    name = "prompt"
+    needs_payload = False
+
+    def __init__(self, lm, config: PromptConfig):
+        self.lm = lm
+        self.config = config
+        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
+        self.key_dim = self.embedder.dim
+        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    def encode(self, texts: Sequence[str]) -> list[list[Record]]:
+        keys = self.embedder.embed(list(texts))
+        return [[Record(kind="doc", key=key)] for key in keys]
+
+    def query_key(self, question: str):
+        return self.embedder.embed([question])[0]
+
+    def search_size(self, top_k: int | None) -> int:
+        return top_k or self.config.max_docs
+
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+        return self.answerer.context(question, retrieved, self.search_size(top_k))
+
+    def answer(self, context: Context) -> Answer:
+        return self.answerer.answer(context, self.name)

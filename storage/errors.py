@@ -1,0 +1,116 @@
+"""Errors the store raises for ordinary mistakes and damaged stores.
+
+Owns: the exception classes of the ``storage`` package. Every message is one line that says what went wrong and
+what to do; the CLI prints it without a traceback and exits with ``exit_code``. Knows nothing of the CLI, of
+models or of the memkit library (so these classes do not derive from memkit's own error base).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class StoreError(Exception):
+    """Base of every error the store reports to a user as one line."""
+
+    exit_code = 3
+
+
+class NotAStoreError(StoreError):
+    """A path that is not a memkit store (missing, a file, or a directory without ``store.json``)."""
+
+    def __init__(self, path: Path | str, reason: str | None = None):
+        self.path = Path(path)
+        if reason is None:
+            reason = f"{self.path} is not a memkit store; run `memkit init --store {self.path}` to create one"
+        super().__init__(reason)
+
+
+class StoreExistsError(StoreError):
+    """``create`` was asked to make a store where one already exists."""
+
+    def __init__(self, path: Path | str, reason: str | None = None):
+        self.path = Path(path)
+        if reason is None:
+            reason = f"a memkit store already exists at {self.path}; open it, or choose another --store"
+        super().__init__(reason)
+
+
+class StoreLockedError(StoreError):
+    """A second process asked to write a store that another process is writing."""
+
+    def __init__(self, path: Path | str, pid: int | None):
+        self.path = Path(path)
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(
+            f"store {self.path} is being written by another memkit process ({who}); wait for it to finish"
+        )
+
+
+class ModelMismatchError(StoreError):
+    """The model offered to a store differs from the model the store was built with."""
+
+    def __init__(self, path: Path | str, store_model: str, offered_model: str):
+        self.path = Path(path)
+        self.store_model = store_model
+        self.offered_model = offered_model
+        super().__init__(
+            f"store {self.path} was built with model {store_model!r}, not {offered_model!r}; "
+            f"use `memkit init --store OTHER` to make a store for the new model"
+        )
+
+
+class CorruptBlobError(StoreError):
+    """A memory payload whose file is missing or whose bytes no longer match their checksum."""
+
+    def __init__(self, document_id: int, memory_id: int, path: Path | str, reason: str = "failed its checksum"):
+        self.document_id = document_id
+        self.memory_id = memory_id
+        self.path = Path(path)
+        super().__init__(
+            f"blob of memory {memory_id} of document {document_id} {reason} ({self.path}); "
+            f"run `memkit doctor` to list every damaged document, then remove and re-ingest it"
+        )
+
+
+class DocumentNotFoundError(StoreError):
+    """A document id that the collection does not hold."""
+
+    def __init__(self, document_id: int):
+        self.document_id = document_id
+        super().__init__(f"no document with id {document_id} in this store; `memkit list` shows the ids")
+
+
+class MemoryNotFoundError(StoreError):
+    """A memory id that the collection does not hold."""
+
+    def __init__(self, memory_id: int):
+        self.memory_id = memory_id
+        super().__init__(f"no memory with id {memory_id} in this store")
+
+
+class CollectionNotFoundError(StoreError):
+    """A collection name that the store does not hold."""
+
+    def __init__(self, path: Path | str, name: str, available: list[str]):
+        self.path = Path(path)
+        self.name = name
+        names = ", ".join(repr(n) for n in available) or "none"
+        super().__init__(f"store {self.path} has no collection {name!r} (it has: {names})")
+
+
+class DimensionMismatchError(StoreError):
+    """A key vector whose length differs from the collection's key dimension."""
+
+    def __init__(self, expected: int, got: int | tuple[int, ...], what: str = "key"):
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"{what} has dimension {got} but this store's keys have dimension {expected}; "
+            f"the store was built by a different method or model configuration"
+        )
+
+
+class StoreFormatError(StoreError):
+    """A store written by a newer memkit (unknown format or migrations) that this version cannot read safely."""

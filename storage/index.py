@@ -1,0 +1,150 @@
+"""The vector index: exact inner-product search over memory keys, ids equal to ``memories.id``.
+
+Owns: a FAISS ``IndexIDMap2(IndexFlatIP(dim))`` in memory, and its file pair ``<name>.faiss`` (the serialised
+index) + ``<name>.json`` (``{"generation": N, "dim": D, "count": C}``), both written atomically. The index is
+a cache of the keys kept in SQL; the store decides when it is stale and rebuilds it. Keys are expected to be
+L2-normalised by the caller (inner product is then cosine); nothing here normalises. When faiss was built with
+GPU support and a CUDA device is present, large indexes are searched through a GPU copy; the CPU index stays
+the one that is mutated and saved. Knows nothing of SQL, documents, blobs or models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from storage.blobs import write_atomic
+
+log = logging.getLogger(__name__)
+
+GPU_MIN_VECTORS = 20_000
+"""Below this many vectors CPU flat search takes well under a millisecond; copying to a GPU is not worth it."""
+GPU_MAX_K = 2048
+"""FAISS GPU flat search refuses larger k; such searches run on the CPU index."""
+
+
+def gpu_available() -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def read_sidecar(path: Path) -> dict | None:
+    """The sidecar of index file ``path`` (``generation``, ``dim``, ``count``), or None if absent or unreadable."""
+    try:
+        meta = json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("generation", "dim", "count")):
+        return None
+    return meta
+
+
+class VectorIndex:
+    """Exact maximum-inner-product search over float32 vectors of one dimension, keyed by int64 ids."""
+
+    def __init__(self, dim: int, *, use_gpu: bool | None = None):
+        if dim <= 0:
+            raise ValueError(f"index dimension must be positive, got {dim}")
+        self.dim = dim
+        self._cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._use_gpu = gpu_available() if use_gpu is None else use_gpu
+        self._gpu = None  # search copy on the GPU, rebuilt lazily after any change
+        self._gpu_resources = None
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._cpu.ntotal)
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (int64, in insertion order)."""
+        return faiss.vector_to_array(self._cpu.id_map).astype(np.int64, copy=False)
+
+    def _vectors(self, vecs: np.ndarray) -> np.ndarray:
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of shape [n, {self.dim}], got {list(vecs.shape)}")
+        return vecs
+
+    def add(self, ids, vecs: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vecs = self._vectors(vecs)
+        if len(ids) != len(vecs):
+            raise ValueError(f"{len(ids)} ids for {len(vecs)} vectors")
+        if len(ids) == 0:
+            return
+        self._cpu.add_with_ids(vecs, ids)
+        self._gpu = None
+
+    def remove(self, ids) -> int:
+        """Removes the given ids (unknown ids are ignored); returns how many vectors went."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) == 0:
+            return 0
+        self._gpu = None
+        return int(self._cpu.remove_ids(ids))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The ``k`` best ids per query row, best first: ``(scores, ids)``, one 1-D array per query.
+
+        Rows hold fewer than ``k`` results when the index has fewer vectors (FAISS's ``-1`` fillers are dropped).
+        """
+        queries = self._vectors(queries)
+        k = min(int(k), self.ntotal)
+        if k <= 0 or len(queries) == 0:
+            n = len(queries)
+            return [np.empty(0, np.float32)] * n, [np.empty(0, np.int64)] * n
+        scores, ids = self._search_index(k).search(queries, k)
+        keep = ids >= 0
+        return [s[m] for s, m in zip(scores, keep)], [i[m] for i, m in zip(ids, keep)]
+
+    def _search_index(self, k: int):
+        if not self._use_gpu or self.ntotal < GPU_MIN_VECTORS or k > GPU_MAX_K:
+            return self._cpu
+        if self._gpu is None:
+            try:
+                if self._gpu_resources is None:
+                    self._gpu_resources = faiss.StandardGpuResources()
+                self._gpu = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._cpu)
+            except Exception as e:  # a faiss build or device that cannot host this index: stay on the CPU
+                log.warning("GPU index unavailable, searching on the CPU: %s", e)
+                self._use_gpu = False
+                return self._cpu
+        return self._gpu
+
+    def save(self, path: Path, generation: int) -> None:
+        """Writes the index to ``path`` and its sidecar json, each atomically (index first, then sidecar).
+
+        A crash between the two leaves a sidecar with the old generation, which marks the file stale.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, faiss.serialize_index(self._cpu).tobytes())
+        meta = {"generation": int(generation), "dim": self.dim, "count": self.ntotal}
+        write_atomic(sidecar_path(path), json.dumps(meta).encode())
+
+    @classmethod
+    def load(cls, path: Path, *, use_gpu: bool | None = None) -> VectorIndex:
+        """Reads an index written by ``save``; raises ``ValueError`` for a file that is not such an index."""
+        raw = np.frombuffer(Path(path).read_bytes(), dtype=np.uint8)
+        try:
+            index = faiss.deserialize_index(raw)  # already the concrete class; it owns the C++ object
+        except RuntimeError as e:
+            raise ValueError(f"{path} is not a readable FAISS index ({e})") from e
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise ValueError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2")
+        out = cls(index.d, use_gpu=use_gpu)
+        out._cpu = index
+        return out
+
+    @classmethod
+    def build(cls, dim: int, ids, vecs: np.ndarray, *, use_gpu: bool | None = None) -> VectorIndex:
+        index = cls(dim, use_gpu=use_gpu)
+        index.add(ids, vecs)
+        return index

@@ -1,0 +1,76 @@
+"""The single-writer lock of a store.
+
+Owns: ``<store>/write.lock``, held with ``flock`` (exclusive, non-blocking) by the one process that writes the
+store, with that process's pid written inside so a refused writer can say who holds it. The kernel drops an
+flock when its file descriptor closes, so the lock also goes away when the holder exits or crashes; a stale
+file with a dead pid never blocks anyone. flock locks belong to an open file description, so a second
+``WriterLock`` on the same file conflicts even within one process. Readers take no lock. Knows nothing of SQL,
+FAISS, blobs or models.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from storage.errors import StoreLockedError
+
+LOCK_FILE = "write.lock"
+
+
+class WriterLock:
+    """``flock`` on ``<store>/write.lock``; ``acquire`` raises ``StoreLockedError`` naming the holder's pid."""
+
+    def __init__(self, store_root: Path):
+        self.store_root = Path(store_root)
+        self.path = self.store_root / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> WriterLock:
+        if self._fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise StoreLockedError(self.store_root, pid) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Gives the lock up; safe to call twice. The file stays, empty, for the next writer."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> WriterLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,144 @@
+"""Versioned, ordered, named schema migrations, applied when a store is opened.
+
+Owns: the list ``MIGRATIONS`` and ``migrate(engine)``, which applies the ones a database has not seen, in
+order, inside one transaction, and records each in ``schema_migrations``. A migration is frozen history: it
+describes the tables as they were when it was written (with its own ``MetaData``, never the ORM classes of
+``schema.py``, which follow the newest schema). To change the schema, append a migration here and change
+``schema.py`` to match. Knows nothing of models, blobs or FAISS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+)
+
+from storage.errors import StoreFormatError
+from storage.schema import utc_now
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    """Unique and sortable; ``NNNN_what_it_does``."""
+    apply: Callable[[Connection], None]
+    """Runs the migration's statements on a connection that is inside the migration transaction."""
+
+
+def _0001_initial(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "collections",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(200), nullable=False, unique=True),
+        Column("model_id", Text, nullable=False),
+        Column("model_revision", Text),
+        Column("model_fingerprint", String(200), nullable=False),
+        Column("method", String(200), nullable=False),
+        Column("method_config", JSON, nullable=False),
+        Column("key_dim", Integer),
+        Column("generation", Integer, nullable=False),
+        Column("created_at", String(32), nullable=False),
+    )
+    Table(
+        "documents",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+        Column("source", Text, nullable=False),
+        Column("content_hash", String(64), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("timestamp", String(64)),
+        Column("stream", String(200)),
+        Column("position", Integer),
+        Column("external_id", String(200)),
+        Column("status", String(32), nullable=False),
+        Column("meta", JSON, nullable=False),
+        Column("created_at", String(32), nullable=False),
+        UniqueConstraint("collection_id", "content_hash", name="uq_documents_collection_hash"),
+        Index("ix_documents_collection_id", "collection_id"),
+        Index("ix_documents_stream", "stream"),
+        sqlite_autoincrement=True,
+    )
+    Table(
+        "memories",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("document_id", Integer, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+        Column("kind", String(64), nullable=False),
+        Column("blob_path", String(300)),
+        Column("shapes", JSON, nullable=False),
+        Column("dtypes", JSON, nullable=False),
+        Column("nbytes", Integer, nullable=False),
+        Column("checksum", String(64)),
+        Column("span_start", Integer),
+        Column("span_end", Integer),
+        Column("key", LargeBinary),
+        Column("meta", JSON, nullable=False),
+        Index("ix_memories_document_id", "document_id"),
+        sqlite_autoincrement=True,
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration("0001_initial", _0001_initial),
+]
+
+_LEDGER = MetaData()
+_ledger = Table(
+    "schema_migrations",
+    _LEDGER,
+    Column("name", String(200), primary_key=True),
+    Column("applied_at", String(32), nullable=False),
+)
+
+
+def applied_migrations(conn: Connection) -> list[str]:
+    """Names recorded in ``schema_migrations``, oldest first; empty for a fresh database."""
+    _LEDGER.create_all(conn)
+    rows = conn.execute(select(_ledger.c.name, _ledger.c.applied_at)).all()
+    return [name for name, _ in sorted(rows, key=lambda r: (r.applied_at, r.name))]
+
+
+def migrate(engine: Engine, migrations: list[Migration] | None = None) -> list[str]:
+    """Applies the pending migrations in one transaction; returns the names it applied (oldest first).
+
+    Raises ``StoreFormatError`` when the database records a migration this code does not know (a store
+    written by a newer memkit). A migration that fails rolls back every statement of this call.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    names = [m.name for m in migrations]
+    if len(set(names)) != len(names) or names != sorted(names):
+        raise ValueError(f"migration names must be unique and in order: {names}")
+    with engine.begin() as conn:
+        done = set(applied_migrations(conn))
+        unknown = sorted(done - set(names))
+        if unknown:
+            raise StoreFormatError(
+                f"the store's database has migrations this memkit does not know ({', '.join(unknown)}); "
+                f"upgrade memkit to open it"
+            )
+        pending = [m for m in migrations if m.name not in done]
+        for m in pending:
+            m.apply(conn)
+            conn.execute(insert(_ledger).values(name=m.name, applied_at=utc_now()))
+    return [m.name for m in pending]

@@ -1,0 +1,83 @@
+"""Read queries of one collection, returning plain values.
+
+Owns: the SELECTs the store runs for reads (documents with their memory counts, memories, the rows that fill
+search hits, the keys that rebuild the index), each scoped to one collection. Knows nothing of FAISS files,
+blobs' contents or models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from storage.rows import document_row, span_of
+from storage.schema import Document, Memory, decode_key
+from storage.types import DocumentRow
+
+SQL_CHUNK = 500
+"""Ids per ``IN (...)`` clause, well under every database's bound-parameter limit."""
+
+
+def documents(s: Session, collection_id: int, collection: str, query: Select) -> list[DocumentRow]:
+    """Runs ``query`` (a ``select(Document)`` with any filters and order) with each document's memory count."""
+    counts = select(Memory.document_id, func.count(Memory.id).label("n")).group_by(Memory.document_id).subquery()
+    query = (
+        query.add_columns(func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.document_id == Document.id)
+        .where(Document.collection_id == collection_id)
+    )
+    return [document_row(d, collection, n) for d, n in s.execute(query).all()]
+
+
+def stream_length(s: Session, collection_id: int, stream: str) -> int:
+    """Documents in ``stream``, or one past its largest position if that is more (after removals)."""
+    count, top = s.execute(
+        select(func.count(Document.id), func.max(Document.position)).where(
+            Document.collection_id == collection_id, Document.stream == stream
+        )
+    ).one()
+    return max(count, -1 if top is None else top + 1)
+
+
+def memory(s: Session, collection_id: int, memory_id: int) -> Memory | None:
+    return s.scalar(
+        select(Memory)
+        .join(Document, Document.id == Memory.document_id)
+        .where(Memory.id == memory_id, Document.collection_id == collection_id)
+    )
+
+
+def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | None) -> dict[int, tuple]:
+    """``memory id -> (document_id, kind, span, meta, source)`` for the ids SQL still holds (of ``kinds``)."""
+    out: dict[int, tuple] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), SQL_CHUNK):
+        query = (
+            select(
+                Memory.id, Memory.document_id, Memory.kind, Memory.span_start, Memory.span_end, Memory.meta,
+                Document.source,
+            )
+            .join(Document, Document.id == Memory.document_id)
+            .where(Memory.id.in_(ordered[start : start + SQL_CHUNK]), Document.collection_id == collection_id)
+        )
+        if kinds is not None:
+            query = query.where(Memory.kind.in_(sorted(kinds)))
+        for r in s.execute(query):
+            out[r.id] = (r.document_id, r.kind, span_of(r.span_start, r.span_end), dict(r.meta or {}), r.source)
+    return out
+
+
+def keys(s: Session, collection_id: int, batch: int = 10_000) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Every key of the collection in id order, as ``(ids, [n, dim] float32)`` batches."""
+    rows = s.execute(
+        select(Memory.id, Memory.key)
+        .join(Document, Document.id == Memory.document_id)
+        .where(Document.collection_id == collection_id, Memory.key.is_not(None))
+        .order_by(Memory.id)
+        .execution_options(yield_per=batch)
+    )
+    for part in rows.partitions():
+        yield [r.id for r in part], np.stack([decode_key(r.key) for r in part])

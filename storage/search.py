@@ -1,0 +1,54 @@
+"""Search: nearest keys from the vector index, joined with their SQL rows.
+
+Owns: turning index results into ``Hit`` values, best first. The index may hold ids whose rows are gone (a
+reader's index that has not caught up) and a kind filter may reject many of the nearest keys, so this asks the
+index for more candidates, four times as many each round, until every query has ``k`` hits or the index has no
+more to give. Knows nothing of models or blob files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from storage import queries
+from storage.index import VectorIndex
+from storage.types import Hit
+
+KIND_OVERFETCH = 4
+"""With a kind filter, the first round asks for this many times ``k`` candidates."""
+
+
+def search_joined(
+    index: VectorIndex | None,
+    session: Callable[[], Session],
+    collection_id: int,
+    keys: np.ndarray,
+    k: int,
+    kinds: set[str] | None,
+) -> list[list[Hit]]:
+    """The ``k`` best hits for each row of ``keys`` ([q, d] float32) among memories SQL holds (of ``kinds``)."""
+    results: list[list[Hit]] = [[] for _ in range(len(keys))]
+    total = 0 if index is None else index.ntotal
+    if k <= 0 or total == 0 or (kinds is not None and not kinds):
+        return results
+    pending = list(range(len(keys)))
+    fetch = min(total, k if kinds is None else KIND_OVERFETCH * k)
+    while pending:
+        scores, ids = index.search(keys[pending], fetch)
+        with session() as s:
+            rows = queries.hit_rows(s, collection_id, {i for row in ids for i in row.tolist()}, kinds)
+        short = []
+        for q, q_scores, q_ids in zip(pending, scores, ids):
+            hits = []
+            for score, memory_id in zip(q_scores.tolist(), q_ids.tolist()):
+                if memory_id in rows and len(hits) < k:
+                    document_id, kind, span, meta, source = rows[memory_id]
+                    hits.append(Hit(memory_id, document_id, score, kind, span, meta, source))
+            results[q] = hits
+            if len(hits) < k and fetch < total:
+                short.append(q)
+        pending, fetch = short, min(total, 4 * fetch)
+    return results

@@ -1,0 +1,49 @@
+"""Fixtures for CLI tests: a tiny random model on disk and a runner that invokes the app in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from experiments.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return build_tiny_model("llama", tmp_path_factory.mktemp("models") / "tiny-llama", seed=0, max_positions=256)
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory):
+    return build_tiny_model("gpt2", tmp_path_factory.mktemp("models") / "tiny-gpt2", seed=1, max_positions=256)
+
+
+class Memkit:
+    """Runs ``memkit --store STORE ...`` in-process and keeps the result."""
+
+    def __init__(self, store):
+        self.store = store
+        self.runner = CliRunner()
+
+    def __call__(self, *args, input=None):
+        return self.runner.invoke(app, ["--store", str(self.store), *map(str, args)], input=input)
+
+    def json(self, *args, input=None):
+        result = self(*args, "--json", input=input)
+        assert result.exit_code == 0, result.output + result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def memkit(tmp_path):
+    return Memkit(tmp_path / "store")
+
+
+@pytest.fixture
+def rag_store(memkit, model_dir):
+    result = memkit("init", "--model", model_dir, "--method", "rag", "-o", "chunk_tokens=32", "-o", "chunk_overlap=4")
+    assert result.exit_code == 0, result.output + result.stderr
+    return memkit

@@ -1,0 +1,43 @@
+"""Shared test fixtures: tiny random models of every family, built locally once per session; nothing downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from experiments.tiny_model import FAMILIES, build_tiny_model, build_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """The small byte-level BPE tokenizer the tiny models share (<s>=0, </s>=1, <pad>=2)."""
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Callable[..., Path]:
+    """``tiny_model_dir(family, seed=0, max_positions=256)``: a saved tiny model directory, built on first use."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    built: dict[tuple[str, int, int], Path] = {}
+
+    def get(family: str, *, seed: int = 0, max_positions: int = 256) -> Path:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}")
+        key = (family, seed, max_positions)
+        if key not in built:
+            out = root / f"{family}-s{seed}-p{max_positions}"
+            built[key] = build_tiny_model(family, out, seed=seed, max_positions=max_positions,
+                                          tokenizer=tiny_tokenizer)
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    """The tiny llama model as a ``FrozenLM`` (CPU, float32). Shared: do not leave hooks or state on it."""
+    from memkit.lm import FrozenLM
+
+    return FrozenLM.load(str(tiny_model_dir("llama")), device="cpu", dtype="float32")

@@ -1,0 +1,112 @@
+"""The parts under the store: blob files, the vector index and its files, and what the package imports."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from storage.blobs import BlobIntegrityError, BlobStore
+from storage.index import VectorIndex, gpu_available, read_sidecar
+from storehelpers import brute_force, unit_rows
+
+
+def test_blob_write_read_round_trip_and_layout(tmp_path, rng):
+    blobs = BlobStore(tmp_path)
+    tensors = {"a": rng.standard_normal((3, 4)).astype(np.float32), "b": np.arange(5, dtype=np.int32)}
+    rel, checksum, nbytes = blobs.write(tensors)
+    assert re.fullmatch(r"blobs/([0-9a-f]{2})/\1[0-9a-f]{30}\.safetensors", rel)
+    data = (tmp_path / rel).read_bytes()
+    assert checksum == hashlib.sha256(data).hexdigest() and nbytes == len(data)
+    loaded = blobs.read(rel, checksum)
+    assert all(np.array_equal(loaded[k], v) and loaded[k].dtype == v.dtype for k, v in tensors.items())
+    assert blobs.list_all() == [rel]  # no temp file left behind
+
+    rel2, checksum2, _ = blobs.write({"a": np.zeros(1, np.float32)})
+    assert rel2 != rel and checksum2 != checksum
+    assert blobs.list_all() == sorted([rel, rel2])
+    blobs.delete(rel)
+    blobs.delete(rel)  # already gone: fine
+    assert blobs.list_all() == [rel2]
+    assert not (tmp_path / rel).parent.exists() or (tmp_path / rel).parent == (tmp_path / rel2).parent
+
+
+def test_blob_read_refuses_a_wrong_checksum_or_a_missing_file(tmp_path):
+    blobs = BlobStore(tmp_path)
+    rel, checksum, _ = blobs.write({"x": np.ones(8, np.float16)})
+    with pytest.raises(BlobIntegrityError, match="checksum"):
+        blobs.read(rel, "0" * 64)
+    (tmp_path / rel).unlink()
+    with pytest.raises(BlobIntegrityError, match="missing"):
+        blobs.read(rel, checksum)
+    with pytest.raises(ValueError):
+        blobs.write({})
+
+
+def test_index_search_matches_brute_force_and_drops_fillers(rng):
+    vecs = unit_rows(rng, 50, 8)
+    ids = np.arange(1000, 1050)
+    index = VectorIndex.build(8, ids, vecs, use_gpu=False)
+    for q in unit_rows(rng, 10, 8):
+        scores, found = index.search(q[None], 7)
+        truth, truth_scores = brute_force(vecs, ids, q, 7)
+        assert found[0].tolist() == truth
+        np.testing.assert_allclose(scores[0], truth_scores, rtol=1e-5, atol=1e-6)
+    small = VectorIndex.build(8, [1, 2], vecs[:2], use_gpu=False)
+    scores, found = small.search(vecs[:3], 5)
+    assert [len(f) for f in found] == [2, 2, 2] and all((f >= 0).all() for f in found)
+    empty = VectorIndex(8, use_gpu=False)
+    assert [len(f) for f in empty.search(vecs[:2], 3)[1]] == [0, 0]
+
+
+def test_index_remove_and_wrong_shapes(rng):
+    vecs = unit_rows(rng, 10, 4)
+    index = VectorIndex.build(4, np.arange(10), vecs, use_gpu=False)
+    assert index.remove([3, 4, 99]) == 2
+    assert index.ntotal == 8 and sorted(index.ids().tolist()) == [0, 1, 2, 5, 6, 7, 8, 9]
+    assert 3 not in index.search(vecs[3][None], 8)[1][0].tolist()
+    with pytest.raises(ValueError):
+        index.add([1], unit_rows(rng, 1, 5))
+    with pytest.raises(ValueError):
+        index.add([1, 2], unit_rows(rng, 1, 4))
+
+
+def test_index_save_load_round_trip_with_sidecar(tmp_path, rng):
+    vecs = unit_rows(rng, 30, 6)
+    index = VectorIndex.build(6, np.arange(30) * 7, vecs, use_gpu=False)
+    path = tmp_path / "index" / "3.faiss"
+    index.save(path, generation=41)
+    assert read_sidecar(path) == {"generation": 41, "dim": 6, "count": 30}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["3.faiss", "3.json"]  # no temp files
+    loaded = VectorIndex.load(path, use_gpu=False)
+    assert loaded.dim == 6 and loaded.ntotal == 30
+    q = unit_rows(rng, 5, 6)
+    assert [f.tolist() for f in loaded.search(q, 4)[1]] == [f.tolist() for f in index.search(q, 4)[1]]
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError):
+        VectorIndex.load(path)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="faiss has no GPU support or no CUDA device is present")
+def test_gpu_search_equals_cpu_search(rng):
+    vecs = unit_rows(rng, 25_000, 32)
+    ids = np.arange(len(vecs))
+    gpu = VectorIndex.build(32, ids, vecs, use_gpu=True)
+    cpu = VectorIndex.build(32, ids, vecs, use_gpu=False)
+    q = unit_rows(rng, 20, 32)
+    assert [f.tolist() for f in gpu.search(q, 10)[1]] == [f.tolist() for f in cpu.search(q, 10)[1]]
+
+
+def test_storage_imports_no_model_code():
+    code = (
+        "import sys, storage, storage.store\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers', 'memkit'})\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

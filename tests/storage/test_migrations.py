@@ -1,0 +1,116 @@
+"""Migrations: applied once, recorded, transactional, appendable, and in agreement with the ORM classes."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, UniqueConstraint, inspect, select, text
+
+from storage import Store, StoreFormatError
+from storage.migrations import MIGRATIONS, Migration, applied_migrations, migrate
+from storage.schema import Base, make_engine
+
+
+def _ledger(engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT name, applied_at FROM schema_migrations ORDER BY name"))]
+
+
+def test_fresh_store_records_every_migration_once_and_reopen_applies_nothing(make_store, tmp_path):
+    make_store().close()
+    engine = make_engine(f"sqlite:///{tmp_path / 'store' / 'memkit.db'}")
+    first = _ledger(engine)
+    assert [name for name, _ in first] == [m.name for m in MIGRATIONS]
+
+    with Store.open(tmp_path / "store", write=True):
+        pass
+    with Store.open(tmp_path / "store"):
+        pass
+    assert _ledger(engine) == first  # same rows, same applied_at: nothing re-applied
+    assert migrate(engine) == []
+    engine.dispose()
+
+
+def test_appended_migration_runs_once(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    runs = []
+
+    def add_notes(conn):
+        runs.append(1)
+        md = MetaData()
+        Table("notes", md, Column("id", Integer, primary_key=True))
+        md.create_all(conn)
+
+    later = [*MIGRATIONS, Migration("9999_notes", add_notes)]
+    assert migrate(engine) == [m.name for m in MIGRATIONS]
+    assert migrate(engine, later) == ["9999_notes"]
+    assert migrate(engine, later) == []
+    assert runs == [1]
+    assert "notes" in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert applied_migrations(conn)[-1] == "9999_notes"
+    engine.dispose()
+
+
+def test_failing_migration_rolls_back_its_ddl_and_is_not_recorded(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate(engine)
+
+    def half_done(conn):
+        md = MetaData()
+        Table("half", md, Column("id", Integer, primary_key=True))
+        md.create_all(conn)
+        raise RuntimeError("boom in the middle of a migration")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        migrate(engine, [*MIGRATIONS, Migration("9999_half", half_done)])
+    assert "half" not in inspect(engine).get_table_names()
+    assert [n for n, _ in _ledger(engine)] == [m.name for m in MIGRATIONS]
+    engine.dispose()
+
+
+def test_first_migration_is_atomic_on_a_fresh_database(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+    def fail(conn):
+        raise RuntimeError("second migration fails")
+
+    with pytest.raises(RuntimeError):
+        migrate(engine, [*MIGRATIONS, Migration("9999_fail", fail)])
+    tables = set(inspect(engine).get_table_names())
+    assert not tables & {"collections", "documents", "memories"}
+    engine.dispose()
+
+
+def test_database_from_a_newer_memkit_is_refused(make_store, tmp_path):
+    make_store().close()
+    engine = make_engine(f"sqlite:///{tmp_path / 'store' / 'memkit.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO schema_migrations VALUES ('9999_from_the_future', '2999-01-01T00:00:00Z')"))
+    engine.dispose()
+    with pytest.raises(StoreFormatError, match="9999_from_the_future"):
+        Store.open(tmp_path / "store")
+
+
+def test_orm_classes_match_the_migrated_schema(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate(engine)
+    insp = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        db_cols = {c["name"]: c["nullable"] for c in insp.get_columns(table.name)}
+        orm_cols = {c.name: c.nullable for c in table.columns}
+        assert db_cols == orm_cols, table.name
+        db_uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints(table.name)}
+        orm_uniques = {tuple(c.name for c in u.columns) for u in table.constraints if isinstance(u, UniqueConstraint)}
+        orm_uniques |= {(c.name,) for c in table.columns if c.unique}
+        assert db_uniques == orm_uniques, table.name
+        db_fks = {
+            (tuple(f["constrained_columns"]), f["referred_table"], f["options"].get("ondelete"))
+            for f in insp.get_foreign_keys(table.name)
+        }
+        orm_fks = {((f.parent.name,), f.column.table.name, f.ondelete) for f in table.foreign_keys}
+        assert db_fks == orm_fks, table.name
+    with engine.connect() as conn:
+        assert conn.execute(select(text("1"))).scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()

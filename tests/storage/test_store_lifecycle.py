@@ -1,0 +1,163 @@
+"""Creating and opening stores: persistence across instances, refusals, model checks and error messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from storage import (
+    CollectionNotFoundError,
+    DocumentIn,
+    ModelMismatchError,
+    NotAStoreError,
+    RecordIn,
+    Store,
+    StoreError,
+    StoreExistsError,
+)
+from storage import errors as store_errors
+from storehelpers import doc, files_under, keyed, unit_rows
+
+
+def test_create_then_open_in_a_new_instance_sees_everything(make_store, tmp_path, rng):
+    store = make_store(key_dim=None)
+    keys = unit_rows(rng, 3)
+    ids = [store.add_document(doc(i, stream="s1", position=i, meta={"n": i}), [keyed(k)]).document_id
+           for i, k in enumerate(keys)]
+    info = store.info
+    store.close()
+
+    assert files_under(tmp_path / "store") >= {"store.json", "memkit.db", "index/1.faiss", "index/1.json"}
+    assert json.loads((tmp_path / "store" / "store.json").read_text()) == {"format": 1, "db_url": None}
+    with Store.open(tmp_path / "store") as again:
+        assert not again.writable
+        assert again.info == info
+        assert again.info.method_config == {"chunk_tokens": 64, "top_k": 4}
+        assert again.info.key_dim == keys.shape[1]
+        rows = again.list_documents()
+        assert [r.id for r in rows] == ids
+        assert [(r.stream, r.position, r.meta) for r in rows] == [("s1", i, {"n": i}) for i in range(3)]
+        assert again.get_document(ids[1]).text == doc(1).text
+        assert again.search(keys[2], 1)[0].document_id == ids[2]
+
+
+def test_open_of_a_directory_that_is_not_a_store(tmp_path):
+    (tmp_path / "plain").mkdir()
+    for path in (tmp_path / "plain", tmp_path / "missing"):
+        with pytest.raises(NotAStoreError, match="memkit init"):
+            Store.open(path)
+        with pytest.raises(NotAStoreError):
+            Store.open(path, write=True)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_store_whose_database_is_gone_is_not_silently_recreated(make_store, tmp_path):
+    make_store().close()
+    (tmp_path / "store" / "memkit.db").unlink()
+    with pytest.raises(StoreError, match="lost its database"):
+        Store.open(tmp_path / "store")
+    assert not (tmp_path / "store" / "memkit.db").exists()
+
+
+def test_create_twice_is_refused_and_leaves_the_first_store_intact(make_store, tmp_path, rng):
+    first = make_store()
+    first.add_document(doc(0), [keyed(unit_rows(rng, 1)[0])])
+    first.close()
+    with pytest.raises(StoreExistsError):
+        make_store()
+    with Store.open(tmp_path / "store") as s:
+        assert s.count_documents() == 1
+
+
+def test_create_refuses_a_non_empty_directory_and_a_file(make_store, tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "notes.txt").write_text("mine")
+    with pytest.raises(NotAStoreError, match="not empty"):
+        make_store("store")
+    assert files_under(tmp_path / "store") == {"notes.txt"}
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotAStoreError, match="not a directory"):
+        make_store("afile")
+
+
+def test_create_in_an_existing_empty_directory(make_store, tmp_path):
+    (tmp_path / "empty").mkdir()
+    store = make_store("empty")
+    assert store.writable and store.info.name == "default"
+
+
+def test_failed_create_removes_what_it_made(make_store, tmp_path):
+    db = tmp_path / "shared.db"
+    make_store("a", db_url=f"sqlite:///{db}").close()
+    with pytest.raises(StoreExistsError, match="collection 'default'"):
+        make_store("b", db_url=f"sqlite:///{db}")
+    assert not (tmp_path / "b").exists()
+
+
+def test_external_database_url_is_recorded_and_used(make_store, tmp_path, rng):
+    db = tmp_path / "elsewhere.db"
+    store = make_store("ext", db_url=f"sqlite:///{db}")
+    store.add_document(doc(0), [keyed(unit_rows(rng, 1)[0])])
+    store.close()
+    assert db.exists() and not (tmp_path / "ext" / "memkit.db").exists()
+    assert json.loads((tmp_path / "ext" / "store.json").read_text())["db_url"] == f"sqlite:///{db}"
+    with Store.open(tmp_path / "ext") as s:
+        assert s.count_documents() == 1
+
+
+def test_model_mismatch_names_both_models(make_store):
+    store = make_store(model_id="org/small", model_fingerprint="fp-small")
+    store.check_model("org/small", "fp-small")
+    with pytest.raises(ModelMismatchError) as err:
+        store.check_model("org/large", "fp-large")
+    message = str(err.value)
+    assert "org/small" in message and "org/large" in message and "memkit init --store" in message
+
+
+def test_unknown_collection_lists_the_ones_there(make_store, tmp_path):
+    make_store().close()
+    with pytest.raises(CollectionNotFoundError, match="'default'"):
+        Store.open(tmp_path / "store", collection="other")
+
+
+def test_reader_cannot_write_and_closed_store_cannot_write(make_store, tmp_path):
+    make_store().close()
+    with Store.open(tmp_path / "store") as reader:
+        with pytest.raises(StoreError, match="read-only"):
+            reader.add_document(doc(0), [])
+    writer = Store.open(tmp_path / "store", write=True)
+    writer.close()
+    writer.close()  # twice is fine
+    with pytest.raises(StoreError):
+        writer.add_document(doc(0), [])
+
+
+def test_every_store_error_is_one_line_with_exit_code_3(tmp_path):
+    samples = [
+        store_errors.NotAStoreError(tmp_path),
+        store_errors.StoreExistsError(tmp_path),
+        store_errors.StoreLockedError(tmp_path, 4321),
+        store_errors.ModelMismatchError(tmp_path, "a", "b"),
+        store_errors.CorruptBlobError(7, 9, tmp_path / "blobs" / "x"),
+        store_errors.DocumentNotFoundError(5),
+        store_errors.MemoryNotFoundError(5),
+        store_errors.CollectionNotFoundError(tmp_path, "x", ["default"]),
+        store_errors.DimensionMismatchError(8, 4),
+        store_errors.StoreFormatError("newer store"),
+    ]
+    for e in samples:
+        assert isinstance(e, StoreError) and e.exit_code == 3
+        assert "\n" not in str(e) and str(e)
+    assert "pid 4321" in str(samples[2]) and "wait for it to finish" in str(samples[2])
+    assert "memory 9 of document 7" in str(samples[4]) and "memkit doctor" in str(samples[4])
+
+
+def test_content_hash_is_sha256_of_utf8_text():
+    import hashlib
+
+    d = DocumentIn(text="héllo wörld", source="x")
+    assert d.content_hash == hashlib.sha256("héllo wörld".encode("utf-8")).hexdigest()
+    r = RecordIn(kind="chunk", key=np.zeros(3, np.float32))
+    assert r.tensors == {} and r.meta == {} and r.span is None
