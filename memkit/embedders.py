@@ -45,7 +45,7 @@ class EncoderEmbedder:
 
     def __init__(self, name_or_path: str, *, device: torch.device | str = "cpu", batch_size: int = 32,
                  max_length: int = 512):
-        from memkit.lm import load_pretrained
+        from memkit.loading import load_pretrained
         from transformers import AutoModel, AutoTokenizer
 
         self.name = name_or_path

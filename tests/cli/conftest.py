@@ -1,4 +1,4 @@
-"""Fixtures for CLI tests: a tiny random model on disk and a runner that invokes the app in-process."""
+"""Fixtures for CLI tests: tiny random models on disk and a runner that invokes the app in-process."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from experiments.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    return build_tiny_model("llama", tmp_path_factory.mktemp("models") / "tiny-llama", seed=0, max_positions=256)
+def model_dir(tiny_model_dir):
+    return tiny_model_dir("llama")
 
 
 @pytest.fixture(scope="session")
-def other_model_dir(tmp_path_factory):
-    return build_tiny_model("gpt2", tmp_path_factory.mktemp("models") / "tiny-gpt2", seed=1, max_positions=256)
+def other_model_dir(tiny_model_dir):
+    return tiny_model_dir("gpt2", seed=1)
 
 
 class Memkit:

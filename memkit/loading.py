@@ -1,0 +1,129 @@
+"""Loading Hugging Face models and tokenizers by local directory or hub id, and choosing device and dtype.
+
+Owns: the rules for where a model comes from (a local directory with no network attempt; a hub id from the
+local cache, then the hub), one-line errors that say how to point at a local copy, quiet loading, and the
+``auto`` device/dtype choice. Knows nothing of memory methods, storage or the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from memkit.errors import ConfigError, ModelLoadError
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; otherwise a torch device string that exists here."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {device!r} is not a device; set the device option to auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} needs CUDA, which is not available here; set the device option to cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} is not available here; set the device option to cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a CUDA device that supports it, else float32; or float32/float16/bfloat16."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported; set the dtype option to auto, {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name meant as a filesystem path rather than a hub id (``org/model``)."""
+    if name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name in (".", "..") or "\\" in name:
+        return True
+    parts = name.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).exists())
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except ImportError:
+        pass
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No progress bars or info logs from transformers while loading."""
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_pretrained(model_cls, tokenizer_cls, name_or_path: str, *, revision: str | None = None,
+                    dtype: torch.dtype | None = None, trust_remote_code: bool = False):
+    """``(model, tokenizer)`` from ``model_cls``/``tokenizer_cls`` (transformers Auto classes), on the CPU.
+
+    A directory that exists loads with ``local_files_only`` and no network attempt; a name that looks like a
+    path but does not exist fails at once; anything else is a hub id, read from the local cache first and then
+    from the hub. Every failure is a one-line ``ModelLoadError`` that says how to point at a local copy.
+    """
+    local = os.path.expanduser(name_or_path)
+    kw = dict(revision=revision, trust_remote_code=trust_remote_code)
+    if dtype is not None:
+        kw["dtype"] = dtype
+    with _quiet_transformers():
+        if os.path.exists(local):
+            if not os.path.isdir(local):
+                raise ModelLoadError(f"{name_or_path} is a file; point at the model directory holding config.json")
+            try:
+                return _from_pretrained(model_cls, tokenizer_cls, local, local_only=True, **kw)
+            except Exception as exc:  # transformers raises many kinds; report them as one line
+                raise ModelLoadError(f"could not load a model from {name_or_path}: {_one_line(exc)}") from exc
+        if _looks_like_path(name_or_path):
+            raise ModelLoadError(f"no model directory at {name_or_path}")
+        try:
+            return _from_pretrained(model_cls, tokenizer_cls, name_or_path, local_only=True, **kw)
+        except Exception as exc:
+            reason = _one_line(exc)
+        if _hub_offline():
+            reason = f"offline mode is on and it is not in the local cache ({reason})"
+        else:
+            try:
+                return _from_pretrained(model_cls, tokenizer_cls, name_or_path, local_only=False, **kw)
+            except Exception as exc:
+                reason = _one_line(exc)
+    raise ModelLoadError(
+        f"could not fetch model {name_or_path!r} from the Hugging Face hub: {reason}. Download it where there is "
+        f"network (e.g. `hf download {name_or_path} --local-dir DIR`) and point memkit at that local directory "
+        f"(`memkit init --model DIR`)")
+
+
+def _from_pretrained(model_cls, tokenizer_cls, source: str, *, local_only: bool, **kw):
+    tokenizer = tokenizer_cls.from_pretrained(source, local_files_only=local_only, **{
+        k: v for k, v in kw.items() if k != "dtype"})
+    model = model_cls.from_pretrained(source, local_files_only=local_only, **kw)
+    return model, tokenizer
