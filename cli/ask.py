@@ -31,8 +31,12 @@ def ask(
     if answer.info.get("truncated"):
         out.print("note: the context was cut to fit the model's window", markup=False)
     if not answer.sources:
-        out.print(f"sources: none ({answer.method} answers without documents)" if answer.method == "closed_book"
-                  else "sources: none found", markup=False)
+        if answer.info.get("sources_note"):
+            out.print(f"sources: none ({answer.info['sources_note']})", markup=False)
+        elif answer.method == "closed_book":
+            out.print(f"sources: none ({answer.method} answers without documents)", markup=False)
+        else:
+            out.print("sources: none found", markup=False)
     else:
         out.print("sources:", markup=False)
         for n, src in enumerate(answer.sources, 1):

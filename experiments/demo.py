@@ -1,5 +1,8 @@
 """The main job on the embedded default, run by ``make demo``: init a store, ingest, ask, show sources.
 
+The documents are a few test-split entities of the synthetic world (experiments/data/demo, written by
+``python -m experiments.world.demo_set``); the questions come with their gold answers.
+
 Owns: the demo script. It drives the real ``memkit`` command in subprocesses, printing each command as a user
 would type it, so the demo exercises exactly what a user runs. It uses the packaged world LM when this
 memkit carries one; otherwise it says so plainly and builds a tiny random placeholder model, whose answers
@@ -8,6 +11,7 @@ are not meaningful (the documents it cites are the ones really retrieved).
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -21,14 +25,7 @@ if DATA.is_relative_to(Path.cwd()):
 WORK = Path(".demo")
 STORE = WORK / "store"
 
-QUESTIONS = [
-    "Where does Ada Varn live?",
-    "Who leads the Harbour Trust?",
-    "Where does Tomas Brell work now?",
-]
-
-STDIN_DOC = ("Ilse Marrow is a geologist who studies the cliffs of Gull Point. "
-             "She leads the Kessin branch of the Veldrian Survey Office.")
+QUESTIONS = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines() if line.strip()]
 
 
 def run(args: list[str], stdin: str | None = None) -> None:
@@ -59,15 +56,16 @@ def main() -> None:
         shutil.rmtree(STORE)
     WORK.mkdir(exist_ok=True)
     model = pick_model()
-    run(["init", "--model", model, "--method", "rag", "-o", "chunk_tokens=64", "-o", "top_k=2"])
+    run(["init", "--model", model, "--method", "rag", "-o", "chunk_tokens=128", "-o", "top_k=3"])
     run(["ingest", str(DATA / "notes")])
     run(["ingest", str(DATA / "stream.jsonl")])
-    run(["ingest", "-", "--stream", "notes"], stdin=STDIN_DOC)
+    run(["ingest", "-", "--stream", "notes"], stdin=(DATA / "stdin.txt").read_text())
     run(["ls"])
-    for question in QUESTIONS:
-        run(["ask", question])
+    for item in QUESTIONS:
+        run(["ask", item["question"]])
+        print(f"(gold answer: {item['answers'][0]}; question type: {item['type']})")
     run(["stats"])
-    print(f"\nThe store is in {STORE}; try: memkit --store {STORE} ask \"Who is Ilse Marrow?\"")
+    print(f"\nThe store is in {STORE}; try: memkit --store {STORE} ask \"{QUESTIONS[0]['question']}\"")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """The ingest and ask loops: documents -> method -> store, and question -> store -> method -> answer.
 
 Owns: batching documents through ``method.encode``, duplicate skipping by content hash, stream positions,
-turning store hits into ``Retrieved`` values, and timing each step. Talks to the store only through the
+turning store hits into ``Retrieved`` values, timing each step, batched answering of many questions, and
+keeping a stateful method's own state (``StatefulMethod``) in the store: loaded when the engine is built,
+saved after each batch of ingested documents (a crash between a batch's documents and its state loses only
+that batch's training, never the documents). Talks to the store only through the
 ``MemoryStore`` protocol below (``storage.Store`` satisfies it), so it knows nothing of SQL or FAISS.
 """
 
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from memkit.errors import InputError
-from memkit.methods.base import Answer, Method, Retrieved
+from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retrieved, StatefulMethod
 from memkit.sources import SourceDocument
 
 
@@ -25,6 +28,7 @@ class MemoryStore(Protocol):
     def get_document(self, document_id: int) -> object: ...      # -> .text, .source
     def load_payload(self, memory_id: int) -> dict: ...
     def stream_length(self, stream: str) -> int: ...
+    # optional, for stateful methods: save_state(name, tensors) and load_state(name) -> tensors | None
 
 
 @dataclass
@@ -54,6 +58,24 @@ class Engine:
         self.method = method
         self.store = store
         self.batch_size = batch_size
+        self._load_state()
+
+    # ---- method state ---------------------------------------------------------------------------------
+    @property
+    def stateful(self) -> bool:
+        return isinstance(self.method, StatefulMethod) and hasattr(self.store, "load_state")
+
+    def _load_state(self) -> None:
+        if self.stateful:
+            tensors = self.store.load_state(self.method.name)
+            if tensors is not None:
+                self.method.load_state_tensors(tensors)
+
+    def _save_state(self) -> None:
+        if self.stateful:
+            tensors = self.method.state_tensors()
+            if tensors is not None:
+                self.store.save_state(self.method.name, tensors)
 
     # ---- ingest ---------------------------------------------------------------------------------------
     def ingest(self, items: Iterable[SourceDocument | InputError], progress: ProgressFn | None = None) -> IngestReport:
@@ -101,6 +123,7 @@ class Engine:
                 report.memories += len(result.memory_ids)
                 notify("added", doc)
         pending.clear()
+        self._save_state()
 
     # ---- ask ------------------------------------------------------------------------------------------
     def retrieve(self, question: str, n: int) -> list[Retrieved]:
@@ -122,17 +145,39 @@ class Engine:
 
     def ask(self, question: str, *, top_k: int | None = None) -> Answer:
         """Answer one question from what the store holds, with sources and timings."""
-        if not question.strip():
-            raise InputError("the question is empty")
         t0 = time.perf_counter()
-        retrieved = self.retrieve(question, self.method.search_size(top_k))
-        t1 = time.perf_counter()
-        context = self.method.combine(question, retrieved, top_k)
-        t2 = time.perf_counter()
-        context.extras.setdefault("timings", {}).update({"retrieve": (t1 - t0) * 1000, "combine": (t2 - t1) * 1000})
+        context = self._context(question, top_k, None)
         answer = self.method.answer(context)
         answer.timings["total"] = (time.perf_counter() - t0) * 1000
         return answer
 
-    def ask_many(self, questions: Sequence[str], *, top_k: int | None = None) -> list[Answer]:
-        return [self.ask(q, top_k=top_k) for q in questions]
+    def ask_many(self, questions: Sequence[str], *, top_k: int | None = None, batch_size: int = 8,
+                 retrieved: Sequence[list[Retrieved]] | None = None) -> list[Answer]:
+        """Answer many questions: retrieve and combine for each, then generate in batches of ``batch_size``.
+
+        The texts equal ``ask``'s one by one. Each answer's ``total`` timing is its own retrieve and combine
+        time plus its share of the batched generation. ``retrieved`` (one list per question) gives the memories
+        to use instead of searching the store, e.g. documents known to hold the answer.
+        """
+        if retrieved is not None and len(retrieved) != len(questions):
+            raise InputError(f"{len(retrieved)} lists of memories given for {len(questions)} questions")
+        contexts = [self._context(q, top_k, None if retrieved is None else list(retrieved[i]))
+                    for i, q in enumerate(questions)]
+        if isinstance(self.method, BatchAnswering):
+            answers = self.method.answer_many(contexts, batch_size=batch_size)
+        else:
+            answers = [self.method.answer(c) for c in contexts]
+        for answer in answers:
+            answer.timings["total"] = sum(answer.timings.get(k, 0.0) for k in ("retrieve", "combine", "generate"))
+        return answers
+
+    def _context(self, question: str, top_k: int | None, given: list[Retrieved] | None) -> Context:
+        if not question.strip():
+            raise InputError("the question is empty")
+        t0 = time.perf_counter()
+        retrieved = given if given is not None else self.retrieve(question, self.method.search_size(top_k))
+        t1 = time.perf_counter()
+        context = self.method.combine(question, retrieved, top_k)
+        t2 = time.perf_counter()
+        context.extras.setdefault("timings", {}).update({"retrieve": (t1 - t0) * 1000, "combine": (t2 - t1) * 1000})
+        return context

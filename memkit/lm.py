@@ -93,6 +93,7 @@ class FrozenLM:
         self._linears: dict[str, torch.nn.Module] | None = None
         self._fingerprint: str | None = None
         self.last_truncated: list[bool] = []
+        self.last_generated: list[int] = []
 
     # ------------------------------------------------------------------ properties
 
@@ -263,7 +264,8 @@ class FrozenLM:
         """Greedy continuations of ``prompts``; batched output equals one-at-a-time output. Generation ends at EOS
         or once every sequence has produced a ``stop`` string; texts are cut before their first stop string.
         Prompts too long for ``max_context - max_new_tokens`` (less the prefix) keep their last tokens;
-        ``last_truncated`` records which."""
+        ``last_truncated`` records which, and ``last_generated`` how many tokens each sequence generated (the stop
+        string's tokens included, EOS not)."""
         has_prefix = prefix is not None and prefix.length > 0
         plen = prefix.length if has_prefix else 0
         lead = [] if has_prefix else self._bos_ids
@@ -279,6 +281,7 @@ class FrozenLM:
             seqs.append(ids or [self._filler_id])
         stops = [s for s in (stop or []) if s]
         outputs: list[str] = []
+        generated: list[int] = []
         total, size = len(seqs), max(1, batch_size)
         if delta is not None:
             delta.rows(0, total, total)  # per-sequence factors must match the prompts before anything runs
@@ -290,12 +293,14 @@ class FrozenLM:
                 part_delta = None if delta is None else delta.rows(start, stop_at, total)
                 part_prefix = prefix.rows(start, stop_at, total) if has_prefix else None
                 with self._delta(part_delta):
-                    outputs.extend(self._generate_batch(seqs[start:stop_at], max_new_tokens, stops, part_prefix))
+                    outputs.extend(self._generate_batch(seqs[start:stop_at], max_new_tokens, stops, part_prefix,
+                                                        generated))
         self.last_truncated = truncated
+        self.last_generated = generated
         return outputs
 
     def _generate_batch(self, seqs: list[list[int]], max_new_tokens: int, stops: list[str],
-                        prefix: Prefix | None) -> list[str]:
+                        prefix: Prefix | None, counts: list[int]) -> list[str]:
         n = len(seqs)
         plen = prefix.length if prefix is not None else 0
         ids, mask = self._pad(seqs, left=True)
@@ -325,6 +330,7 @@ class FrozenLM:
             ids = torch.tensor(fed, dtype=torch.long, device=self.device)[:, None]
             positions = positions[:, -1:] + 1
             attention = torch.cat([attention, attention.new_ones(n, 1)], dim=1)
+        counts.extend(len(toks) for toks in new_tokens)
         return [self._cut(self.decode(toks), stops) for toks in new_tokens]
 
     @staticmethod

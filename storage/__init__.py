@@ -10,6 +10,7 @@ from __future__ import annotations
 from storage.errors import (
     CollectionNotFoundError,
     CorruptBlobError,
+    CorruptStateError,
     DimensionMismatchError,
     DocumentNotFoundError,
     MemoryNotFoundError,
@@ -28,6 +29,7 @@ __all__ = [
     "CollectionInfo",
     "CollectionNotFoundError",
     "CorruptBlobError",
+    "CorruptStateError",
     "DimensionMismatchError",
     "DocumentIn",
     "DocumentNotFoundError",

@@ -114,3 +114,15 @@ class DimensionMismatchError(StoreError):
 
 class StoreFormatError(StoreError):
     """A store written by a newer memkit (unknown format or migrations) that this version cannot read safely."""
+
+
+class CorruptStateError(StoreError):
+    """A method state file (e.g. trained weights) that cannot be read or fails its checksum."""
+
+    def __init__(self, name: str, path: Path | str, reason: str = "failed its checksum"):
+        self.name = name
+        self.path = Path(path)
+        super().__init__(
+            f"method state {name!r} {reason} ({self.path}); remove that file and ingest the documents again "
+            f"into a new store to rebuild it"
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, LargeBinary, cast, func, select
 from sqlalchemy.orm import Session
 
 from storage.blobs import BlobIntegrityError, BlobStore
@@ -32,14 +32,27 @@ def collection_stats(s: Session, collection_id: int) -> dict:
             in_collection
         )
     )
+    key_bytes = s.scalar(
+        select(func.coalesce(func.sum(func.length(Memory.key)), 0)).join(Document, Document.id == Memory.document_id)
+        .where(in_collection)
+    )
     return {
         "documents": s.scalar(select(func.count(Document.id)).where(in_collection)),
         "memories": sum(n for _, n in by_kind),
         "memories_by_kind": {kind: n for kind, n in by_kind},
         "streams": s.scalar(select(func.count(func.distinct(Document.stream))).where(in_collection)),
         "blob_bytes": int(blob_bytes),
+        "key_bytes": int(key_bytes),
+        "text_bytes": _text_bytes(s, collection_id),
         "generation": s.scalar(select(Collection.generation).where(Collection.id == collection_id)),
     }
+
+
+def _text_bytes(s: Session, collection_id: int) -> int:
+    """UTF-8 bytes of the collection's document texts (SQLite's length() of a text counts characters)."""
+    text = Document.text
+    measure = func.length(cast(text, LargeBinary)) if s.get_bind().dialect.name == "sqlite" else func.octet_length(text)
+    return int(s.scalar(select(func.coalesce(func.sum(measure), 0)).where(Document.collection_id == collection_id)))
 
 
 def db_bytes(engine: Engine) -> int | None:

@@ -1,7 +1,8 @@
 """The ``Store`` facade: the one object the rest of memkit uses to keep documents and their memories.
 
 Owns: opening and creating a store directory, the transactional write path (blobs, SQL rows, index entries:
-all or nothing), reads, search joined with SQL rows, and keeping the FAISS index file in step with SQL. A store
+all or nothing), reads, search joined with SQL rows, keeping the FAISS index file in step with SQL, and the
+named method states a collection keeps beside its documents (``save_state``/``load_state``). A store
 holds one collection per ``Store`` object. The SQL commit is the visibility point: readers never see half a
 document, and search drops index ids whose rows are gone. Knows nothing of models, tokenizers or torch; keys
 and payloads are numpy arrays made by someone else.
@@ -23,6 +24,7 @@ from storage.blobs import BlobIntegrityError, BlobStore
 from storage.errors import (
     CollectionNotFoundError,
     CorruptBlobError,
+    CorruptStateError,
     DimensionMismatchError,
     DocumentNotFoundError,
     MemoryNotFoundError,
@@ -38,6 +40,7 @@ from storage.records import PreparedRecords, prepare_records
 from storage.rows import collection_info, memory_row, new_memory
 from storage.schema import Collection, Document, Memory, decode_key, make_engine, utc_now
 from storage.search import search_joined
+from storage.state import StateFiles, StateIntegrityError
 from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, Hit, MemoryRow, RecordIn
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class Store:
                 raise CollectionNotFoundError(layout.root, collection, names)
             self._info = collection_info(row)
         self._keeper = IndexKeeper(self._session, self._info.id, layout.index_file(self._info.id))
+        self._state = StateFiles(layout.root, self._info.id)
         self._closed = False
         self._keeper.load(save=self.writable)
 
@@ -298,6 +302,21 @@ class Store:
         self._keeper.save()
         return self._keeper.ntotal
 
+    # ---- method state --------------------------------------------------------------------------------------
+
+    def save_state(self, name: str, tensors: dict[str, np.ndarray]) -> None:
+        """Keeps ``tensors`` as this collection's state ``name`` (e.g. a method's trained weights), replacing any
+        earlier one atomically; a checksum of the contents is kept in the file."""
+        self._require_writable()
+        self._state.save(name, tensors)
+
+    def load_state(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays last saved as state ``name``, or None; ``CorruptStateError`` when they fail their checksum."""
+        try:
+            return self._state.load(name)
+        except StateIntegrityError as e:
+            raise CorruptStateError(name, e.path, e.reason) from e
+
     # ---- reading -------------------------------------------------------------------------------------------
 
     def get_document(self, doc_id: int) -> DocumentRow:
@@ -371,13 +390,16 @@ class Store:
         return search_joined(index, self._session, self._info.id, keys, k, kinds)
 
     def stats(self) -> dict:
-        """Counts and sizes: documents, memories (and by kind), streams, bytes, index vectors, generation."""
+        """Counts and sizes: documents, memories (and by kind), streams, generation, index vectors, and bytes:
+        ``blob_bytes`` (payload files), ``key_bytes`` (keys in SQL), ``text_bytes`` (document texts, UTF-8),
+        ``state_bytes`` (method state files), ``db_bytes`` (the SQLite file and its WAL)."""
         with self._session() as s:
             out = health.collection_stats(s, self._info.id)
         out.update(
             index_vectors=self._keeper.ntotal,
             key_dim=self._keeper.key_dim,
             db_bytes=health.db_bytes(self._engine),
+            state_bytes=self._state.total_bytes(),
             model_id=self._info.model_id,
             method=self._info.method,
         )
@@ -393,6 +415,8 @@ class Store:
         with self._session() as s:
             problems = health.blob_problems(s, self._info.id, self._blobs, check_blobs)
             problems += health.index_problems(s, self._info.id, self._keeper.ids(), self._keeper.path)
+        if check_blobs:
+            problems += self._state.problems()
         return problems
 
     # ---- internals -----------------------------------------------------------------------------------------

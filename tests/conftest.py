@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 from experiments.tiny_model import FAMILIES, build_tiny_model, build_tokenizer
+
+# Tiny models run fastest on one thread; two threads on a loaded 2-core machine spin against each other.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

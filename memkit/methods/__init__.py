@@ -8,6 +8,7 @@ from __future__ import annotations
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Method, Record, Retrieved, Source
 from memkit.methods.closed_book import ClosedBook, ClosedBookConfig
+from memkit.methods.finetune import Finetune, FinetuneConfig
 from memkit.methods.prompt import Prompt, PromptConfig
 from memkit.methods.rag import Rag, RagConfig
 
@@ -15,8 +16,10 @@ METHODS = {
     "closed_book": (ClosedBook, ClosedBookConfig),
     "prompt": (Prompt, PromptConfig),
     "rag": (Rag, RagConfig),
+    "finetune": (Finetune, FinetuneConfig),
 }
-ALIASES = {"closed": "closed_book", "closed-book": "closed_book", "full": "prompt", "full-context": "prompt"}
+ALIASES = {"closed": "closed_book", "closed-book": "closed_book", "full": "prompt", "full-context": "prompt",
+           "sft": "finetune", "lora": "finetune"}
 
 
 def canonical_name(name: str) -> str:

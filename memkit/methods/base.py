@@ -1,8 +1,11 @@
 """The one small interface every way of absorbing knowledge implements, and the values it passes around.
 
 Owns: ``Record`` (what a method makes of a document), ``Retrieved`` (what a question got back from the
-memory), ``Context`` (what a method combined for one question), ``Answer`` with its ``Source`` list, and the
-``Method`` protocol. Knows nothing of SQL, FAISS or the CLI: the engine moves values between a method and a store.
+memory), ``Context`` (what a method combined for one question), ``Answer`` with its ``Source`` list, the
+``Method`` protocol, and two optional abilities a method may add: ``StatefulMethod`` (state of its own beyond
+per-document records, such as trained weights, which the engine keeps in the store) and ``BatchAnswering``
+(answering many combined contexts in batched generation). Knows nothing of SQL, FAISS or the CLI: the engine
+moves values between a method and a store.
 """
 
 from __future__ import annotations
@@ -110,6 +113,29 @@ class Method(Protocol):
 
     def answer(self, context: Context) -> Answer:
         """Let the frozen LM answer with the combined memory applied."""
+
+
+@runtime_checkable
+class StatefulMethod(Protocol):
+    """Optional: a method whose memory is also state of its own (e.g. fine-tuned weights), not only records.
+
+    The engine saves ``state_tensors()`` in the store after each batch of documents it ingests and gives what
+    the store holds to ``load_state_tensors`` when it is built, so a reopened store answers as before.
+    """
+
+    def state_tensors(self) -> dict[str, np.ndarray] | None:
+        """The state as named numpy arrays, or None while there is none worth keeping."""
+
+    def load_state_tensors(self, tensors: dict[str, np.ndarray]) -> None:
+        """Take back a state ``state_tensors`` returned (refusing, with a ConfigError, one that does not fit)."""
+
+
+@runtime_checkable
+class BatchAnswering(Protocol):
+    """Optional: answer many combined contexts at once, generating in batches; the texts equal ``answer``'s."""
+
+    def answer_many(self, contexts: Sequence[Context], batch_size: int = 8) -> list[Answer]:
+        """One answer per context, in order."""
 
 
 def snippet(text: str, limit: int = 160) -> str:

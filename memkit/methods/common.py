@@ -113,13 +113,33 @@ class TextAnswerer:
         return Context(question=question, passages=passages, sources=sources,
                        extras={"truncated": cut, "retrieved": len(ranked), **extras})
 
-    def answer(self, context: Context, method: str) -> Answer:
+    def answer(self, context: Context, method: str, *, delta=None, info: dict | None = None) -> Answer:
+        """Generate the answer to one combined context (``delta``: a low-rank delta active while generating)."""
+        return self.answer_many([context], method, delta=delta, info=info)[0]
+
+    def answer_many(self, contexts: list[Context], method: str, *, batch_size: int = 8, delta=None,
+                    info: dict | None = None) -> list[Answer]:
+        """Answers to many contexts, generated in batches of ``batch_size`` (texts equal one-at-a-time answers).
+
+        Each answer's ``generate`` timing is its share of the batched generation time; its info holds the
+        prompt's tokens (``bos_ids`` not counted), the tokens generated, whether the context was cut, and
+        ``info`` (the method's notes).
+        """
+        if not contexts:
+            return []
+        prompts = [qa_prompt(c.question, c.passages) for c in contexts]
         start = time.perf_counter()
-        prompt = qa_prompt(context.question, context.passages)
-        text = self.lm.generate([prompt], max_new_tokens=self.max_new_tokens, stop=STOP)[0].strip()
-        timings = dict(context.extras.get("timings", {}))
-        timings["generate"] = (time.perf_counter() - start) * 1000
-        info = {"prompt_tokens": self.lm.count_tokens(prompt),
-                "truncated": bool(context.extras.get("truncated", False))}
-        return Answer(question=context.question, text=text, method=method,
-                      sources=context.sources, timings=timings, info=info)
+        texts = self.lm.generate(prompts, max_new_tokens=self.max_new_tokens, stop=STOP, delta=delta,
+                                 batch_size=batch_size)
+        share = (time.perf_counter() - start) * 1000 / len(contexts)
+        generated = list(self.lm.last_generated)
+        answers = []
+        for i, (context, prompt, text) in enumerate(zip(contexts, prompts, texts)):
+            timings = dict(context.extras.get("timings", {}))
+            timings["generate"] = share
+            notes = {"prompt_tokens": self.lm.count_tokens(prompt),
+                     "generated_tokens": generated[i] if i < len(generated) else self.lm.count_tokens(text),
+                     "truncated": bool(context.extras.get("truncated", False)), **(info or {})}
+            answers.append(Answer(question=context.question, text=text.strip(), method=method,
+                                  sources=context.sources, timings=timings, info=notes))
+        return answers

@@ -62,3 +62,6 @@ class Prompt:
 
     def answer(self, context: Context) -> Answer:
         return self.answerer.answer(context, self.name)
+
+    def answer_many(self, contexts: Sequence[Context], batch_size: int = 8) -> list[Answer]:
+        return self.answerer.answer_many(list(contexts), self.name, batch_size=batch_size)

@@ -15,6 +15,7 @@ CASES = [
     ("closed_book", {}, None),
     ("prompt", {}, "doc"),
     ("rag", {"chunk_tokens": 16, "chunk_overlap": 4}, "chunk"),
+    ("finetune", {"steps": 1, "max_tokens": 32, "max_new_tokens": 8}, None),   # keeps keyless "doc" records
 ]
 TEXTS = [
     "Ada Varn is a lighthouse keeper who lives in Port Elsin and works for the Harbour Trust.",
@@ -51,7 +52,7 @@ def test_records_have_unit_keys_of_the_declared_size(tiny_lm, name, options, kin
     assert len(encoded) == len(TEXTS)
     for text, records in zip(TEXTS, encoded):
         if kind is None:
-            assert records == []
+            assert all(r.key is None for r in records), "a method that never searches makes no keys"
             continue
         assert records and {r.kind for r in records} == {kind}
         for r in records:

@@ -1,4 +1,5 @@
-"""Helpers for the benchmark-loader tests: write small fixture files in a test's temporary directory."""
+"""Helpers for the benchmark tests: small fixture files for the loaders; for the harness, the hand-made benchmark,
+one torch thread, and one full run shared by the harness tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from benchhelpers import FAST_OPTIONS, METHODS, one_thread, small_benchmark
+from experiments.bench.config import BenchConfig
 
 
 @pytest.fixture
@@ -33,3 +37,25 @@ def write_jsonl(tmp_path) -> Callable[[str, list], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture
+def bench():
+    return small_benchmark()
+
+
+@pytest.fixture(scope="session")
+def full_run(tiny_lm):
+    """Every protocol for every method on the small benchmark, run once and shared (treat it as read-only)."""
+    from experiments.bench.suite import run_benchmark
+
+    cfg = BenchConfig(methods=METHODS, protocols=["stream", "sweep", "retention"], context_tokens=[80, 200],
+                      method_options=FAST_OPTIONS, batch_size=4)
+    with one_thread():
+        return run_benchmark(small_benchmark(), tiny_lm, cfg)

@@ -1,0 +1,65 @@
+"""``Engine.ask_many``: batched answers equal one-at-a-time answers; given memories replace the search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memkit.engine import Engine
+from memkit.errors import InputError
+from memkit.methods import Retrieved, build_method
+from memkit.sources import SourceDocument
+from storage import Store
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run on one torch thread here: two threads on a busy two-core machine spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+TEXTS = [
+    "Ada Varn is a lighthouse keeper who lives in Port Elsin.",
+    "Tomas Brell is a cartographer born in Kessin.",
+    "Mira Okonde leads the Harbour Trust of the northern coast.",
+]
+QUESTIONS = ["Where does Ada Varn live?", "Where was Tomas Brell born?", "Who leads the Harbour Trust?"]
+
+
+def make_engine(lm, path, name, options) -> Engine:
+    method = build_method(name, lm, options)
+    store = Store.create(path, model_id=lm.name, model_revision=None, model_fingerprint=lm.fingerprint,
+                         method=name, method_config=method.config_dict(), key_dim=method.key_dim)
+    engine = Engine(lm, method, store)
+    engine.ingest([SourceDocument(text=t, source=f"doc{i}") for i, t in enumerate(TEXTS)])
+    return engine
+
+
+@pytest.mark.parametrize("name,options", [("closed_book", {}), ("prompt", {}),
+                                          ("rag", {"chunk_tokens": 16, "chunk_overlap": 4})])
+def test_ask_many_equals_ask(tiny_lm, tmp_path, name, options):
+    engine = make_engine(tiny_lm, tmp_path / name, name, dict(options, max_new_tokens=8))
+    single = [engine.ask(q) for q in QUESTIONS]
+    batched = engine.ask_many(QUESTIONS, batch_size=2)
+    assert [a.text for a in batched] == [a.text for a in single]
+    assert [[s.document_id for s in a.sources] for a in batched] == [[s.document_id for s in a.sources] for a in single]
+    for a in batched:
+        assert a.timings["total"] >= a.timings["generate"] > 0
+        assert a.info["prompt_tokens"] > 0 and 1 <= a.info["generated_tokens"] <= 8
+    engine.store.close()
+
+
+def test_given_memories_replace_the_search(tiny_lm, tmp_path):
+    engine = make_engine(tiny_lm, tmp_path / "p", "prompt", {"max_new_tokens": 4})
+    doc_ids = [d.id for d in engine.store.list_documents()]
+    given = [[Retrieved(memory_id=-1, document_id=doc_ids[2], score=1.0, kind="doc", source="x", span=None,
+                        text=TEXTS[2])]]
+    (answer,) = engine.ask_many(["Who leads the Harbour Trust?"], retrieved=given)
+    assert [s.document_id for s in answer.sources] == [doc_ids[2]]
+    with pytest.raises(InputError, match="2 lists"):
+        engine.ask_many(["a?"], retrieved=given * 2)
+    with pytest.raises(InputError, match="empty"):
+        engine.ask_many(["  "])
+    engine.store.close()
