@@ -49,6 +49,8 @@ def bench(
     option: Annotated[Optional[list[str]], typer.Option(
         "--option", "-o", help="METHOD.OPTION=VALUE, repeatable (e.g. -o finetune.steps=4).")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Keep the first N questions of the dataset.")] = None,
+    max_questions: Annotated[Optional[int], typer.Option(
+        min=1, help="Most questions per step, a sample fixed by the seed (default: all).")] = None,
     checkpoints: Annotated[int, typer.Option(min=1, help="Points along the stream where questions are asked.")] = 1,
     retention_split: Annotated[float, typer.Option(
         help="Share of the documents ingested before retention's first round of questions.")] = 0.5,
@@ -68,6 +70,7 @@ def bench(
     cfg = BenchConfig(methods=[m.strip() for m in methods.split(",") if m.strip()], protocols=protocols,
                       n_docs=n_docs, context_tokens=parse_ints(context_tokens, "--context-tokens"), seed=seed,
                       retention_split=retention_split, checkpoints=checkpoints, max_groups=max_groups,
+                      max_questions=max_questions,
                       batch_size=batch_size, method_options=parse_options(option or []))
     cfg.validate()
     model_path = model or default_model()

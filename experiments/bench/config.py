@@ -96,6 +96,9 @@ class BenchConfig:
     """Points along the stream at which the stream protocol asks its questions (--checkpoints)."""
     max_groups: int | None = None
     """Most contexts per length that the sweep evaluates (None: every context with a question) (--max-groups)."""
+    max_questions: int | None = None
+    """Most questions a step asks: a sample fixed by the seed and each question's id, so every method and both
+    retention rounds ask the same ones (None: all) (--max-questions)."""
     batch_size: int = 8
     """Questions generated together, and documents ingested together (--batch-size)."""
     method_options: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -118,6 +121,8 @@ class BenchConfig:
             raise ConfigError("--checkpoints must be at least 1")
         if self.max_groups is not None and self.max_groups < 1:
             raise ConfigError("--max-groups must be at least 1")
+        if self.max_questions is not None and self.max_questions < 1:
+            raise ConfigError("--max-questions must be at least 1")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
         for name in self.method_options:

@@ -7,6 +7,8 @@ Owns: ``run_benchmark`` (plan once, run the plan for each method, gather the row
 
 from __future__ import annotations
 
+import hashlib
+
 from typing import Callable
 
 from experiments.bench.config import BenchConfig, MethodSpec
@@ -23,7 +25,20 @@ def build_plan(benchmark: Benchmark, lm, cfg: BenchConfig) -> list[Step]:
     cfg.validate()
     if not benchmark.questions:
         raise ConfigError(f"benchmark {benchmark.name} has no questions")
-    return plan(benchmark, cfg, lm.count_tokens)
+    steps = plan(benchmark, cfg, lm.count_tokens)
+    if cfg.max_questions:
+        for step in steps:
+            step.ask = sample_questions(step.ask, cfg.max_questions, cfg.seed)
+    return steps
+
+
+def sample_questions(questions: list, n: int, seed: int) -> list:
+    """At most ``n`` of ``questions``, in their order, chosen by a seeded hash of each question's id."""
+    if len(questions) <= n:
+        return list(questions)
+    rank = sorted(questions, key=lambda q: hashlib.sha256(f"{seed}:{q.id}".encode()).hexdigest())
+    chosen = {id(q) for q in rank[:n]}
+    return [q for q in questions if id(q) in chosen]
 
 
 def count_questions(steps: list[Step], cfg: BenchConfig) -> int:
