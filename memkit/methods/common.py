@@ -143,3 +143,38 @@ class TextAnswerer:
             answers.append(Answer(question=context.question, text=text.strip(), method=method,
                                   sources=context.sources, timings=timings, info=notes))
         return answers
+
+
+class PassageMethod:
+    """What the text-reading methods share: keys from an embedder, retrieved passages fitted into the prompt.
+
+    Subclasses say how a document becomes records (``encode``) and how many memories a question retrieves
+    (``search_size``); their config carries ``embedder``, ``embed_layer`` and ``max_new_tokens``.
+    """
+
+    name = "passages"
+    needs_payload = False
+
+    def __init__(self, lm, config):
+        from memkit.embedders import build_embedder
+
+        self.lm = lm
+        self.config = config
+        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
+        self.key_dim = self.embedder.dim
+        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    def query_key(self, question: str):
+        return self.embedder.embed([question])[0]
+
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+        return self.answerer.context(question, retrieved, self.search_size(top_k))
+
+    def answer(self, context: Context) -> Answer:
+        return self.answerer.answer(context, self.name)
+
+    def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
+        return self.answerer.answer_many(list(contexts), self.name, batch_size=batch_size)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from memkit.embedders import build_embedder
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, Context, Record, Retrieved
-from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.methods.base import Record
+from memkit.methods.common import MethodConfig, PassageMethod
 
 
 @dataclasses.dataclass
@@ -33,35 +32,14 @@ class PromptConfig(MethodConfig):
             raise ConfigError(f"option max_docs of method {method} must be at least 1")
 
 
-class Prompt:
+class Prompt(PassageMethod):
     name = "prompt"
-    needs_payload = False
-
-    def __init__(self, lm, config: PromptConfig):
-        self.lm = lm
-        self.config = config
-        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
-        self.key_dim = self.embedder.dim
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
-
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
 
     def encode(self, texts: Sequence[str]) -> list[list[Record]]:
         keys = self.embedder.embed(list(texts))
         return [[Record(kind="doc", key=key)] for key in keys]
 
-    def query_key(self, question: str):
-        return self.embedder.embed([question])[0]
-
     def search_size(self, top_k: int | None) -> int:
         return top_k or self.config.max_docs
 
-    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
-        return self.answerer.context(question, retrieved, self.search_size(top_k))
 
-    def answer(self, context: Context) -> Answer:
-        return self.answerer.answer(context, self.name)
-
-    def answer_many(self, contexts: Sequence[Context], batch_size: int = 8) -> list[Answer]:
-        return self.answerer.answer_many(list(contexts), self.name, batch_size=batch_size)

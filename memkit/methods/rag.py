@@ -11,10 +11,9 @@ import dataclasses
 from typing import Sequence
 
 from memkit.chunking import token_spans
-from memkit.embedders import build_embedder
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, Context, Record, Retrieved
-from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.methods.base import Record
+from memkit.methods.common import MethodConfig, PassageMethod
 
 
 @dataclasses.dataclass
@@ -42,22 +41,14 @@ class RagConfig(MethodConfig):
             raise ConfigError(f"option top_k of method {method} must be at least 1")
 
 
-class Rag:
+class Rag(PassageMethod):
     name = "rag"
-    needs_payload = False
 
     def __init__(self, lm, config: RagConfig):
         if config.chunk_tokens >= lm.max_context:
             raise ConfigError(f"option chunk_tokens={config.chunk_tokens} does not fit the model's "
                               f"{lm.max_context}-token window; choose a smaller chunk_tokens")
-        self.lm = lm
-        self.config = config
-        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
-        self.key_dim = self.embedder.dim
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
-
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
+        super().__init__(lm, config)
 
     def chunks(self, text: str) -> list[tuple[int, int]]:
         return token_spans(self.lm.tokenizer, text, self.config.chunk_tokens, self.config.chunk_overlap)
@@ -69,17 +60,7 @@ class Rag:
         return [[Record(kind="chunk", key=next(keys), span=span, meta={"chunk": i})
                  for i, span in enumerate(doc_spans)] for doc_spans in spans]
 
-    def query_key(self, question: str):
-        return self.embedder.embed([question])[0]
-
     def search_size(self, top_k: int | None) -> int:
         return top_k or self.config.top_k
 
-    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
-        return self.answerer.context(question, retrieved, self.search_size(top_k))
 
-    def answer(self, context: Context) -> Answer:
-        return self.answerer.answer(context, self.name)
-
-    def answer_many(self, contexts: Sequence[Context], batch_size: int = 8) -> list[Answer]:
-        return self.answerer.answer_many(list(contexts), self.name, batch_size=batch_size)
