@@ -49,10 +49,10 @@ class Recipe:
     seed: int = 0                 # seeds the model init, data order and the rc worlds (--seed)
     world_seed: int = 0           # the benchmark world whose pretrain entities the LM memorises
     vocab_size: int = 2048
-    hidden: int = 256
+    hidden: int = 192
     layers: int = 4
-    heads: int = 4
-    intermediate: int = 688
+    heads: int = 6
+    intermediate: int = 512
     window: int = 512             # context length trained and served (max_position_embeddings)
     batch_size: int = 8           # sequences of `window` tokens per step
     lr: float = 2e-3
@@ -67,8 +67,9 @@ class Recipe:
     snippet_until: float = 0.5    # curriculum: reading examples start as short snippets of the documents,
     snippet_floor: float = 0.2    # falling linearly to this share at this fraction of training
     snippet_keep: float = 0.35    # chance that a sentence with no answer in it stays in a snippet
-    passage_weight: float = 0.05  # loss weight on document tokens inside reading examples
+    passage_weight: float = 0.1   # loss weight on document tokens inside reading examples
     max_distractors: int = 2
+    questions_per_context: int = 6  # a reading example answers up to this many questions about its documents
     threads: int = 2
     eval_every: int = 250
     eval_questions: int = 60
@@ -105,45 +106,62 @@ def train_tokenizer(recipe: Recipe) -> PreTrainedTokenizerFast:
 Example = tuple[list[int], list[float]]
 
 
-def _qa_tokens(tok, passages: list[str], question: str, answer: str, passage_weight: float) -> Example:
-    """Token ids and loss weights: answer (and its closing newline) 1, passages ``passage_weight``, rest 0."""
-    prompt = qa_prompt(question, passages)
-    head = qa_prompt(question, [])  # the question part alone
-    body = prompt[: len(prompt) - len(head)]
-    ids_body = tok.encode(body, add_special_tokens=False) if body else []
-    ids_head = tok.encode(head, add_special_tokens=False)
-    ids_ans = tok.encode(" " + answer + "\n", add_special_tokens=False)
-    ids = ids_body + ids_head + ids_ans
-    weights = [passage_weight] * len(ids_body) + [0.0] * len(ids_head) + [1.0] * len(ids_ans)
+def _qa_tokens(tok, passages: list[str], qas: list[tuple[str, str]], passage_weight: float) -> Example:
+    """Passages, then one or more question/answer turns in memkit's prompt format.
+
+    Loss weights: each answer (and its closing newline) 1, passages ``passage_weight``, questions 0. The pieces
+    are cut at newlines, where byte-level BPE never merges across, so the ids equal the whole text's ids.
+    """
+    body = qa_prompt("x", passages)[: -len(qa_prompt("x"))]
+    ids = tok.encode(body, add_special_tokens=False) if body else []
+    weights = [passage_weight] * len(ids)
+    for i, (question, answer) in enumerate(qas):
+        head = tok.encode(("\n" if i else "") + qa_prompt(question), add_special_tokens=False)
+        tail = tok.encode(" " + answer + "\n", add_special_tokens=False)
+        ids += head + tail
+        weights += [0.0] * len(head) + [1.0] * len(tail)
     return ids, weights
 
 
-def snippet(text: str, answer: str, keep: float, rng: random.Random) -> str:
-    """The first sentence, every sentence holding the answer, and each other sentence with chance ``keep``."""
+def snippet(text: str, answers: list[str], keep: float, rng: random.Random) -> str:
+    """The first sentence, every sentence holding an answer, and each other sentence with chance ``keep``."""
     sentences = [s for s in text.replace("\n", " ").split(". ") if s.strip()]
-    kept = [s for i, s in enumerate(sentences) if i == 0 or answer in s or rng.random() < keep]
+    kept = [s for i, s in enumerate(sentences)
+            if i == 0 or any(a in s for a in answers) or rng.random() < keep]
     return ". ".join(kept).rstrip(".") + "."
 
 
 def reading_stream(recipe: Recipe, tok, rng: random.Random, progress: dict) -> Iterator[Example]:
     """Reading-comprehension examples on train-split entities of ever new worlds.
 
-    Early in training most examples read short snippets of the documents (many answers per token of compute,
-    so reading is learnt sooner); the share of snippets falls as ``progress["frac"]`` grows.
+    Each example reads the gold documents of one entity (plus distractor documents) and then answers several
+    different questions about them, one after another: many answers per token of compute. Early in training
+    most examples read short snippets of the documents; their share falls as ``progress["frac"]`` grows.
     """
     seed = 10_000 + recipe.seed * 1000
     while True:
         seed += 1
         world = build_world(WorldConfig(seed=seed, n_pretrain=0, n_test=0))
-        examples = list(qa_examples(world, "train", ("reading",), phrasings=3,
-                                    distractors=rng.randint(0, recipe.max_distractors), seed=seed))
-        rng.shuffle(examples)
-        for ex in examples:
+        groups: dict[tuple[str, ...], dict[str, str]] = {}
+        for ex in qa_examples(world, "train", ("reading",), phrasings=3, seed=seed):
+            by_answer = groups.setdefault(tuple(ex.passages), {})
+            if ex.answer not in by_answer or rng.random() < 0.5:
+                by_answer[ex.answer] = ex.question   # one phrasing per distinct answer, chosen at random
+        keys = list(groups)
+        rng.shuffle(keys)
+        for key in keys:
+            qas = [(q, a) for a, q in groups[key].items()]
+            rng.shuffle(qas)
+            qas = qas[: rng.randint(1, recipe.questions_per_context)]
+            passages = list(key)
+            for _ in range(rng.randint(0, recipe.max_distractors)):
+                other = keys[rng.randrange(len(keys))][0]
+                if other not in key:
+                    passages.insert(rng.randint(0, len(passages)), other)
             share = max(recipe.snippet_floor, 1 - progress["frac"] / recipe.snippet_until)
-            passages = ex.passages
             if rng.random() < share:
-                passages = [snippet(p, ex.answer, recipe.snippet_keep, rng) for p in passages]
-            yield _qa_tokens(tok, passages, ex.question, ex.answer, recipe.passage_weight)
+                passages = [snippet(p, [a for _, a in qas], recipe.snippet_keep, rng) for p in passages]
+            yield _qa_tokens(tok, passages, qas, recipe.passage_weight)
 
 
 def closed_book_stream(recipe: Recipe, tok, rng: random.Random) -> Iterator[Example]:
@@ -152,7 +170,7 @@ def closed_book_stream(recipe: Recipe, tok, rng: random.Random) -> Iterator[Exam
     while True:
         rng.shuffle(examples)
         for ex in examples:
-            yield _qa_tokens(tok, [], ex.question, ex.answer, 0.0)
+            yield _qa_tokens(tok, [], [(ex.question, ex.answer)], 0.0)
 
 
 def document_stream(recipe: Recipe, tok, rng: random.Random) -> Iterator[Example]:
@@ -203,7 +221,9 @@ def weighted_loss(model: LlamaForCausalLM, ids: torch.Tensor, weights: torch.Ten
     keep = target_w > 0
     logits = model.lm_head(hidden[keep])
     losses = F.cross_entropy(logits.float(), ids[:, 1:][keep], reduction="none")
-    return (losses * target_w[keep]).sum() / target_w[keep].sum()
+    answers = target_w[keep] >= 1.0
+    answer_loss = losses[answers].mean().detach() if answers.any() else losses.new_zeros(())
+    return (losses * target_w[keep]).sum() / target_w[keep].sum(), answer_loss
 
 
 def probe(model, tok, recipe: Recipe) -> dict:
@@ -243,7 +263,7 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.95))
     progress = {"frac": 0.0}
     batches = packed_batches(recipe, tok, rng, progress)
-    history, evals = [], []
+    history, answer_history, evals = [], [], []
     budget = recipe.minutes * 60
     total = recipe.max_steps or 10**9
     t0 = time.time()
@@ -259,13 +279,14 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
         progress["frac"] = step / total
         ids, weights = next(batches)
         model.train()
-        loss = weighted_loss(model, ids, weights)
+        loss, answer_loss = weighted_loss(model, ids, weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
         history.append(loss.item())
+        answer_history.append(answer_loss.item())
         if step >= 20 and step % 10 == 0 and not recipe.max_steps:
             # re-plan from the speed so far, so the run ends on its wall-clock budget whatever the load
             per_step = (time.time() - t0) / step
@@ -273,7 +294,8 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
             if step == 20:
                 log(f"{per_step:.2f}s/step, {ids.numel() / per_step:.0f} tokens/s: planning {total} steps")
         if step % 50 == 0:
-            log(f"step {step}/{total} loss {sum(history[-50:]) / 50:.3f} lr {lr:.2e} {time.time() - t0:.0f}s")
+            log(f"step {step}/{total} loss {sum(history[-50:]) / 50:.3f} "
+                f"answer loss {sum(answer_history[-50:]) / 50:.3f} lr {lr:.2e} {time.time() - t0:.0f}s")
         if step % recipe.eval_every == 0 or step == total:
             scores = probe(model, tok, recipe)
             evals.append({"step": step, **scores})
@@ -285,7 +307,8 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
                "tokens_seen": step * recipe.batch_size * recipe.window, "final_probe": evals[-1] if evals else None}
     (out_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2) + "\n")
     (out_dir / "training_log.json").write_text(json.dumps(
-        {"summary": summary, "probes": evals, "loss_every_10": history[::10]}, indent=2) + "\n")
+        {"summary": summary, "probes": evals, "loss_every_10": history[::10],
+         "answer_loss_every_10": answer_history[::10]}, indent=2) + "\n")
     log(f"saved to {out_dir} ({summary['seconds']:.0f}s in all)")
     return summary
 

@@ -1,0 +1,55 @@
+"""The world LM recipe's pieces: training examples tokenise exactly as prompts do, losses fall where asked."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from experiments.world.build_lm import Recipe, _qa_tokens, build_model, snippet, weighted_loss
+from memkit.prompts import qa_prompt
+
+
+def test_example_ids_equal_the_whole_text_and_weights_mark_answers(tiny_tokenizer):
+    passages = ["Ada Varn lives in Port Elsin. She works as a weaver.", "Filler about the weather."]
+    qas = [("Where does Ada Varn live?", "Port Elsin"), ("What is Ada Varn's job?", "weaver")]
+    ids, weights = _qa_tokens(tiny_tokenizer, passages, qas, passage_weight=0.1)
+    text = qa_prompt(qas[0][0], passages) + " Port Elsin\n\n" + qa_prompt(qas[1][0]) + " weaver\n"
+    assert ids == tiny_tokenizer.encode(text, add_special_tokens=False)
+    answered = tiny_tokenizer.decode([i for i, w in zip(ids, weights) if w == 1.0])
+    assert answered == " Port Elsin\n weaver\n"
+    body_len = len(tiny_tokenizer.encode(qa_prompt("x", passages)[: -len(qa_prompt("x"))], add_special_tokens=False))
+    assert set(weights[:body_len]) == {0.1} and 0.0 in weights[body_len:]
+
+
+def test_snippet_keeps_the_answer_and_the_first_sentence():
+    text = "Ada Varn is a keeper. She likes tea. She lives in Port Elsin. The roof is new. Birds sing."
+    for seed in range(20):
+        cut = snippet(text, ["Port Elsin"], 0.0, random.Random(seed))
+        assert cut == "Ada Varn is a keeper. She lives in Port Elsin."
+    assert snippet(text, ["Port Elsin"], 1.0, random.Random(0)) == text
+
+
+def test_weighted_loss_matches_a_full_logits_reference(tiny_tokenizer):
+    recipe = Recipe(hidden=32, heads=2, layers=1, intermediate=64, window=32)
+    model = build_model(recipe, tiny_tokenizer)
+    ids = torch.randint(3, len(tiny_tokenizer), (2, 17))
+    weights = torch.zeros(2, 17)
+    weights[:, 5:9] = 0.1
+    weights[:, 12:] = 1.0
+    loss, answer_loss = weighted_loss(model, ids, weights)
+    logits = model(input_ids=ids[:, :-1]).logits
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    w = weights[:, 1:]
+    torch.testing.assert_close(loss, (per_token * w).sum() / w.sum())
+    torch.testing.assert_close(answer_loss, per_token[w == 1.0].mean())
+    loss.backward()
+    assert model.lm_head.weight.grad is not None
+
+
+def test_recipe_validation_names_the_problem():
+    with pytest.raises(ValueError, match="multiple of heads"):
+        Recipe(hidden=100, heads=3).validate()
+    with pytest.raises(ValueError, match="add up to 1"):
+        Recipe(mix_reading=0.9).validate()
