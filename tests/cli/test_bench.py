@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from cli.main import app
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run on one torch thread here: two threads on a busy two-core machine spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 SQUAD = {"version": "1.1", "data": [

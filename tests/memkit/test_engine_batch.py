@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from memkit.engine import Engine
 from memkit.errors import InputError
@@ -11,14 +10,6 @@ from memkit.methods import Retrieved, build_method
 from memkit.sources import SourceDocument
 from storage import Store
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run on one torch thread here: two threads on a busy two-core machine spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 TEXTS = [
     "Ada Varn is a lighthouse keeper who lives in Port Elsin.",

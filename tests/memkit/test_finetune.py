@@ -17,14 +17,6 @@ from memkit.sources import SourceDocument
 from storage import Store
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run on one torch thread here: two threads on a busy two-core machine spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TEXTS = [
     "Ada Varn is a lighthouse keeper who lives in Port Elsin and works for the Harbour Trust.",

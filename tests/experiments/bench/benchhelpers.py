@@ -3,9 +3,7 @@ options, and a one-thread block for torch."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
-import torch
 
 from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
 
@@ -41,13 +39,3 @@ def small_benchmark() -> Benchmark:
     return bench
 
 
-@contextmanager
-def one_thread():
-    """Run torch on one thread inside the block. Tiny models gain nothing from two, and on a busy two-core
-    machine two threads spin against each other and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from benchhelpers import FAST_OPTIONS, METHODS, one_thread, small_benchmark
+from benchhelpers import FAST_OPTIONS, METHODS, small_benchmark
 from experiments.bench.config import BenchConfig
 
 
@@ -39,12 +39,6 @@ def write_jsonl(tmp_path) -> Callable[[str, list], Path]:
     return write
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
-
-
 @pytest.fixture
 def bench():
     return small_benchmark()
@@ -57,5 +51,4 @@ def full_run(tiny_lm):
 
     cfg = BenchConfig(methods=METHODS, protocols=["stream", "sweep", "retention"], context_tokens=[80, 200],
                       method_options=FAST_OPTIONS, batch_size=4)
-    with one_thread():
-        return run_benchmark(small_benchmark(), tiny_lm, cfg)
+    return run_benchmark(small_benchmark(), tiny_lm, cfg)
