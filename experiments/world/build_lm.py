@@ -73,6 +73,8 @@ class Recipe:
     threads: int = 2
     eval_every: int = 250
     eval_questions: int = 60
+    init_from: str = ""           # continue from a model this recipe saved (its tokenizer and weights); the
+                                  # window may grow (RoPE positions), the rest of the shape must match
 
     def validate(self) -> None:
         if self.hidden % self.heads:
@@ -214,6 +216,19 @@ def build_model(recipe: Recipe, tok) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
+def load_stage(recipe: Recipe) -> tuple[PreTrainedTokenizerFast, LlamaForCausalLM]:
+    """A model and tokenizer saved by an earlier run, set to this recipe's window; refuses another shape."""
+    tok = PreTrainedTokenizerFast.from_pretrained(recipe.init_from, model_max_length=recipe.window)
+    model = LlamaForCausalLM.from_pretrained(recipe.init_from, dtype=torch.float32)
+    c = model.config
+    shape = (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size)
+    if shape != (recipe.hidden, recipe.layers, recipe.heads, recipe.intermediate):
+        raise ValueError(f"--init-from {recipe.init_from} has hidden/layers/heads/intermediate {shape}; "
+                         "pass the same sizes")
+    c.max_position_embeddings = recipe.window
+    return tok, model
+
+
 def weighted_loss(model: LlamaForCausalLM, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Next-token loss where each target token counts by its weight; logits only where the weight is > 0."""
     hidden = model.model(input_ids=ids[:, :-1]).last_hidden_state
@@ -252,9 +267,13 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
     torch.set_num_threads(recipe.threads)
     rng = random.Random(recipe.seed)
     start = time.time()
-    tok = train_tokenizer(recipe)
-    log(f"tokenizer: {len(tok)} tokens ({time.time() - start:.0f}s)")
-    model = build_model(recipe, tok)
+    if recipe.init_from:
+        tok, model = load_stage(recipe)
+        log(f"continuing from {recipe.init_from}")
+    else:
+        tok = train_tokenizer(recipe)
+        log(f"tokenizer: {len(tok)} tokens ({time.time() - start:.0f}s)")
+        model = build_model(recipe, tok)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

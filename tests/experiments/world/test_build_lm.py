@@ -53,3 +53,19 @@ def test_recipe_validation_names_the_problem():
         Recipe(hidden=100, heads=3).validate()
     with pytest.raises(ValueError, match="add up to 1"):
         Recipe(mix_reading=0.9).validate()
+
+
+def test_a_saved_stage_reloads_with_a_longer_window(tiny_tokenizer, tmp_path):
+    from experiments.world.build_lm import load_stage
+
+    small = Recipe(hidden=32, heads=2, layers=1, intermediate=64, window=32)
+    model = build_model(small, tiny_tokenizer)
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    tok, again = load_stage(Recipe(hidden=32, heads=2, layers=1, intermediate=64, window=64,
+                                   init_from=str(tmp_path)))
+    assert again.config.max_position_embeddings == 64 and tok.model_max_length == 64
+    ids = torch.randint(3, len(tok), (1, 20))
+    torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="same sizes"):
+        load_stage(Recipe(hidden=64, heads=2, layers=1, intermediate=64, init_from=str(tmp_path)))
