@@ -186,23 +186,26 @@ def document_stream(recipe: Recipe, tok, rng: random.Random) -> Iterator[Example
 
 
 def packed_batches(recipe: Recipe, tok, rng: random.Random,
-                   progress: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of ``window``-token sequences packed from the three streams, with per-token loss weights."""
+                   progress: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Batches of ``window``-token rows packed from the three streams: ids, per-token loss weights, and the
+    index of the example each token belongs to (attention never crosses examples; see ``weighted_loss``)."""
     streams = [reading_stream(recipe, tok, rng, progress), closed_book_stream(recipe, tok, rng),
                document_stream(recipe, tok, rng)]
     shares = [recipe.mix_reading, recipe.mix_closed_book, recipe.mix_documents]
     eos = tok.convert_tokens_to_ids(SPECIAL["eos_token"])
     while True:
-        ids_rows, w_rows = [], []
+        ids_rows, w_rows, seg_rows = [], [], []
         for _ in range(recipe.batch_size):
-            ids, weights = [], []
+            ids, weights, segments = [], [], []
             while len(ids) < recipe.window + 1:
                 new_ids, new_w = next(rng.choices(streams, shares)[0])
+                segments = segments + [len(segments) and segments[-1] + 1] * (len(new_ids) + 1)
                 ids = ids + new_ids + [eos]
                 weights = weights + new_w + [0.0]
             ids_rows.append(ids[: recipe.window + 1])
             w_rows.append(weights[: recipe.window + 1])  # the example cut at the row's end is not continued
-        yield torch.tensor(ids_rows), torch.tensor(w_rows)
+            seg_rows.append(segments[: recipe.window + 1])
+        yield torch.tensor(ids_rows), torch.tensor(w_rows), torch.tensor(seg_rows)
 
 
 # ---- model and loop --------------------------------------------------------------------------------------
@@ -229,9 +232,28 @@ def load_stage(recipe: Recipe) -> tuple[PreTrainedTokenizerFast, LlamaForCausalL
     return tok, model
 
 
-def weighted_loss(model: LlamaForCausalLM, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def example_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block-causal attention mask [B, 1, T, T] (True: may attend) and per-example positions [B, T].
+
+    Packed examples must not see each other: a closed-book question packed after a reading example would
+    otherwise see that example's documents, and the LM learns that values in its context are not the answer.
+    Positions restart at 0 for every example, as they do when memkit serves one prompt.
+    """
+    t = segments.shape[1]
+    same = segments[:, :, None] == segments[:, None, :]
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    index = torch.arange(t).expand_as(segments)
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return (same & causal)[:, None], index - first
+
+
+def weighted_loss(model: LlamaForCausalLM, ids: torch.Tensor, weights: torch.Tensor,
+                  segments: torch.Tensor) -> torch.Tensor:
     """Next-token loss where each target token counts by its weight; logits only where the weight is > 0."""
-    hidden = model.model(input_ids=ids[:, :-1]).last_hidden_state
+    mask, positions = example_mask(segments[:, :-1])
+    hidden = model.model(input_ids=ids[:, :-1], attention_mask=mask, position_ids=positions).last_hidden_state
     target_w = weights[:, 1:]
     keep = target_w > 0
     logits = model.lm_head(hidden[keep])
@@ -296,9 +318,9 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         progress["frac"] = step / total
-        ids, weights = next(batches)
+        ids, weights, segments = next(batches)
         model.train()
-        loss, answer_loss = weighted_loss(model, ids, weights)
+        loss, answer_loss = weighted_loss(model, ids, weights, segments)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

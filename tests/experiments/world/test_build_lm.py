@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from experiments.world.build_lm import Recipe, _qa_tokens, build_model, snippet, weighted_loss
+from experiments.world.build_lm import (Recipe, _qa_tokens, build_model, example_mask, packed_batches, snippet,
+                                        weighted_loss)
 from memkit.prompts import qa_prompt
 
 
@@ -38,7 +39,7 @@ def test_weighted_loss_matches_a_full_logits_reference(tiny_tokenizer):
     weights = torch.zeros(2, 17)
     weights[:, 5:9] = 0.1
     weights[:, 12:] = 1.0
-    loss, answer_loss = weighted_loss(model, ids, weights)
+    loss, answer_loss = weighted_loss(model, ids, weights, torch.zeros_like(ids))
     logits = model(input_ids=ids[:, :-1]).logits
     per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     w = weights[:, 1:]
@@ -46,6 +47,34 @@ def test_weighted_loss_matches_a_full_logits_reference(tiny_tokenizer):
     torch.testing.assert_close(answer_loss, per_token[w == 1.0].mean())
     loss.backward()
     assert model.lm_head.weight.grad is not None
+
+
+def test_packed_examples_do_not_see_each_other(tiny_tokenizer):
+    """Each packed example is scored as if it were alone in the row, from position 0."""
+    recipe = Recipe(hidden=32, heads=2, layers=2, intermediate=64, window=32)
+    model = build_model(recipe, tiny_tokenizer).eval()
+    first = torch.randint(3, len(tiny_tokenizer), (1, 7))
+    second = torch.randint(3, len(tiny_tokenizer), (1, 9))
+    row = torch.cat([first, second], dim=1)
+    segments = torch.tensor([[0] * 7 + [1] * 9])
+    mask, positions = example_mask(segments)
+    assert positions.tolist() == [list(range(7)) + list(range(9))]
+    packed = model(input_ids=row, attention_mask=mask, position_ids=positions).logits
+    torch.testing.assert_close(packed[:, 7:], model(input_ids=second).logits)
+    torch.testing.assert_close(packed[:, :7], model(input_ids=first).logits)
+    # without the mask the second example would read the first: the logits differ
+    assert not torch.allclose(model(input_ids=row).logits[:, 7:], model(input_ids=second).logits, atol=1e-4)
+
+
+def test_packed_batches_mark_every_example(tiny_tokenizer):
+    recipe = Recipe(window=64, batch_size=2, mix_reading=0.4, mix_closed_book=0.4, mix_documents=0.2)
+    ids, weights, segments = next(packed_batches(recipe, tiny_tokenizer, random.Random(0), {"frac": 0.0}))
+    assert ids.shape == weights.shape == segments.shape == (2, 65)
+    eos = tiny_tokenizer.eos_token_id
+    for row_ids, row_segs in zip(ids.tolist(), segments.tolist()):
+        assert row_segs[0] == 0 and all(b - a in (0, 1) for a, b in zip(row_segs, row_segs[1:]))
+        for i in range(len(row_ids) - 1):   # an example ends with eos; the next token starts a new one
+            assert (row_segs[i + 1] != row_segs[i]) == (row_ids[i] == eos)
 
 
 def test_recipe_validation_names_the_problem():
