@@ -1,13 +1,23 @@
 """Key encoders: text -> L2-normalised float32 vectors that memories are found by.
 
-Owns: the ``Embedder`` interface and the default encoder built on the frozen LM's own hidden states (mean
-pooled over a late-middle layer). A separate sentence-embedding model can be configured instead (``embedder``
-option of a method, a hub id or a local directory). Knows nothing of storage.
+Owns: the ``Embedder`` interface and three encoders, chosen by a method's ``embedder`` option:
+  - ``lexical`` (default): a hashed bag of words (lower-cased words, English function words dropped, log term
+    frequency, signed feature hashing into ``dim`` buckets), the classic sparse retriever in a dense vector, so
+    FAISS inner product is cosine word overlap. Needs no model, and names and rare words, which carry most
+    factual questions, match exactly.
+  - ``lm``: the frozen LM's own hidden states, mean pooled over a late-middle layer.
+  - a sentence-embedding model's hub id or local directory.
+Knows nothing of storage.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, Sequence
+
+import math
+import re
+import zlib
+from collections import Counter
 
 import numpy as np
 import torch
@@ -21,6 +31,41 @@ class Embedder(Protocol):
 
     def describe(self) -> dict:
         """What identifies this encoder, recorded with the store."""
+
+
+STOPWORDS = frozenset("""
+a an the of in on at to for by with from into onto about as and or but nor if then than so not no yes
+is are was were be been being am do does did done has have had having will would can could shall should may
+might must it its this that these those there here which what who whom whose where when why how
+he she they them his her hers their theirs him we us our you your i me my
+""".split())
+WORD = re.compile(r"[^\W_]+")
+
+
+class LexicalEmbedder:
+    """Hashed bag-of-words keys: each content word adds +-(1 + log count) to one of ``dim`` buckets."""
+
+    def __init__(self, dim: int = 4096):
+        if dim < 16:
+            raise ValueError("a lexical key needs at least 16 dimensions")
+        self.dim = dim
+
+    def words(self, text: str) -> Counter:
+        return Counter(w for w in WORD.findall(text.lower()) if w not in STOPWORDS)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word, count in self.words(text).items():
+                h = zlib.crc32(word.encode("utf-8"))
+                out[row, h % self.dim] += (1.0 if h & 0x80000000 else -1.0) * (1.0 + math.log(count))
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+    def describe(self) -> dict:
+        return {"embedder": "lexical", "dim": self.dim}
 
 
 class LMEmbedder:
@@ -73,7 +118,10 @@ class EncoderEmbedder:
 
 
 def build_embedder(lm, embedder: str, layer: int | None) -> Embedder:
-    """``"lm"`` -> the frozen LM's own states; anything else is a hub id or a directory of an encoder."""
+    """``"lexical"`` -> hashed words; ``"lm"`` -> the frozen LM's own states; anything else is a hub id or a
+    directory of an encoder."""
+    if embedder == "lexical":
+        return LexicalEmbedder()
     if embedder == "lm":
         return LMEmbedder(lm, layer)
     return EncoderEmbedder(embedder, device=lm.device)

@@ -21,8 +21,9 @@ class PromptConfig(MethodConfig):
 
     max_docs: int = 16
     """Most documents a question retrieves before fitting them into the window."""
-    embedder: str = "lm"
-    """Key encoder: "lm" (the frozen LM's hidden states) or a sentence-embedding model's hub id or directory."""
+    embedder: str = "lexical"
+    """Key encoder: "lexical" (hashed words), "lm" (the frozen LM's hidden states), or a sentence-embedding
+    model's hub id or directory."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys (default: a late-middle layer)."""
 

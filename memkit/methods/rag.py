@@ -26,8 +26,9 @@ class RagConfig(MethodConfig):
     """Tokens each chunk shares with the one before it."""
     top_k: int = 4
     """Chunks a question puts into the prompt (ask --top-k overrides it)."""
-    embedder: str = "lm"
-    """Key encoder: "lm" (the frozen LM's hidden states) or a sentence-embedding model's hub id or directory."""
+    embedder: str = "lexical"
+    """Key encoder: "lexical" (hashed words), "lm" (the frozen LM's hidden states), or a sentence-embedding
+    model's hub id or directory."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys (default: a late-middle layer)."""
 
