@@ -174,6 +174,22 @@ class FrozenLM:
             self._fingerprint = hashlib.sha256(payload.encode("utf-8")).hexdigest()
         return self._fingerprint
 
+    @property
+    def weights_digest(self) -> str:
+        """sha256 over every parameter's name, shape and an evenly strided sample of up to 65,536 of its values:
+        tells two checkpoints of one architecture apart (what ``fingerprint`` does not) in a moment, even for
+        large models. For artifacts trained against these exact weights (generators, compressors)."""
+        if getattr(self, "_weights_digest", None) is None:
+            h = hashlib.sha256()
+            for name, p in sorted(self.model.state_dict().items()):
+                flat = p.detach().reshape(-1)
+                step = max(1, flat.numel() // 65536)
+                sample = flat[::step][:65536].float().cpu().numpy()
+                h.update(f"{name}:{list(p.shape)}".encode())
+                h.update(sample.tobytes())
+            self._weights_digest = h.hexdigest()
+        return self._weights_digest
+
     # ------------------------------------------------------------------ text
 
     def encode(self, text: str) -> list[int]:
@@ -191,15 +207,18 @@ class FrozenLM:
     # ------------------------------------------------------------------ states
 
     def hidden_states(self, texts: Sequence[str | Sequence[int]], *, layers: list[int] | None = None,
-                      max_length: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+                      max_length: int | None = None,
+                      delta: LowRankDelta | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Hidden states ``[B, T, d]`` per requested layer (0 = embeddings, ``num_layers`` = last, after the
         final norm), and the attention mask ``[B, T]`` (right padding). Strings get ``bos_ids`` in front; token
         lists are used as given. Sequences longer than ``max_length`` (at most ``max_context``) keep their first
-        tokens; ``last_truncated`` records which were cut."""
+        tokens; ``last_truncated`` records which were cut. With ``delta``, the text is read with it applied.
+        Never tracks gradients."""
         seqs = self._sequences(texts, lead=True)
         limit = self.max_context if max_length is None else max(1, min(max_length, self.max_context))
         self.last_truncated = [len(s) > limit for s in seqs]
-        return self._states([s[:limit] for s in seqs], layers)
+        with self._delta(delta):
+            return self._states([s[:limit] for s in seqs], layers)
 
     def embed(self, texts: Sequence[str], *, layer: int | None = None, batch_size: int = 16) -> np.ndarray:
         """``[B, d]`` float32, L2-normalised mean of ``layer``'s hidden states over each text's tokens. Texts longer

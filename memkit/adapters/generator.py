@@ -1,0 +1,207 @@
+"""The adapter generator: per target linear module, small trainable maps that turn the frozen LM's hidden states
+of a context into an ``AdapterState``, and that state into a ``LowRankDelta`` the frozen LM applies.
+
+Per target module (in decoder layer l, ``W: d_in -> d_out``), trainable: an RMSNorm weight ``g`` over the model
+width d, ``A1: d_in -> R``, ``A2: d -> R``, ``A3: d -> R`` and ``B: R -> d_out`` (B starts at zero, so a fresh
+generator changes nothing). With ``h`` the hidden states entering layer l and ``h' = RMSNorm_g(h)``:
+
+    state   S = sum over context tokens t of (A2 h'_t)(A3 h'_t)^T                      [R, R]
+    norm    N = U_r V_r^T, from the rank-r SVD S ~ U_r diag(s) V_r^T                   (scale does not matter)
+    delta   y = W x + (alpha / R) * B N^T A1 x = W x + scale * (B V_r) (U_r^T A1) x    (a rank-r LoRA)
+
+The SVD's basis is computed without gradient and the gradient reaches S through ``V_r = S^T U_r diag(1/s)``
+(exactly ``V_r`` in the forward pass), which keeps training stable when singular values come close.
+
+Owns: ``GeneratorConfig`` (saved beside the weights, with the base model it belongs to), ``AdapterGenerator``,
+reading states from hidden states, the normalisation, save/load through safetensors. Must not know storage,
+the CLI or how contexts are chunked (``memkit.adapters.encode``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from memkit.adapters.state import AdapterState
+from memkit.errors import ConfigError
+from memkit.hooks import LowRankDelta
+
+CONFIG_FILE = "generator.json"
+WEIGHTS_FILE = "generator.safetensors"
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything that shapes a generator; saved as generator.json beside its weights."""
+
+    targets: list[str] = field(default_factory=list)
+    """Full names of the target linear modules (default: the attention output projection of every layer)."""
+    layers: list[int] = field(default_factory=list)
+    """Decoder layer of each target: its state reads the hidden states entering that layer."""
+    shapes: list[list[int]] = field(default_factory=list)
+    """(d_in, d_out) of each target."""
+    hidden: int = 0
+    """The model width d."""
+    state_rank: int = 64
+    """R: size of the state (R x R per target) and of the A/B maps."""
+    svd_rank: int = 16
+    """r: rank kept by the SVD normalisation; the applied delta is a rank-r LoRA."""
+    alpha: float = 64.0
+    """The delta is scaled by alpha / R."""
+    base_model: str = ""
+    """Fingerprint of the frozen LM the generator was built for (architecture and tokenizer)."""
+    base_weights: str = ""
+    """Digest of that LM's weights (``FrozenLM.weights_digest``): another checkpoint is refused too."""
+
+    def validate(self) -> None:
+        if not self.targets or len(self.targets) != len(self.layers) or len(self.targets) != len(self.shapes):
+            raise ConfigError("a generator needs one layer index and one shape per target module")
+        if self.state_rank < 1 or not 1 <= self.svd_rank <= self.state_rank:
+            raise ConfigError("generator sizes must satisfy 1 <= svd_rank <= state_rank "
+                              "(options svd_rank and state_rank)")
+        if self.alpha <= 0:
+            raise ConfigError("generator option alpha must be above 0")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.state_rank
+
+
+class _RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class TargetGenerator(nn.Module):
+    """The generator of one target module."""
+
+    def __init__(self, hidden: int, d_in: int, d_out: int, rank: int):
+        super().__init__()
+        self.norm = _RMSNorm(hidden)
+        self.a1 = nn.Linear(d_in, rank, bias=False)
+        self.a2 = nn.Linear(hidden, rank, bias=False)
+        self.a3 = nn.Linear(hidden, rank, bias=False)
+        self.b = nn.Linear(rank, d_out, bias=False)
+        nn.init.zeros_(self.b.weight)
+
+    def state(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, R, R]``: the sum over unmasked tokens of ``(A2 h')(A3 h')^T``; ``h [B, T, d]``, ``mask [B, T]``."""
+        hn = self.norm(h)
+        p = self.a2(hn) * mask[..., None].to(hn.dtype)
+        q = self.a3(hn)
+        return torch.einsum("btr,bts->brs", p, q)
+
+    def factors(self, s: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """LoRA factors ``(U_r^T A1 [B, r, d_in], B V_r [B, d_out, r])`` of the normalised state ``s [B, R, R]``.
+        A zero state (an empty context) gives zero factors."""
+        s32 = s.float()
+        with torch.no_grad():
+            u, sig, _ = torch.linalg.svd(s32.double())
+            u = u[..., :rank].float()
+            sig = sig[..., :rank].float()
+            live = (sig > sig[..., :1].clamp(min=1e-30) * 1e-6) & (sig > 0)
+            inv = torch.where(live, 1.0 / sig.clamp(min=1e-30), torch.zeros_like(sig))
+        v = s32.transpose(-1, -2) @ u * inv[..., None, :]           # [B, R, r] == V_r where s has rank >= r
+        a = (u * live[..., None, :]).transpose(-1, -2) @ self.a1.weight   # [B, r, d_in]
+        b = self.b.weight @ v                                        # [B, d_out, r]
+        return a, b
+
+
+class AdapterGenerator(nn.Module):
+    """All target generators of one frozen LM."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.parts = nn.ModuleList(TargetGenerator(config.hidden, d_in, d_out, config.state_rank)
+                                   for d_in, d_out in config.shapes)
+
+    @classmethod
+    def for_lm(cls, lm, targets: list[str], *, state_rank: int = 64, svd_rank: int = 16, alpha: float = 64.0,
+               seed: int = 0) -> AdapterGenerator:
+        """A fresh generator (B = 0) for ``targets`` of ``lm``, on its device, in float32."""
+        layer_of = {name: i for i, name in enumerate(lm.target_modules("attn_out"))}
+        layer_of.update({name: i for i, name in enumerate(lm.target_modules("mlp_out"))})
+        layers = []
+        for name in targets:
+            layers.append(_layer_index(name, layer_of, lm.num_layers))
+        config = GeneratorConfig(targets=list(targets), layers=layers,
+                                 shapes=[list(lm.module_shape(n)) for n in targets], hidden=lm.hidden_size,
+                                 state_rank=state_rank, svd_rank=svd_rank, alpha=alpha, base_model=lm.fingerprint,
+                                 base_weights=lm.weights_digest)
+        torch.manual_seed(seed)
+        return cls(config).to(lm.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.parts[0].a1.weight.device
+
+    def states(self, hidden: list[torch.Tensor], mask: torch.Tensor) -> AdapterState:
+        """The batch's states from the hidden states entering every decoder layer (``hidden[l]`` enters layer
+        l, as ``FrozenLM.hidden_states`` returns them) and the mask of context tokens."""
+        mats = {name: part.state(hidden[layer], mask)
+                for name, layer, part in zip(self.config.targets, self.config.layers, self.parts)}
+        return AdapterState(mats, int(mask.sum().item()))
+
+    def delta(self, state: AdapterState) -> LowRankDelta:
+        """The normalised delta of ``state`` (``[R, R]`` or ``[B, R, R]`` per target)."""
+        factors = {}
+        for name, part in zip(self.config.targets, self.parts):
+            s = state.mats[name]
+            single = s.dim() == 2
+            a, b = part.factors(s[None] if single else s, self.config.svd_rank)
+            factors[name] = (a[0], b[0]) if single else (a, b)
+        return LowRankDelta(factors, self.config.scale)
+
+    def empty_state(self) -> AdapterState:
+        return AdapterState.zeros(self.config.targets, self.config.state_rank, device=self.device)
+
+    # ---- files ---------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Weights (safetensors) and generator.json (config plus ``extra``, e.g. how it was trained)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(out / WEIGHTS_FILE))
+        (out / CONFIG_FILE).write_text(json.dumps({"config": asdict(self.config), **(extra or {})}, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, lm=None) -> AdapterGenerator:
+        """A saved generator; with ``lm``, refuses one built for another base model."""
+        src = Path(directory)
+        if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
+            raise ConfigError(f"{src} holds no generator ({CONFIG_FILE} and {WEIGHTS_FILE}); train one with "
+                              "`memkit train adapter`")
+        meta = json.loads((src / CONFIG_FILE).read_text())
+        config = GeneratorConfig(**meta["config"])
+        if lm is not None and ((config.base_model and config.base_model != lm.fingerprint)
+                               or (config.base_weights and config.base_weights != lm.weights_digest)):
+            raise ConfigError(f"the generator in {src} was trained for another base model "
+                              f"({config.base_model[:12]}, this one is {lm.fingerprint[:12]}); train one for it")
+        gen = cls(config)
+        gen.load_state_dict(load_file(str(src / WEIGHTS_FILE)))
+        return gen.to(lm.device) if lm is not None else gen
+
+
+def _layer_index(name: str, known: dict[str, int], num_layers: int) -> int:
+    """The decoder layer a module belongs to: an output projection's own layer, else the number after the
+    decoder list in its name."""
+    if name in known:
+        return known[name]
+    for part in name.split("."):
+        if part.isdigit() and int(part) < num_layers:
+            return int(part)
+    raise ConfigError(f"cannot tell which decoder layer module {name!r} belongs to")

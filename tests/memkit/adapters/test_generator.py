@@ -1,0 +1,148 @@
+"""The adapter generator's maths as invariants, on tiny random models of several families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memkit.adapters.encode import chunk_ids, encode_documents
+from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.state import AdapterState
+from memkit.errors import ConfigError
+from memkit.lm import FrozenLM
+
+TEXT_A = "Ada Varn lives in Port Elsin and works as a weaver for the Corven Mills."
+TEXT_B = "The Corven Mills were founded in 1902 and make rope, sails and twine."
+
+
+def trained_like(gen: AdapterGenerator, seed: int = 1) -> AdapterGenerator:
+    """The generator with B set to random values, as after training (a fresh B is zero)."""
+    torch.manual_seed(seed)
+    for part in gen.parts:
+        torch.nn.init.normal_(part.b.weight, std=0.5)
+    return gen
+
+
+@pytest.fixture(params=["llama", "gpt2", "qwen2"])
+def lm(request, tiny_model_dir):
+    return FrozenLM.load(str(tiny_model_dir(request.param)), device="cpu", dtype="float32")
+
+
+def make(lm, **kw) -> AdapterGenerator:
+    return AdapterGenerator.for_lm(lm, lm.target_modules("attn_out"), state_rank=16, svd_rank=4, alpha=16.0, **kw)
+
+
+def test_a_fresh_generator_leaves_logits_unchanged(lm):
+    gen = make(lm)
+    (state,) = encode_documents(lm, gen, [TEXT_A], chunk_tokens=16)
+    assert state.tokens == len(lm.encode(TEXT_A)) and any(m.abs().sum() > 0 for m in state.mats.values())
+    with torch.no_grad():
+        base, _ = lm.logits([TEXT_B])
+        adapted, _ = lm.logits([TEXT_B], delta=gen.delta(state))
+    torch.testing.assert_close(adapted, base, rtol=0, atol=0)
+
+
+def test_the_delta_is_the_normalised_state_applied_as_a_rank_r_lora(lm):
+    gen = trained_like(make(lm))
+    (state,) = encode_documents(lm, gen, [TEXT_A], chunk_tokens=64)
+    delta = gen.delta(state)
+    name = gen.config.targets[0]
+    part = gen.parts[0]
+    s = state.mats[name].double().numpy()
+    u, _, vt = np.linalg.svd(s)
+    r = gen.config.svd_rank
+    n = u[:, :r] @ vt[:r]                                      # N = U_r V_r^T
+    expected = gen.config.scale * part.b.weight.double().detach().numpy() @ n.T @ part.a1.weight.double().detach().numpy()
+    a, b = delta.factors[name]
+    got = delta.scale * (b.double() @ a.double()).detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert a.shape[0] == r and b.shape[1] == r
+    # scale does not matter: the same document's state times 7 gives the same delta
+    a7, b7 = gen.delta(AdapterState({k: 7 * v for k, v in state.mats.items()}, state.tokens)).factors[name]
+    torch.testing.assert_close(b7 @ a7, b @ a, atol=1e-5, rtol=1e-4)
+
+
+def test_states_add_and_subtract(tiny_lm):
+    gen = make(tiny_lm)
+    a, b = encode_documents(tiny_lm, gen, [TEXT_A, TEXT_B], chunk_tokens=16)
+    restored = (a + b) - b
+    for name in a.mats:
+        torch.testing.assert_close(restored.mats[name], a.mats[name], atol=1e-4, rtol=1e-5)
+    assert restored.tokens == a.tokens
+    with pytest.raises(ConfigError, match="different modules"):
+        a + AdapterState({"other": torch.zeros(16, 16)})
+
+
+def test_merged_state_of_two_documents_is_the_state_of_both(tiny_lm):
+    """In parallel mode, a text made of two chunk-aligned documents has the sum of their states."""
+    gen = make(tiny_lm)
+    ids_a, ids_b = tiny_lm.encode(TEXT_A), tiny_lm.encode(TEXT_B)
+    ids_a = ids_a[: 8 * (len(ids_a) // 8)]
+    sa, sb, both = encode_documents(tiny_lm, gen, [ids_a, ids_b, ids_a + ids_b], chunk_tokens=8)
+    merged = AdapterState.total([sa, sb])
+    for name in merged.mats:
+        torch.testing.assert_close(merged.mats[name], both.mats[name], atol=1e-4, rtol=1e-5)
+    assert merged.tokens == both.tokens
+
+
+def test_sequential_and_parallel_agree_on_one_chunk_and_differ_on_many(tiny_lm):
+    gen = trained_like(make(tiny_lm))
+    n = len(tiny_lm.encode(TEXT_A))
+    (par,), (seq,) = (encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=n, mode=m)
+                      for m in ("parallel", "sequential"))
+    for name in par.mats:
+        torch.testing.assert_close(seq.mats[name], par.mats[name])
+    (par,), (seq,) = (encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=5, mode=m)
+                      for m in ("parallel", "sequential"))
+    name = gen.config.targets[-1]
+    assert not torch.allclose(seq.mats[name], par.mats[name])     # later chunks were read with the adapter
+
+
+def test_an_empty_document_gives_no_delta(tiny_lm):
+    gen = trained_like(make(tiny_lm))
+    (state,) = encode_documents(tiny_lm, gen, [""], chunk_tokens=16)
+    assert state.tokens == 0
+    for a, b in gen.delta(state).factors.values():
+        assert not (b @ a).any()
+
+
+def test_base_weights_bit_identical_after_generator_training_steps(tiny_lm):
+    gen = make(tiny_lm)
+    before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
+    opt = torch.optim.AdamW(gen.parameters(), lr=1e-2)
+    for _ in range(3):
+        (state,) = encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=8, grad=True)
+        logits, _ = tiny_lm.logits([TEXT_B], delta=gen.delta(state))
+        ids = torch.tensor([tiny_lm.bos_ids + tiny_lm.encode(TEXT_B)])
+        loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:])
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gen.parameters())
+        opt.step()
+        opt.zero_grad()
+    after = tiny_lm.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad for p in tiny_lm.model.parameters())
+    assert any(part.b.weight.abs().sum() > 0 for part in gen.parts)   # the generator did learn something
+
+
+def test_save_and_load_round_trip_and_refuse_another_model(tiny_lm, tiny_model_dir, tmp_path):
+    gen = trained_like(make(tiny_lm))
+    gen.save(tmp_path / "gen", extra={"steps": 3})
+    again = AdapterGenerator.load(tmp_path / "gen", tiny_lm)
+    for (k, v), (k2, v2) in zip(gen.state_dict().items(), again.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    other = FrozenLM.load(str(tiny_model_dir("llama", seed=3)), device="cpu", dtype="float32")
+    with pytest.raises(ConfigError, match="another base model"):
+        AdapterGenerator.load(tmp_path / "gen", other)
+    with pytest.raises(ConfigError, match="train one with"):
+        AdapterGenerator.load(tmp_path / "missing")
+
+
+def test_chunking_and_option_errors(tiny_lm):
+    assert chunk_ids(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    gen = make(tiny_lm)
+    with pytest.raises(ConfigError, match="chunk_tokens"):
+        encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=10_000)
+    with pytest.raises(ConfigError, match="parallel or sequential"):
+        encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=8, mode="both")
