@@ -70,6 +70,20 @@ class LoraFactors:
             self.a[name] = a.to(lm.device).requires_grad_(True)
             self.b[name] = torch.zeros(d_out, rank, device=lm.device).requires_grad_(True)
 
+    @classmethod
+    def from_delta(cls, lm, delta: LowRankDelta) -> LoraFactors:
+        """The LoRA that computes ``delta`` (2-D factors of one rank across modules), e.g. to export it."""
+        ranks = {a.shape[0] for a, _ in delta.factors.values()}
+        if not delta.factors or len(ranks) != 1 or any(a.dim() != 2 for a, _ in delta.factors.values()):
+            raise ConfigError("only a delta with 2-D factors of one rank across modules can become a LoRA")
+        (rank,) = ranks
+        out = cls.__new__(cls)
+        out.lm, out.targets, out.rank = lm, list(delta.factors), int(rank)
+        out.alpha = float(delta.scale) * out.rank
+        out.a = {n: a.detach().float().to(lm.device).clone() for n, (a, _) in delta.factors.items()}
+        out.b = {n: b.detach().float().to(lm.device).clone() for n, (_, b) in delta.factors.items()}
+        return out
+
     @property
     def scale(self) -> float:
         return self.alpha / self.rank

@@ -146,3 +146,25 @@ def test_chunking_and_option_errors(tiny_lm):
         encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=10_000)
     with pytest.raises(ConfigError, match="parallel or sequential"):
         encode_documents(tiny_lm, gen, [TEXT_A], chunk_tokens=8, mode="both")
+
+
+def test_exported_lora_of_a_merged_adapter_gives_peft_the_same_logits(lm, tmp_path):
+    import copy
+
+    from peft import PeftModel
+
+    from memkit.lora import LoraFactors
+
+    gen = trained_like(make(lm))
+    merged = AdapterState.total(encode_documents(lm, gen, [TEXT_A, TEXT_B], chunk_tokens=16))
+    delta = gen.delta(merged)
+    ids = [lm.bos_ids + lm.encode("Where does Ada Varn live?")]
+    with torch.no_grad():
+        ours, _ = lm.logits(ids, delta=delta)
+        base, _ = lm.logits(ids)
+    out = LoraFactors.from_delta(lm, delta).export_peft(tmp_path / "lora")
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(out)).eval()
+    with torch.no_grad():
+        theirs = peft_model(input_ids=torch.tensor(ids)).logits
+    assert (ours - base).abs().max() > 1e-3, "the adapter must change something for the check to mean anything"
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
