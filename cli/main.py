@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli import admin, ask, bench, docs, ingest, init, train
+from cli import admin, ask, bench, docs, export, ingest, init, train
 from cli.common import State
 
 app = typer.Typer(
@@ -36,7 +36,7 @@ def root(
     ctx.obj = State(store=store, device=device)
 
 
-for module in (init, ingest, ask, docs, admin, bench, train):
+for module in (init, ingest, ask, docs, export, admin, bench, train):
     module.register(app)
 
 

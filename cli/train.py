@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from cli.common import handle_errors, print_json
+from cli.common import handle_errors, print_json, state
 
-train_app = typer.Typer(help="Train memkit's models: the world LM (base); adapters and slots come next.",
+train_app = typer.Typer(help="Train memkit's models: the world LM (base) and the adapter generator (adapter).",
                         no_args_is_help=True)
 
 
@@ -31,6 +31,46 @@ def base(
     if install:
         summary["installed"] = str(install_model(out))
     print_json(summary) if json_out else typer.echo(f"world LM saved to {out}")
+
+
+@train_app.command("adapter")
+@handle_errors
+def adapter(
+    ctx: typer.Context,
+    model: Annotated[Optional[str], typer.Option(
+        help="Base model hub id or directory (default: the packaged world LM).")] = None,
+    out: Annotated[Path, typer.Option(help="Where to save the generator.")] = Path("build/adapter-generator"),
+    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 20.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: the budget decides).")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Documents per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
+    state_rank: Annotated[int, typer.Option(min=1, help="R: state size (R x R per target module).")] = 64,
+    svd_rank: Annotated[int, typer.Option(min=1, help="r: rank of the applied delta.")] = 16,
+    chunk_tokens: Annotated[int, typer.Option(min=8, help="Tokens per chunk when reading a document.")] = 128,
+    targets: Annotated[str, typer.Option(help="attn_out or mlp_out.")] = "attn_out",
+    seed: Annotated[int, typer.Option(help="Seeds the generator and the training worlds.")] = 0,
+    install: Annotated[bool, typer.Option(help="Package the result as the world LM's generator.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train the adapter generator on the world's training entities (the frozen LM never changes).
+
+    QA fine-tuning (the document reaches the LM only through its adapter; loss on the answers) with
+    reconstruction and completion losses; see memkit/adapters/train.py."""
+    from experiments.world.train_adapter import install as install_generator
+    from experiments.world.train_adapter import run
+    from memkit.adapters.train import AdapterTrainConfig
+    from memkit.defaults import default_model
+    from memkit.lm import FrozenLM
+
+    cfg = AdapterTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                             state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets,
+                             seed=seed)
+    cfg.validate()
+    lm = FrozenLM.load(model or default_model(), device=state(ctx).device)
+    summary = run(lm, cfg, out, log=lambda msg: typer.echo(msg, err=True))
+    if install:
+        summary["installed"] = str(install_generator(out))
+    print_json(summary) if json_out else typer.echo(f"generator saved to {out}")
 
 
 def register(app: typer.Typer) -> None:

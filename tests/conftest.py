@@ -45,3 +45,16 @@ def tiny_lm(tiny_model_dir):
     from memkit.lm import FrozenLM
 
     return FrozenLM.load(str(tiny_model_dir("llama")), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_dir(tmp_path_factory, tiny_lm) -> Path:
+    """An adapter generator for ``tiny_lm`` with random B (as if trained, so its deltas change the logits)."""
+    from memkit.adapters.generator import AdapterGenerator
+
+    gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4,
+                                  alpha=16.0, seed=0)
+    torch.manual_seed(1)
+    for part in gen.parts:
+        torch.nn.init.normal_(part.b.weight, std=0.5)
+    return gen.save(tmp_path_factory.mktemp("generator") / "tiny")

@@ -6,6 +6,7 @@ Owns: which methods exist and how a stored ``(name, config dict)`` becomes a liv
 from __future__ import annotations
 
 from memkit.errors import ConfigError
+from memkit.methods.adapter import Adapter, AdapterConfig
 from memkit.methods.base import Answer, Context, Method, Record, Retrieved, Source
 from memkit.methods.closed_book import ClosedBook, ClosedBookConfig
 from memkit.methods.finetune import Finetune, FinetuneConfig
@@ -17,9 +18,11 @@ METHODS = {
     "prompt": (Prompt, PromptConfig),
     "rag": (Rag, RagConfig),
     "finetune": (Finetune, FinetuneConfig),
+    "adapter": (Adapter, AdapterConfig),
 }
 ALIASES = {"closed": "closed_book", "closed-book": "closed_book", "full": "prompt", "full-context": "prompt",
-           "sft": "finetune", "lora": "finetune"}
+           "sft": "finetune", "lora": "finetune",
+           "adapters": "adapter", "generative-adapter": "adapter"}
 
 
 def canonical_name(name: str) -> str:

@@ -1,6 +1,6 @@
 """Full-context prompting: whole documents in the prompt, the upper bound the papers compare against.
 
-Each document gets one key (its mean-pooled hidden state, over windows when it is long). A question ranks the
+Each document gets one key from the key encoder (``embedder``: lexical by default). A question ranks the
 documents by key and puts as many whole documents as fit in the LM's window into the prompt, best first; when
 the best one alone is too long it is cut at the window and the answer says so. Knows nothing of storage.
 """

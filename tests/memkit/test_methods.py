@@ -16,6 +16,7 @@ CASES = [
     ("prompt", {}, "doc"),
     ("rag", {"chunk_tokens": 16, "chunk_overlap": 4}, "chunk"),
     ("finetune", {"steps": 1, "max_tokens": 32, "max_new_tokens": 8}, None),   # keeps keyless "doc" records
+    ("adapter", {"generator": "TINY", "chunk_tokens": 16, "top_n": 2}, "adapter"),
 ]
 TEXTS = [
     "Ada Varn is a lighthouse keeper who lives in Port Elsin and works for the Harbour Trust.",
@@ -28,6 +29,12 @@ def test_table_covers_every_method():
     assert {name for name, _, _ in CASES} == set(METHODS)
 
 
+@pytest.fixture
+def resolved(tiny_generator_dir):
+    """The options of a case with "TINY" replaced by the tiny generator's directory."""
+    return lambda options: {k: str(tiny_generator_dir) if v == "TINY" else v for k, v in options.items()}
+
+
 def make_engine(lm, tmp_path, name, options) -> Engine:
     method = build_method(name, lm, options)
     store = Store.create(tmp_path / name, model_id=lm.name, model_revision=None, model_fingerprint=lm.fingerprint,
@@ -36,7 +43,8 @@ def make_engine(lm, tmp_path, name, options) -> Engine:
 
 
 @pytest.mark.parametrize("name,options,kind", CASES)
-def test_protocol_and_config_round_trip(tiny_lm, name, options, kind):
+def test_protocol_and_config_round_trip(tiny_lm, name, options, kind, resolved):
+    options = resolved(options)
     method = build_method(name, tiny_lm, options)
     assert isinstance(method, Method)
     again = build_method(name, tiny_lm, method.config_dict())
@@ -46,8 +54,8 @@ def test_protocol_and_config_round_trip(tiny_lm, name, options, kind):
 
 
 @pytest.mark.parametrize("name,options,kind", CASES)
-def test_records_have_unit_keys_of_the_declared_size(tiny_lm, name, options, kind):
-    method = build_method(name, tiny_lm, options)
+def test_records_have_unit_keys_of_the_declared_size(tiny_lm, name, options, kind, resolved):
+    method = build_method(name, tiny_lm, resolved(options))
     encoded = method.encode(TEXTS)
     assert len(encoded) == len(TEXTS)
     for text, records in zip(TEXTS, encoded):
@@ -63,8 +71,8 @@ def test_records_have_unit_keys_of_the_declared_size(tiny_lm, name, options, kin
 
 
 @pytest.mark.parametrize("name,options,kind", CASES)
-def test_ingest_then_ask_cites_stored_documents(tiny_lm, tmp_path, name, options, kind):
-    engine = make_engine(tiny_lm, tmp_path, name, options)
+def test_ingest_then_ask_cites_stored_documents(tiny_lm, tmp_path, name, options, kind, resolved):
+    engine = make_engine(tiny_lm, tmp_path, name, resolved(options))
     report = engine.ingest([SourceDocument(text=t, source=f"doc{i}") for i, t in enumerate(TEXTS)])
     assert len(report.added) == 3
     first = engine.ask("Who leads the Harbour Trust?")

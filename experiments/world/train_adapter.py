@@ -1,0 +1,101 @@
+"""The recipe that trains the adapter generator for a world LM: data from the world, a held-out probe, saving.
+
+Owns: wiring ``experiments.world.adapter_data`` items into ``memkit.adapters.train.train_generator``, the probe
+(F1 on held-out training-entity questions answered with only the gold document's adapter, beside the same LM
+closed-book and with the document in the prompt), and writing the generator with its training config and log.
+Run as ``memkit train adapter`` or ``python -m experiments.world.train_adapter``. Test entities are never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from experiments.bench.metrics import f1
+from experiments.world.adapter_data import heldout_items, training_items
+from memkit.adapters.encode import encode_documents
+from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.state import AdapterState
+from memkit.adapters.train import AdapterTrainConfig, ContextQA, train_generator
+from memkit.prompts import STOP, qa_prompt
+
+
+def probe(lm, gen: AdapterGenerator, items: list[ContextQA], chunk_tokens: int, *, baselines: bool = False) -> dict:
+    """Mean F1 (0-100) of answering each item's question with the adapter of its documents."""
+    questions = [it.qas[0][0] for it in items]
+    golds = [it.qas[0][1] for it in items]
+    with torch.no_grad():
+        states = [AdapterState.total(encode_documents(lm, gen, it.documents, chunk_tokens=chunk_tokens))
+                  for it in items]
+        stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
+        preds = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP,
+                            delta=gen.delta(stacked), batch_size=16)
+    out = {"adapter_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items)}
+    if baselines:
+        closed = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP, batch_size=16)
+        read = lm.generate([qa_prompt(q, it.documents) for q, it in zip(questions, items)], max_new_tokens=12,
+                           stop=STOP, batch_size=16)
+        out["closed_f1"] = 100 * sum(f1(p, [g]) for p, g in zip(closed, golds)) / len(items)
+        out["prompt_f1"] = 100 * sum(f1(p, [g]) for p, g in zip(read, golds)) / len(items)
+    return out
+
+
+def run(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
+    """Train a fresh generator for ``lm`` and save it to ``out``; returns the summary."""
+    start = time.time()
+    gen = AdapterGenerator.for_lm(lm, lm.target_modules(cfg.targets), state_rank=cfg.state_rank,
+                                  svd_rank=cfg.svd_rank, alpha=cfg.alpha, seed=cfg.seed)
+    n_params = sum(p.numel() for p in gen.parameters())
+    log(f"generator: {n_params / 1e6:.2f}M parameters on {len(gen.config.targets)} modules of {lm.name}")
+    held = heldout_items()
+    first = probe(lm, gen, held, cfg.chunk_tokens, baselines=True)
+    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
+    report = train_generator(lm, gen, training_items(cfg.seed), cfg,
+                             evaluate=lambda g: probe(lm, g, held, cfg.chunk_tokens), log=log)
+    final = probe(lm, gen, held, cfg.chunk_tokens, baselines=True)
+    log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
+    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
+               "device": str(lm.device), "before": first, "final_probe": final}
+    gen.save(out, extra={"training": asdict(cfg), "summary": summary})
+    (out / "training_log.json").write_text(json.dumps({"summary": summary, **report.to_dict()}, indent=2) + "\n")
+    log(f"saved to {out} ({summary['seconds']:.0f}s in all)")
+    return summary
+
+
+def install(out: Path) -> Path:
+    """Copy a trained generator into the package, beside the packaged world LM."""
+    from memkit.methods.adapter import PACKAGED_GENERATOR
+
+    if PACKAGED_GENERATOR.exists():
+        shutil.rmtree(PACKAGED_GENERATOR)
+    shutil.copytree(out, PACKAGED_GENERATOR)
+    return PACKAGED_GENERATOR
+
+
+def main(argv: list[str] | None = None) -> None:
+    from memkit.defaults import default_model
+    from memkit.lm import FrozenLM
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.world.train_adapter", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="base model (default: the packaged world LM)")
+    parser.add_argument("--out", type=Path, default=Path("build/adapter-generator"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--install", action="store_true")
+    for f in fields(AdapterTrainConfig):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    args = vars(parser.parse_args(argv))
+    model, out, device, do_install = args.pop("model"), args.pop("out"), args.pop("device"), args.pop("install")
+    lm = FrozenLM.load(model or default_model(), device=device)
+    run(lm, AdapterTrainConfig(**args), out, log=lambda m: print(m, flush=True))
+    if do_install:
+        print(f"installed: {install(out)}")
+
+
+if __name__ == "__main__":
+    main()

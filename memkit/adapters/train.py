@@ -1,0 +1,217 @@
+"""Training the adapter generator: only its parameters learn; the frozen LM never changes.
+
+Each step reads a batch of ``ContextQA`` items. An item's documents are read into adapter states (parallel
+chunks, gradients on the generator's maps); the item's context state is the sum of its documents' states, plus
+now and then the states of other items' documents (``merge_extra``), so the generator learns adapters that
+survive retrieve-and-merge. With the normalised delta of that state applied, and the documents nowhere in the
+prompt, three next-token losses:
+  - ``qa``: the item's questions, one after another in memkit's prompt format, loss on the answer tokens;
+  - ``reconstruction``: the item's first document itself (re-predicting text the adapter has read);
+  - ``completion``: for a document of several chunks, a later chunk read with the adapter of the earlier ones
+    (self-supervised; ``completion`` weight, documents of at least two chunks).
+The total is ``qa + w_rec * reconstruction + w_comp * completion``. AdamW, linear warm-up then cosine decay,
+gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
+
+Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
+made by ``experiments.world.adapter_data``), storage or the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from memkit.adapters.encode import chunk_ids, encode_documents
+from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.state import AdapterState
+from memkit.errors import ConfigError
+from memkit.prompts import qa_prompt
+
+
+class ContextQA(NamedTuple):
+    """Documents read into one adapter, and questions answerable from them (with their answers)."""
+
+    documents: list[str]
+    qas: list[tuple[str, str]]
+
+
+@dataclass
+class AdapterTrainConfig:
+    """Every choice of a generator training run; saved beside the generator."""
+
+    state_rank: int = 64
+    """R: the generator's state size."""
+    svd_rank: int = 16
+    """r: rank of the applied delta."""
+    alpha: float = 64.0
+    """Delta scale alpha / R."""
+    targets: str = "attn_out"
+    """attn_out or mlp_out (every decoder layer's output projection of that kind)."""
+    chunk_tokens: int = 128
+    """Tokens per chunk when reading a document."""
+    batch_size: int = 16
+    """Items per step."""
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    w_reconstruction: float = 0.3
+    """Weight of the reconstruction loss."""
+    w_completion: float = 0.3
+    """Weight of the completion loss."""
+    merge_extra: float = 0.3
+    """Chance that an item's state also holds 1-2 other items' documents (retrieve-and-merge robustness)."""
+    max_steps: int = 0
+    """Stop after this many steps (0: the time budget decides)."""
+    minutes: float = 20.0
+    """Wall-clock budget."""
+    seed: int = 0
+    eval_every: int = 200
+
+    def validate(self) -> None:
+        if self.max_steps <= 0 and self.minutes <= 0:
+            raise ConfigError("give a budget: --minutes or --max-steps")
+        if self.batch_size < 1 or self.chunk_tokens < 8:
+            raise ConfigError("--batch-size must be at least 1 and --chunk-tokens at least 8")
+        if not 0 <= self.merge_extra <= 1:
+            raise ConfigError("--merge-extra is a probability in [0, 1]")
+
+
+@dataclass
+class TrainReport:
+    steps: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "seconds": round(self.seconds, 1), "loss_every_10": self.losses[::10],
+                "evals": self.evals}
+
+
+def qa_sequence(lm, qas: list[tuple[str, str]]) -> tuple[list[int], list[float]]:
+    """``bos_ids`` then the question/answer turns; weight 1 on each answer and its closing newline."""
+    ids, weights = list(lm.bos_ids), [0.0] * len(lm.bos_ids)
+    for i, (question, answer) in enumerate(qas):
+        head = lm.encode(("\n\n" if i else "") + qa_prompt(question))
+        tail = lm.encode(" " + answer + "\n")
+        ids += head + tail
+        weights += [0.0] * len(head) + [1.0] * len(tail)
+    return ids, weights
+
+
+def weighted_next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], delta) -> torch.Tensor:
+    """Mean of per-token next-token losses weighted by ``weights`` (of each sequence's tokens)."""
+    logits, mask = lm.logits(seqs, delta=delta)
+    width = logits.shape[1]
+    w = torch.zeros(len(seqs), width, device=logits.device)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long, device=logits.device)
+    for i, (s, ws) in enumerate(zip(seqs, weights)):
+        ids[i, : len(s)] = torch.tensor(s)
+        w[i, : len(ws)] = torch.tensor(ws)
+    target_w = w[:, 1:] * mask[:, 1:].to(w.dtype)
+    keep = target_w > 0
+    losses = F.cross_entropy(logits[:, :-1][keep].float(), ids[:, 1:][keep], reduction="none")
+    return (losses * target_w[keep]).sum() / target_w[keep].sum().clamp(min=1e-9)
+
+
+def _stack(states: list[AdapterState]) -> AdapterState:
+    return AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in states[0].mats},
+                        sum(s.tokens for s in states))
+
+
+def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTrainConfig,
+               rng: random.Random) -> tuple[torch.Tensor, dict]:
+    """The step's total loss and its parts (floats) for ``items``."""
+    docs = sorted({d for it in items for d in it.documents})
+    index = {d: i for i, d in enumerate(docs)}
+    doc_states = encode_documents(lm, gen, docs, chunk_tokens=cfg.chunk_tokens, grad=True)
+    contexts = []
+    for it in items:
+        chosen = [index[d] for d in it.documents]
+        if rng.random() < cfg.merge_extra and len(docs) > len(chosen):
+            others = [i for i in range(len(docs)) if i not in chosen]
+            chosen += rng.sample(others, min(len(others), rng.randint(1, 2)))
+        contexts.append(AdapterState.total([doc_states[i] for i in chosen]))
+    delta = gen.delta(_stack(contexts))
+    qa = [qa_sequence(lm, it.qas) for it in items]
+    parts = {"qa": weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], delta)}
+    total = parts["qa"]
+    if cfg.w_reconstruction > 0:
+        own = [lm.bos_ids + lm.encode(it.documents[0])[: lm.max_context - len(lm.bos_ids)] for it in items]
+        parts["reconstruction"] = weighted_next_token_loss(lm, own, [[1.0] * len(s) for s in own], delta)
+        total = total + cfg.w_reconstruction * parts["reconstruction"]
+    if cfg.w_completion > 0:
+        pairs = []
+        for d in docs:
+            chunks = chunk_ids(lm.encode(d), cfg.chunk_tokens)
+            if len(chunks) >= 2:
+                j = rng.randint(1, len(chunks) - 1)
+                pairs.append(([t for c in chunks[:j] for t in c], lm.bos_ids + chunks[j]))
+        if pairs:
+            before = encode_documents(lm, gen, [p for p, _ in pairs], chunk_tokens=cfg.chunk_tokens, grad=True)
+            seqs = [t for _, t in pairs]
+            parts["completion"] = weighted_next_token_loss(lm, seqs, [[1.0] * len(s) for s in seqs],
+                                                           gen.delta(_stack(before)))
+            total = total + cfg.w_completion * parts["completion"]
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def train_generator(lm, gen: AdapterGenerator, items: Iterator[ContextQA], cfg: AdapterTrainConfig, *,
+                    evaluate: Callable[[AdapterGenerator], dict] | None = None,
+                    log: Callable[[str], None] = print) -> TrainReport:
+    """Train ``gen`` in place on ``items``; the frozen LM's weights are never handed to the optimizer."""
+    cfg.validate()
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    report = TrainReport()
+    budget = cfg.minutes * 60
+    total = cfg.max_steps or 10**9
+    start = time.time()
+    step = 0
+    while step < total:
+        if step < cfg.warmup_steps:
+            lr = cfg.lr * (step + 1) / cfg.warmup_steps
+        else:
+            frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+            lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = [next(items) for _ in range(cfg.batch_size)]
+        gen.train()
+        loss, parts = batch_loss(lm, gen, batch, cfg, rng)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        report.losses.append(float(loss.detach()))
+        if not cfg.max_steps and step >= 10 and step % 10 == 0:
+            per_step = (time.time() - start) / step
+            total = max(step + 1, cfg.warmup_steps + 20, int(budget / per_step * 0.95))
+        if step % 25 == 0:
+            recent = report.losses[-25:]
+            log(f"step {step}/{total} loss {sum(recent) / len(recent):.3f} "
+                + " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + f" lr {lr:.1e} {time.time() - start:.0f}s")
+        if evaluate is not None and (step % cfg.eval_every == 0 or step == total):
+            gen.eval()
+            scores = evaluate(gen)
+            report.evals.append({"step": step, **scores})
+            log(f"eval at step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
+    report.steps = step
+    report.seconds = time.time() - start
+    gen.eval()
+    return report
+
+
+def config_dict(cfg: AdapterTrainConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,154 @@
+"""Generated adapters (after GenerativeAdapter): each document becomes an adapter state; a question merges
+the states of the documents it retrieves and the frozen LM answers with their normalised delta applied.
+
+Ingest reads each document in chunks (``mode`` parallel or sequential, ``chunk_tokens`` per chunk) through a
+trained generator into its state (per target module an R x R matrix; measured against storing the rank-r
+factors in docs/benchmarks.md) and stores the state as the record's tensors, with a key from the key encoder
+(lexical by default) to find it by. A question retrieves the top ``top_n`` documents, sums their states (states
+add), normalises the sum into one low-rank delta and generates with it; the documents never enter the prompt.
+Answers carry the merged documents as sources.
+
+The generator is a directory written by ``memkit train adapter`` (option ``generator``); left empty, the one
+packaged for the packaged world LM is used, and any other model is refused with the command that trains one.
+Knows nothing of storage or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from memkit.adapters.encode import MODES, encode_documents
+from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.state import AdapterState
+from memkit.errors import ConfigError
+from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
+from memkit.methods.common import MethodConfig, TextAnswerer
+
+PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
+
+
+@dataclasses.dataclass
+class AdapterConfig(MethodConfig):
+    """Options of generated adapters."""
+
+    generator: str = ""
+    """Directory of a trained generator (memkit train adapter); empty: the one packaged for the world LM."""
+    chunk_tokens: int = 128
+    """Tokens per chunk when a document is read into its state."""
+    mode: str = "parallel"
+    """parallel (chunks read independently, states summed) or sequential (each chunk read with the adapter of
+    the chunks before it)."""
+    top_n: int = 2
+    """Documents a question retrieves and merges (ask --top-k overrides it)."""
+    embedder: str = "lexical"
+    """Key encoder that finds documents: "lexical", "lm", or a sentence-embedding model."""
+    embed_layer: int | None = None
+    """Layer of the frozen LM whose states make keys when embedder=lm."""
+    batch_size: int = 16
+    """Chunks read together at ingest."""
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.mode not in MODES:
+            raise ConfigError(f"option mode of method {method} must be parallel or sequential")
+        if self.chunk_tokens < 8:
+            raise ConfigError(f"option chunk_tokens of method {method} must be at least 8")
+        if self.top_n < 1:
+            raise ConfigError(f"option top_n of method {method} must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"option batch_size of method {method} must be at least 1")
+
+
+def resolve_generator(lm, path: str) -> AdapterGenerator:
+    """The generator at ``path`` (or the packaged one), refusing one trained for another model."""
+    if path:
+        return AdapterGenerator.load(path, lm)
+    if not (PACKAGED_GENERATOR / "generator.json").is_file():
+        raise ConfigError("this memkit carries no packaged adapter generator; train one with `memkit train "
+                          "adapter --model MODEL --out DIR` and pass -o generator=DIR")
+    try:
+        return AdapterGenerator.load(PACKAGED_GENERATOR, lm)
+    except ConfigError:
+        raise ConfigError("the packaged adapter generator belongs to the packaged world LM, not to this model; "
+                          "train one with `memkit train adapter --model MODEL --out DIR` and pass "
+                          "-o generator=DIR") from None
+
+
+class Adapter:
+    name = "adapter"
+    needs_payload = True
+
+    def __init__(self, lm, config: AdapterConfig):
+        from memkit.embedders import build_embedder
+
+        self.lm = lm
+        self.config = config
+        self.generator = resolve_generator(lm, config.generator).eval()
+        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
+        self.key_dim = self.embedder.dim
+        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    # ---- ingest -----------------------------------------------------------------------------------------
+    def states(self, texts: Sequence[str]) -> list[AdapterState]:
+        with torch.no_grad():
+            return encode_documents(self.lm, self.generator, list(texts), chunk_tokens=self.config.chunk_tokens,
+                                    mode=self.config.mode, batch_size=self.config.batch_size)
+
+    def encode(self, texts: Sequence[str]) -> list[list[Record]]:
+        states = self.states(texts)
+        keys = self.embedder.embed(list(texts))
+        return [[Record(kind="adapter", key=key, tensors=state.to_arrays(), meta={"tokens": state.tokens})]
+                for key, state in zip(keys, states)]
+
+    # ---- ask --------------------------------------------------------------------------------------------
+    def query_key(self, question: str):
+        return self.embedder.embed([question])[0]
+
+    def search_size(self, top_k: int | None) -> int:
+        return top_k or self.config.top_n
+
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+        start = time.perf_counter()
+        ranked = sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
+        states = [AdapterState.from_arrays(r.payload, device=self.generator.device) for r in ranked if r.payload]
+        merged = AdapterState.total(states) if states else self.generator.empty_state()
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
+        merge_ms = (time.perf_counter() - start) * 1000
+        return Context(question=question, sources=sources,
+                       extras={"state": merged, "merged": len(states), "timings": {"merge": merge_ms}})
+
+    def _delta(self, contexts: list[Context]):
+        stacked = AdapterState({n: torch.stack([c.extras["state"].mats[n] for c in contexts])
+                                for n in self.generator.config.targets})
+        with torch.no_grad():
+            return self.generator.delta(stacked)
+
+    def answer(self, context: Context) -> Answer:
+        return self.answer_many([context])[0]
+
+    def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
+        contexts = list(contexts)
+        if not contexts:
+            return []
+        start = time.perf_counter()
+        delta = self._delta(contexts)
+        share = (time.perf_counter() - start) * 1000 / len(contexts)
+        for c in contexts:
+            c.extras.setdefault("timings", {})["normalise"] = share
+        answers = self.answerer.answer_many(contexts, self.name, batch_size=batch_size, delta=delta)
+        for a, c in zip(answers, contexts):
+            a.info["merged_documents"] = c.extras.get("merged", 0)
+        return answers
+
+    def merged_delta(self, retrieved: list[Retrieved]):
+        """The normalised delta of the merged states of ``retrieved`` (for export)."""
+        context = self.combine("", retrieved, top_k=len(retrieved))
+        return self._delta([context])

@@ -1,0 +1,75 @@
+"""The adapter method through the engine and the CLI: states stored, retrieved, merged, applied, exported."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memkit.adapters.encode import encode_documents
+from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.state import AdapterState
+from memkit.engine import Engine
+from memkit.errors import ConfigError
+from memkit.methods import build_method
+from memkit.sources import SourceDocument
+from storage import Store
+
+TEXTS = ["Ada Varn lives in Port Elsin and keeps the lighthouse there.",
+         "Tomas Brell draws maps in Kessin for the Sorrel Company.",
+         "Mira Okonde leads the Harbour Trust of the northern coast."]
+
+
+def engine_for(lm, tmp_path, generator_dir, **options) -> Engine:
+    method = build_method("adapter", lm, {"generator": str(generator_dir), "chunk_tokens": 16, **options})
+    store = Store.create(tmp_path / "store", model_id=lm.name, model_revision=None, model_fingerprint=lm.fingerprint,
+                         method="adapter", method_config=method.config_dict(), key_dim=method.key_dim)
+    return Engine(lm, method, store)
+
+
+def test_ask_merges_the_states_of_the_retrieved_documents(tiny_lm, tmp_path, tiny_generator_dir):
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=2)
+    report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
+    question = "Where does Ada Varn keep the lighthouse?"
+    answer = engine.ask(question)
+    assert answer.info["merged_documents"] == 2 and len(answer.sources) == 2
+    assert answer.sources[0].document_id == report.added[0]      # lexical keys find the shared words
+    # the merged state is exactly the sum of the two documents' own states
+    gen = AdapterGenerator.load(tiny_generator_dir, tiny_lm)
+    cited = [TEXTS[report.added.index(s.document_id)] for s in answer.sources]
+    with torch.no_grad():
+        expected = AdapterState.total(encode_documents(tiny_lm, gen, cited, chunk_tokens=16))
+        expected_answer = tiny_lm.generate([f"Question: {question}\nAnswer:"], max_new_tokens=32, stop=["\n"],
+                                           delta=gen.delta(expected))[0].strip()
+    assert answer.text == expected_answer
+    engine.store.close()
+
+
+def test_batched_answers_equal_one_at_a_time(tiny_lm, tmp_path, tiny_generator_dir):
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1)
+    engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
+    questions = ["Who leads the Harbour Trust?", "Where does Tomas Brell draw maps?", "Who keeps the lighthouse?"]
+    together = engine.ask_many(questions, batch_size=3)
+    alone = [engine.ask(q) for q in questions]
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert [[s.document_id for s in a.sources] for a in together] == [[s.document_id for s in a.sources] for a in alone]
+    engine.store.close()
+
+
+def test_a_removed_document_is_no_longer_merged(tiny_lm, tmp_path, tiny_generator_dir):
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=3)
+    report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
+    assert engine.ask("Who leads the Harbour Trust?").info["merged_documents"] == 3
+    engine.store.close()
+    store = Store.open(tmp_path / "store", write=True)
+    store.remove_document(report.added[2])
+    engine = Engine(tiny_lm, engine.method, store)
+    answer = engine.ask("Who leads the Harbour Trust?")
+    assert answer.info["merged_documents"] == 2 and report.added[2] not in {s.document_id for s in answer.sources}
+    store.close()
+
+
+def test_the_packaged_generator_refuses_another_model(tiny_lm):
+    with pytest.raises(ConfigError, match="memkit train adapter"):
+        build_method("adapter", tiny_lm, {})
+    with pytest.raises(ConfigError, match="mode"):
+        build_method("adapter", tiny_lm, {"mode": "both"})

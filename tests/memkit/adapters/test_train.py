@@ -1,0 +1,46 @@
+"""Generator training on tiny random models: it learns (loss falls) and only the generator changes."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.train import AdapterTrainConfig, ContextQA, batch_loss, qa_sequence, train_generator
+
+ITEMS = [ContextQA(["Ada Varn lives in Port Elsin. She is a weaver."], [("Where does Ada Varn live?", "Port Elsin")]),
+         ContextQA(["Bo Kell lives in Dunmere. He is a baker."], [("What does Bo Kell do?", "baker")]),
+         ContextQA(["Cy Rone lives in Harnby. She is a smith. She was born in 1950."],
+                   [("When was Cy Rone born?", "1950"), ("Where does Cy Rone live?", "Harnby")])]
+
+
+def test_qa_sequence_weights_only_the_answers(tiny_lm):
+    ids, weights = qa_sequence(tiny_lm, ITEMS[2].qas)
+    answered = tiny_lm.decode([i for i, w in zip(ids, weights) if w == 1.0])
+    assert answered == " 1950\n Harnby\n"
+    assert len(ids) == len(weights)
+
+
+def test_training_lowers_the_loss_and_leaves_the_lm_untouched(tiny_lm):
+    gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4,
+                                  alpha=32.0)
+    a2_before = gen.parts[0].a2.weight.detach().clone()
+    before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
+    cfg = AdapterTrainConfig(state_rank=16, svd_rank=4, alpha=32.0, chunk_tokens=8, batch_size=3, lr=5e-2,
+                             warmup_steps=1, max_steps=60, minutes=0, merge_extra=0.0)
+    import random
+
+    with torch.no_grad():
+        first, _ = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0))
+    report = train_generator(tiny_lm, gen, itertools.cycle(ITEMS), cfg, log=lambda _: None)
+    with torch.no_grad():
+        last, parts = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0))
+    assert report.steps == 60
+    # a random tiny LM's logits are small (embeddings of std 0.02), so no delta can move its loss by much
+    # more than a nat; 0.2 nats is what a learning generator gets here, and a stuck one gets nothing
+    assert float(last) < float(first) - 0.2
+    assert set(parts) == {"qa", "reconstruction", "completion"}
+    assert not torch.equal(gen.parts[0].a2.weight, a2_before)   # the gradient reached the state's maps
+    after = tiny_lm.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
