@@ -1,14 +1,8 @@
 """The recipe that builds the world LM: memkit's embedded default base model, trained from scratch on the world.
 
-Owns: the tokenizer (byte-level BPE trained on world text of the pretrain and train splits), the model config
-(a small Llama), the training mixture and the loop. The mixture has three streams:
-  - reading: a question answered from documents in the prompt (biography, updates, employer, plus distractors),
-    on train-split entities of freshly seeded worlds, so reading is learnt on ever-new facts; the loss falls on
-    the answer tokens (and, lightly, on the documents);
-  - closed book: questions about the pretrain entities with no documents (their facts go into the weights);
-  - documents: the pretrain entities' documents as plain text.
-Test entities never appear in any stream (their names are disjoint by construction, and the tokenizer never sees
-their documents). Training runs for a wall-clock budget with a cosine schedule; the result is saved with
+Owns: the model config (a small Llama), the weighted loss over packed examples, the quick probe, the training
+loop and its command line. What the model reads is in ``lm_data``, every choice in ``lm_recipe``. Training runs
+for a wall-clock budget with a cosine schedule re-planned from the measured speed; the result is saved with
 ``save_pretrained`` beside ``recipe.json`` and ``training_log.json``, and loads like any hub model.
 
 Knows nothing of storage or memory methods; evaluation here is a quick probe, the real numbers come from
@@ -24,191 +18,24 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from experiments.bench.metrics import exact_match, f1
 from experiments.world.entities import WorldConfig, build_world
 from experiments.world.examples import qa_examples
-from experiments.world.render import documents
+from experiments.world.lm_data import packed_batches, train_tokenizer
+from experiments.world.lm_recipe import Recipe
 from memkit.prompts import qa_prompt
 
-SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+__all__ = ["Recipe", "build_model", "example_mask", "install_model", "load_stage", "probe", "train",
+           "weighted_loss"]
 
 
-@dataclass
-class Recipe:
-    """Every choice of the world LM's build; saved as recipe.json beside the model."""
-
-    seed: int = 0                 # seeds the model init, data order and the rc worlds (--seed)
-    world_seed: int = 0           # the benchmark world whose pretrain entities the LM memorises
-    vocab_size: int = 2048
-    hidden: int = 192
-    layers: int = 4
-    heads: int = 6
-    intermediate: int = 512
-    window: int = 512             # context length trained and served (max_position_embeddings)
-    batch_size: int = 8           # sequences of `window` tokens per step
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 150
-    weight_decay: float = 0.05
-    minutes: float = 50.0         # wall-clock training budget (--minutes)
-    max_steps: int = 0            # 0: as many as the budget allows
-    mix_reading: float = 0.55     # share of examples drawn from each stream
-    mix_closed_book: float = 0.35
-    mix_documents: float = 0.1
-    snippet_until: float = 0.5    # curriculum: reading examples start as short snippets of the documents,
-    snippet_floor: float = 0.2    # falling linearly to this share at this fraction of training
-    snippet_keep: float = 0.35    # chance that a sentence with no answer in it stays in a snippet
-    passage_weight: float = 0.1   # loss weight on document tokens inside reading examples
-    max_distractors: int = 2
-    questions_per_context: int = 6  # a reading example answers up to this many questions about its documents
-    threads: int = 2
-    eval_every: int = 250
-    eval_questions: int = 60
-    init_from: str = ""           # continue from a model this recipe saved (its tokenizer and weights); the
-                                  # window may grow (RoPE positions), the rest of the shape must match
-
-    def validate(self) -> None:
-        if self.hidden % self.heads:
-            raise ValueError("hidden must be a multiple of heads (--hidden/--heads)")
-        if abs(self.mix_reading + self.mix_closed_book + self.mix_documents - 1) > 1e-6:
-            raise ValueError("the three mix shares must add up to 1")
-        if self.minutes <= 0 and self.max_steps <= 0:
-            raise ValueError("give a budget: --minutes or --max-steps")
-
-
-# ---- tokenizer -------------------------------------------------------------------------------------------
-def train_tokenizer(recipe: Recipe) -> PreTrainedTokenizerFast:
-    """Byte-level BPE on the pretrain and train splits of a few worlds (never a test document)."""
-    corpus = []
-    for seed in (recipe.world_seed, recipe.world_seed + 1001):
-        world = build_world(WorldConfig(seed=seed, n_test=0))
-        for split in ("pretrain", "train"):
-            corpus += [d.text for d in documents(world, split)]
-            corpus += [qa_prompt(e.question) + " " + e.answer
-                       for e in qa_examples(world, split, ("closed_book",), phrasings=3)]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=recipe.vocab_size, special_tokens=list(SPECIAL.values()),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=recipe.window, **SPECIAL)
-
-
-# ---- data ------------------------------------------------------------------------------------------------
-Example = tuple[list[int], list[float]]
-
-
-def _qa_tokens(tok, passages: list[str], qas: list[tuple[str, str]], passage_weight: float) -> Example:
-    """Passages, then one or more question/answer turns in memkit's prompt format.
-
-    Loss weights: each answer (and its closing newline) 1, passages ``passage_weight``, questions 0. The pieces
-    are cut at newlines, where byte-level BPE never merges across, so the ids equal the whole text's ids.
-    """
-    body = qa_prompt("x", passages)[: -len(qa_prompt("x"))]
-    ids = tok.encode(body, add_special_tokens=False) if body else []
-    weights = [passage_weight] * len(ids)
-    for i, (question, answer) in enumerate(qas):
-        head = tok.encode(("\n" if i else "") + qa_prompt(question), add_special_tokens=False)
-        tail = tok.encode(" " + answer + "\n", add_special_tokens=False)
-        ids += head + tail
-        weights += [0.0] * len(head) + [1.0] * len(tail)
-    return ids, weights
-
-
-def snippet(text: str, answers: list[str], keep: float, rng: random.Random) -> str:
-    """The first sentence, every sentence holding an answer, and each other sentence with chance ``keep``."""
-    sentences = [s for s in text.replace("\n", " ").split(". ") if s.strip()]
-    kept = [s for i, s in enumerate(sentences)
-            if i == 0 or any(a in s for a in answers) or rng.random() < keep]
-    return ". ".join(kept).rstrip(".") + "."
-
-
-def reading_stream(recipe: Recipe, tok, rng: random.Random, progress: dict) -> Iterator[Example]:
-    """Reading-comprehension examples on train-split entities of ever new worlds.
-
-    Each example reads the gold documents of one entity (plus distractor documents) and then answers several
-    different questions about them, one after another: many answers per token of compute. Early in training
-    most examples read short snippets of the documents; their share falls as ``progress["frac"]`` grows.
-    """
-    seed = 10_000 + recipe.seed * 1000
-    while True:
-        seed += 1
-        world = build_world(WorldConfig(seed=seed, n_pretrain=0, n_test=0))
-        groups: dict[tuple[str, ...], dict[str, str]] = {}
-        for ex in qa_examples(world, "train", ("reading",), phrasings=3, seed=seed):
-            by_answer = groups.setdefault(tuple(ex.passages), {})
-            if ex.answer not in by_answer or rng.random() < 0.5:
-                by_answer[ex.answer] = ex.question   # one phrasing per distinct answer, chosen at random
-        keys = list(groups)
-        rng.shuffle(keys)
-        for key in keys:
-            qas = [(q, a) for a, q in groups[key].items()]
-            rng.shuffle(qas)
-            qas = qas[: rng.randint(1, recipe.questions_per_context)]
-            passages = list(key)
-            for _ in range(rng.randint(0, recipe.max_distractors)):
-                other = keys[rng.randrange(len(keys))][0]
-                if other not in key:
-                    passages.insert(rng.randint(0, len(passages)), other)
-            share = max(recipe.snippet_floor, 1 - progress["frac"] / recipe.snippet_until)
-            if rng.random() < share:
-                passages = [snippet(p, [a for _, a in qas], recipe.snippet_keep, rng) for p in passages]
-            yield _qa_tokens(tok, passages, qas, recipe.passage_weight)
-
-
-def closed_book_stream(recipe: Recipe, tok, rng: random.Random) -> Iterator[Example]:
-    world = build_world(WorldConfig(seed=recipe.world_seed))
-    examples = list(qa_examples(world, "pretrain", ("closed_book",), types=("single", "current"), phrasings=3))
-    while True:
-        rng.shuffle(examples)
-        for ex in examples:
-            yield _qa_tokens(tok, [], [(ex.question, ex.answer)], 0.0)
-
-
-def document_stream(recipe: Recipe, tok, rng: random.Random) -> Iterator[Example]:
-    world = build_world(WorldConfig(seed=recipe.world_seed))
-    texts = [d.text for d in documents(world, "pretrain")]
-    while True:
-        rng.shuffle(texts)
-        for text in texts:
-            ids = tok.encode(text + "\n\n", add_special_tokens=False)
-            yield ids, [1.0] * len(ids)
-
-
-def packed_batches(recipe: Recipe, tok, rng: random.Random,
-                   progress: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Batches of ``window``-token rows packed from the three streams: ids, per-token loss weights, and the
-    index of the example each token belongs to (attention never crosses examples; see ``weighted_loss``)."""
-    streams = [reading_stream(recipe, tok, rng, progress), closed_book_stream(recipe, tok, rng),
-               document_stream(recipe, tok, rng)]
-    shares = [recipe.mix_reading, recipe.mix_closed_book, recipe.mix_documents]
-    eos = tok.convert_tokens_to_ids(SPECIAL["eos_token"])
-    while True:
-        ids_rows, w_rows, seg_rows = [], [], []
-        for _ in range(recipe.batch_size):
-            ids, weights, segments = [], [], []
-            while len(ids) < recipe.window + 1:
-                new_ids, new_w = next(rng.choices(streams, shares)[0])
-                segments = segments + [len(segments) and segments[-1] + 1] * (len(new_ids) + 1)
-                ids = ids + new_ids + [eos]
-                weights = weights + new_w + [0.0]
-            ids_rows.append(ids[: recipe.window + 1])
-            w_rows.append(weights[: recipe.window + 1])  # the example cut at the row's end is not continued
-            seg_rows.append(segments[: recipe.window + 1])
-        yield torch.tensor(ids_rows), torch.tensor(w_rows), torch.tensor(seg_rows)
-
-
-# ---- model and loop --------------------------------------------------------------------------------------
 def build_model(recipe: Recipe, tok) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=recipe.hidden, intermediate_size=recipe.intermediate,
@@ -272,11 +99,13 @@ def probe(model, tok, recipe: Recipe) -> dict:
     out = {}
     sets = {
         "reading_test": (qa_examples(world, "test", ("reading",), types=("single",)), True),
+        "reading_multi": (qa_examples(world, "test", ("reading",), types=("as_of", "two_hop", "current")), True),
         "closed_test": (qa_examples(world, "test", ("closed_book",), types=("single",)), False),
         "closed_pretrain": (qa_examples(world, "pretrain", ("closed_book",), types=("single",)), False),
     }
     for name, (examples, with_docs) in sets.items():
-        chosen = list(examples)[:: 7][: recipe.eval_questions]
+        examples = list(examples)
+        chosen = random.Random(f"probe:{name}").sample(examples, min(recipe.eval_questions, len(examples)))
         prompts = [qa_prompt(e.question, e.passages if with_docs else None) for e in chosen]
         preds = lm.generate(prompts, max_new_tokens=12, stop=["\n"], batch_size=16)
         out[name] = {"em": 100 * sum(exact_match(p, [e.answer]) for p, e in zip(preds, chosen)) / len(chosen),
@@ -284,9 +113,16 @@ def probe(model, tok, recipe: Recipe) -> dict:
     return out
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
     recipe.validate()
     torch.set_num_threads(recipe.threads)
+    device = resolve_device(recipe.device)
     rng = random.Random(recipe.seed)
     start = time.time()
     if recipe.init_from:
@@ -296,8 +132,9 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
         tok = train_tokenizer(recipe)
         log(f"tokenizer: {len(tok)} tokens ({time.time() - start:.0f}s)")
         model = build_model(recipe, tok)
+    model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f}M parameters")
+    log(f"model: {n_params / 1e6:.2f}M parameters on {device}")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -318,9 +155,10 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         progress["frac"] = step / total
-        ids, weights, segments = next(batches)
+        ids, weights, segments = (t.to(device) for t in next(batches))
         model.train()
-        loss, answer_loss = weighted_loss(model, ids, weights, segments)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
+            loss, answer_loss = weighted_loss(model, ids, weights, segments)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -342,7 +180,7 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
             evals.append({"step": step, **scores})
             log(f"probe at step {step}: " + ", ".join(f"{k} F1 {v['f1']:.1f}" for k, v in scores.items()))
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    model.to("cpu").save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     summary = {"steps": step, "seconds": round(time.time() - start, 1), "parameters": n_params,
                "tokens_seen": step * recipe.batch_size * recipe.window, "final_probe": evals[-1] if evals else None}
@@ -359,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/world-lm"))
     parser.add_argument("--install", action="store_true", help="copy the result into memkit/models/world-lm")
     for name, value in asdict(Recipe()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        kind = (lambda v: v.lower() in ("1", "true", "yes", "on")) if isinstance(value, bool) else type(value)
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     args = vars(parser.parse_args(argv))
     out, install = args.pop("out"), args.pop("install")
     recipe = Recipe(**args)

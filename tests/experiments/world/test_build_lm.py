@@ -1,4 +1,5 @@
-"""The world LM recipe's pieces: training examples tokenise exactly as prompts do, losses fall where asked."""
+"""The world LM recipe's pieces: training examples tokenise exactly as prompts do, losses fall where asked,
+the curriculum's phases hold."""
 
 from __future__ import annotations
 
@@ -7,21 +8,23 @@ import random
 import pytest
 import torch
 
-from experiments.world.build_lm import (Recipe, _qa_tokens, build_model, example_mask, packed_batches, snippet,
-                                        weighted_loss)
+from experiments.world.build_lm import build_model, example_mask, weighted_loss
+from experiments.world.lm_data import _qa_tokens, copy_stream, packed_batches, snippet
+from experiments.world.lm_recipe import Recipe
 from memkit.prompts import qa_prompt
 
 
 def test_example_ids_equal_the_whole_text_and_weights_mark_answers(tiny_tokenizer):
     passages = ["Ada Varn lives in Port Elsin. She works as a weaver.", "Filler about the weather."]
     qas = [("Where does Ada Varn live?", "Port Elsin"), ("What is Ada Varn's job?", "weaver")]
-    ids, weights = _qa_tokens(tiny_tokenizer, passages, qas, passage_weight=0.1)
+    ids, weights = _qa_tokens(tiny_tokenizer, passages, qas, passage_weight=0.1, question_weight=0.2)
     text = qa_prompt(qas[0][0], passages) + " Port Elsin\n\n" + qa_prompt(qas[1][0]) + " weaver\n"
     assert ids == tiny_tokenizer.encode(text, add_special_tokens=False)
     answered = tiny_tokenizer.decode([i for i, w in zip(ids, weights) if w == 1.0])
     assert answered == " Port Elsin\n weaver\n"
     body_len = len(tiny_tokenizer.encode(qa_prompt("x", passages)[: -len(qa_prompt("x"))], add_special_tokens=False))
-    assert set(weights[:body_len]) == {0.1} and 0.0 in weights[body_len:]
+    assert set(weights[:body_len]) == {0.1}
+    assert set(weights[body_len:]) == {0.2, 1.0}   # questions 0.2, answers 1
 
 
 def test_snippet_keeps_the_answer_and_the_first_sentence():
@@ -30,6 +33,15 @@ def test_snippet_keeps_the_answer_and_the_first_sentence():
         cut = snippet(text, ["Port Elsin"], 0.0, random.Random(seed))
         assert cut == "Ada Varn is a keeper. She lives in Port Elsin."
     assert snippet(text, ["Port Elsin"], 1.0, random.Random(0)) == text
+
+
+def test_a_fact_snippet_drops_only_filler_so_same_kind_values_still_compete():
+    text = ("Some facts about Ada Varn follow. The roof is new. Ada Varn was born in Kesmoor. Birds sing. "
+            "She lives in Port Elsin. She works as a weaver. She was born in 1970.")
+    for seed in range(10):
+        cut = snippet(text, ["Port Elsin"], 0.0, random.Random(seed), facts=True)
+        assert cut == ("Some facts about Ada Varn follow. Ada Varn was born in Kesmoor. She lives in Port Elsin. "
+                       "She works as a weaver. She was born in 1970.")
 
 
 def test_weighted_loss_matches_a_full_logits_reference(tiny_tokenizer):
@@ -67,7 +79,8 @@ def test_packed_examples_do_not_see_each_other(tiny_tokenizer):
 
 
 def test_packed_batches_mark_every_example(tiny_tokenizer):
-    recipe = Recipe(window=64, batch_size=2, mix_reading=0.4, mix_closed_book=0.4, mix_documents=0.2)
+    recipe = Recipe(window=64, batch_size=2, short_until=0.0, mix_reading=0.4, mix_closed_book=0.3,
+                    mix_documents=0.2, mix_copy=0.1)
     ids, weights, segments = next(packed_batches(recipe, tiny_tokenizer, random.Random(0), {"frac": 0.0}))
     assert ids.shape == weights.shape == segments.shape == (2, 65)
     eos = tiny_tokenizer.eos_token_id
@@ -82,6 +95,57 @@ def test_recipe_validation_names_the_problem():
         Recipe(hidden=100, heads=3).validate()
     with pytest.raises(ValueError, match="add up to 1"):
         Recipe(mix_reading=0.9).validate()
+    with pytest.raises(ValueError, match="--short-window"):
+        Recipe(window=256, short_window=512).validate()
+    with pytest.raises(ValueError, match="--reading-only-until"):
+        Recipe(reading_only_until=1.5).validate()
+    with pytest.raises(ValueError, match="--snippet-until"):
+        Recipe(snippet_until=0.0).validate()
+    Recipe().validate()
+
+
+def test_copy_examples_repeat_their_list_and_score_only_the_repeat(tiny_tokenizer):
+    from experiments.world.names import build_pools, person_names
+
+    test_names = {name for name, _ in person_names(build_pools(0), "test")}
+    stream = copy_stream(Recipe(copy_weight=0.5), tiny_tokenizer, random.Random(0))
+    for _ in range(20):
+        ids, weights = next(stream)
+        assert len(ids) == len(weights)
+        text = tiny_tokenizer.decode(ids)
+        first, again = text.split("\n")
+        items = first.removeprefix("List: ").rstrip(".").split(", ")
+        assert again == "Again: " + ", ".join(items) + "."
+        assert 4 <= len(items) <= 16 and not test_names & set(items)
+        n_first = len(tiny_tokenizer.encode(first + "\n", add_special_tokens=False))
+        assert set(weights[:n_first + 1]) == {0.0} and set(weights[n_first + 1:]) == {0.5}
+
+
+def _example_starts(tok, ids, segments) -> list[str]:
+    """The first few characters of every example that starts inside the rows."""
+    starts = []
+    for row_ids, row_segs in zip(ids.tolist(), segments.tolist()):
+        for i in range(len(row_ids)):
+            if i == 0 or row_segs[i] != row_segs[i - 1]:
+                starts.append(tok.decode(row_ids[i:i + 12]))
+    return starts
+
+
+def test_the_curriculum_reads_only_on_short_rows_first_then_mixes_on_full_rows(tiny_tokenizer):
+    recipe = Recipe(window=128, batch_size=2, short_window=64, short_until=0.5, reading_only_until=0.5,
+                    mix_reading=0.3, mix_closed_book=0.5, mix_documents=0.0, mix_copy=0.2)
+    progress = {"frac": 0.0}
+    batches = packed_batches(recipe, tiny_tokenizer, random.Random(0), progress)
+    early = [next(batches) for _ in range(6)]
+    assert all(ids.shape == (4, 65) for ids, _, _ in early)
+    starts = [s for ids, _, segs in early for s in _example_starts(tiny_tokenizer, ids, segs)]
+    assert not any(s.startswith("Question") for s in starts)        # no closed-book example yet
+    assert any(s.startswith("List") for s in starts)                  # copy examples come from the start
+    progress["frac"] = 0.6
+    late = [next(batches) for _ in range(6)]
+    assert all(ids.shape == (2, 129) for ids, _, _ in late)
+    starts = [s for ids, _, segs in late for s in _example_starts(tiny_tokenizer, ids, segs)]
+    assert any(s.startswith("Question") for s in starts)
 
 
 def test_a_saved_stage_reloads_with_a_longer_window(tiny_tokenizer, tmp_path):
