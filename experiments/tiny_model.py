@@ -1,4 +1,4 @@
-"""Tiny random causal LMs built locally from a config, for tests and the placeholder demo.
+"""Tiny random causal LMs built locally from a config, for tests.
 
 Owns: a small byte-level BPE tokenizer trained on a few sentences, and tiny
 randomly initialised models of several Hugging Face families, saved with

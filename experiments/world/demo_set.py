@@ -1,6 +1,7 @@
 """The small document set ``make demo`` ingests: a few test-split entities of the default world.
 
-Owns: picking them (a person whose employer's document is included, one who moved, a few more), writing them as
+Owns: picking them (a person whose employer's document is included, one who moved, a few more; single-fact
+questions on four of them, a current-value and a two-hop question that each need two documents), writing them as
 the demo's inputs (text files for a directory, a JSONL stream, one document for stdin), and the demo questions
 with their gold answers. Run ``python -m experiments.world.demo_set`` to rewrite experiments/data/demo.
 Knows nothing of models or storage.
@@ -25,8 +26,11 @@ def pick(world):
     moved = next(q for q in qs if q.type == "current" and q.attribute == "home_city")
     hop = next(q for q in qs if q.type == "two_hop" and q.attribute == "hq_city" and q.entity != moved.entity
                and q.answers != moved.answers)
-    single = [q for q in qs if q.type == "single" and q.entity not in (moved.entity, hop.entity)
+    others = [q for q in qs if q.type == "single" and q.entity not in (moved.entity, hop.entity)
               and q.attribute in ("occupation", "birth_city")][:2]
+    own = [next(q for q in qs if q.type == "single" and q.entity == e and q.attribute == a)
+           for e, a in ((moved.entity, "birth_city"), (hop.entity, "hobby"))]
+    single = own + others
     chosen = [moved, hop, *single]
     needed = []
     for q in chosen:

@@ -1,8 +1,9 @@
 """Every choice of the world LM's build, in one validated dataclass saved beside the model as recipe.json.
 
 Owns: ``Recipe`` (sizes, schedule, the training mixture and its curriculum) and its validation, whose errors name
-the flag to change. The defaults are the recipe that builds memkit's packaged world LM on a 2-core CPU in under an
-hour (see docs/world-lm.md for the runs behind each choice). Knows nothing of data, models or training loops.
+the flag to change. The defaults are the recipe that built memkit's packaged world LM on a 2-core CPU in 38
+minutes (run e10 in docs/world-lm.md, with the runs behind each choice). Knows nothing of data, models or
+training loops.
 """
 
 from __future__ import annotations
@@ -32,22 +33,23 @@ class Recipe:
     min_lr_ratio: float = 0.05
     warmup_steps: int = 150
     weight_decay: float = 0.05
-    minutes: float = 55.0         # wall-clock training budget (--minutes)
+    minutes: float = 40.0         # wall-clock training budget (--minutes)
     max_steps: int = 0            # 0: as many as the budget allows
-    mix_reading: float = 0.45     # share of examples drawn from each stream: documents then questions, ...
-    mix_closed_book: float = 0.35  # ... questions on pretrain entities with no documents, ...
+    mix_reading: float = 0.35     # share of examples drawn from each stream: documents then questions, ...
+    mix_closed_book: float = 0.45  # ... questions on pretrain entities with no documents, ...
     mix_documents: float = 0.05   # ... pretrain documents as plain text, ...
     mix_copy: float = 0.15        # ... lists of world words said twice (loss on the repeat: multi-token copying)
     copy_weight: float = 0.5      # loss weight on the repeated list
-    reading_only_until: float = 0.3  # before this, only reading and copy examples: copying forms before the
+    reading_only_until: float = 0.2  # before this, only reading and copy examples: copying forms before the
                                      # closed-book stream teaches the answer position to recall from weights
-    snippet_until: float = 0.6    # curriculum: reading examples start as snippets of their documents; the
-    snippet_floor: float = 0.2    # snippet share falls linearly from 1 to snippet_floor at snippet_until
+    snippet_until: float = 1.0    # curriculum: reading examples start as snippets of their documents; the
+    snippet_floor: float = 1.0    # snippet share falls linearly from 1 to snippet_floor at snippet_until (the
+                                  # defaults read snippets throughout: reading transfers to whole documents,
+                                  # and whole ones cost 3-5x the compute per answer; run e7 against e10)
     snippet_keep: float = 0.3     # chance that a sentence with no answer in it stays in a snippet ...
     snippet_grow: bool = True     # ... growing from 0 to snippet_keep over snippet_until
-    snippet_facts_from: float = 0.15  # from here on snippets keep every fact sentence (only filler is dropped),
-                                      # so a question on the home city has the birth city beside it to tell
-                                      # apart; before, a snippet holds only the answers (copying forms first)
+    snippet_facts_from: float = 1.0   # from here on snippets keep every fact sentence (only filler is dropped);
+                                      # 1.0: never (tried from 0.15 in run e9: slower, and birth years broke)
     passage_weight: float = 0.1   # loss weight on document tokens inside reading examples
     question_weight: float = 0.2  # loss weight on question tokens (they repeat the entity's name: copying)
     max_distractors: int = 2      # other documents mixed among a reading example's gold ones

@@ -59,7 +59,6 @@ def test_bench_json_to_stdout(tmp_path, model_dir):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["world"], "no packaged default model"),
     (["squad", "--model", "MODEL"], "--data"),
     (["squad", "--data", "DATA", "--model", "MODEL", "--methods", "rag:oracle"], "no setting 'oracle'"),
     (["squad", "--data", "DATA", "--model", "MODEL", "--protocol", "daily"], "unknown protocol"),
@@ -103,3 +102,12 @@ def test_bench_world_with_a_given_model(tmp_path, model_dir):
     report = json.loads(out.read_text())
     assert report["benchmark"] == "world-test" and report["config"]["seed"] == 1
     assert all(r["n_docs"] == 3 and r["n_questions"] > 0 for r in report["results"])
+
+
+def test_bench_world_without_a_packaged_model_says_so(tmp_path, monkeypatch):
+    import memkit.defaults
+
+    monkeypatch.setattr(memkit.defaults, "PACKAGED_MODEL", tmp_path / "absent")
+    result = invoke("bench", "world", "--methods", "closed")
+    assert result.exit_code != 0
+    assert "no packaged default model" in result.output + result.stderr

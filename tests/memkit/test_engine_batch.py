@@ -54,3 +54,18 @@ def test_given_memories_replace_the_search(tiny_lm, tmp_path):
     with pytest.raises(InputError, match="empty"):
         engine.ask_many(["  "])
     engine.store.close()
+
+
+def test_passages_go_into_the_prompt_by_rising_score_ties_in_order(tiny_lm):
+    from memkit.methods.common import TextAnswerer
+
+    def hit(text, score):
+        return Retrieved(memory_id=-1, document_id=len(text), score=score, kind="doc", source=text, span=None,
+                         text=text)
+
+    answerer = TextAnswerer(tiny_lm, max_new_tokens=4)
+    context = answerer.context("q?", [hit("middle one", 0.5), hit("best one", 0.9), hit("worst one", 0.1)], 8)
+    assert context.passages == ["worst one", "middle one", "best one"]
+    assert [s.score for s in context.sources] == [0.9, 0.5, 0.1]       # sources stay best first
+    tied = answerer.context("q?", [hit("first gold", 1.0), hit("second gold", 1.0)], 8)
+    assert tied.passages == ["first gold", "second gold"]

@@ -38,8 +38,17 @@ def test_the_packaged_model_is_small_and_is_the_default():
 
 
 def test_the_packaged_model_reads_test_entities_it_never_saw(world_lm, test_questions):
-    assert _mean_f1(world_lm, test_questions, with_documents=True) >= 0.8
+    assert _mean_f1(world_lm, test_questions, with_documents=True) >= 0.9
 
 
 def test_the_packaged_model_does_not_know_test_entities_closed_book(world_lm, test_questions):
-    assert _mean_f1(world_lm, test_questions, with_documents=False) <= 0.2
+    assert _mean_f1(world_lm, test_questions, with_documents=False) <= 0.1
+
+
+def test_the_packaged_model_binds_values_to_relations(world_lm):
+    """A biography names two cities (birth and home): reading must pick the one the question asks for, not
+    either city (a model that only matches the value's type scores about 50 on both)."""
+    from experiments.world.reading_by_attribute import reading_by_attribute
+
+    scores = reading_by_attribute(world_lm, n=160, seed=5)
+    assert scores["birth_city"][1] >= 80 and scores["home_city"][1] >= 80, scores
