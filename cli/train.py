@@ -49,6 +49,17 @@ def adapter(
     state_rank: Annotated[int, typer.Option(min=1, help="R: state size (R x R per target module).")] = 64,
     svd_rank: Annotated[int, typer.Option(min=1, help="r: rank of the applied delta.")] = 16,
     chunk_tokens: Annotated[int, typer.Option(min=8, help="Tokens per chunk when reading a document.")] = 128,
+    norm: Annotated[str, typer.Option(
+        help="How a state becomes a delta: svd (rank r, singular values set to 1) or frobenius (the state over its "
+             "Frobenius norm, rank R).")] = "svd",
+    key_source: Annotated[str, typer.Option(
+        help="Where a context token's key comes from: hidden (the hidden state entering the layer) or input (the "
+             "target module's own input, the space a question's query lives in).")] = "hidden",
+    center: Annotated[bool, typer.Option(help="Centre each chunk's hidden states before the projections.")] = False,
+    mean_state: Annotated[bool, typer.Option(
+        help="Subtract a per-token mean state, calibrated on training documents, from every state.")] = False,
+    base_rank: Annotated[int, typer.Option(
+        min=0, help="Rank of a document-independent LoRA learnt beside the generator and added to every delta.")] = 0,
     targets: Annotated[str, typer.Option(help="attn_out or mlp_out.")] = "attn_out",
     seed: Annotated[int, typer.Option(help="Seeds the generator and the training worlds.")] = 0,
     install: Annotated[bool, typer.Option(help="Package the result as the world LM's generator.")] = False,
@@ -65,7 +76,9 @@ def adapter(
     from memkit.lm import FrozenLM
 
     cfg = AdapterTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                             state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets,
+                             state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets, norm=norm,
+                             key_source=key_source, center=center, base_rank=base_rank,
+                             mean_state=mean_state,
                              seed=seed)
     cfg.validate()
     lm = FrozenLM.load(model or default_model(), device=state(ctx).device)

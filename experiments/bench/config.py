@@ -3,7 +3,7 @@
 Owns: ``BenchConfig`` (every field documented, validated in one place, errors naming the flag to change) and
 ``MethodSpec`` (one method as a run compares it: canonical name, setting, options). A method is written
 ``NAME`` or ``NAME:SETTING``; settings say where the text a method reads comes from: ``retrieve`` (searched in
-the store), ``oracle`` (the question's gold documents are handed over directly; ``prompt`` only), ``none``
+the store), ``oracle`` (the question's gold documents are handed over directly; ``prompt`` and ``adapter``), ``none``
 (closed book) and ``parametric`` (learnt into weights: ``finetune``). Knows nothing of models or storage.
 """
 
@@ -19,7 +19,7 @@ PROTOCOLS = ("stream", "sweep", "retention")
 DEFAULT_METHODS = ("closed_book", "prompt", "prompt:oracle", "rag", "finetune")
 DEFAULT_CONTEXT_TOKENS = (512, 1024, 2048, 4096, 8192)
 _SETTINGS = {"closed_book": ("none",), "finetune": ("parametric",), "prompt": ("retrieve", "oracle"),
-             "rag": ("retrieve",)}
+             "rag": ("retrieve",), "adapter": ("retrieve", "oracle")}
 
 
 def settings_of(name: str) -> tuple[str, ...]:

@@ -142,12 +142,21 @@ class MethodSession:
         return results
 
     def _gold(self, question: BenchQuestion) -> list[Retrieved]:
-        """The question's gold documents as memories, in the order the question lists them."""
+        """The question's gold documents as memories, in the order the question lists them; a method that reads
+        stored tensors (``needs_payload``) gets each gold document's stored records with their payloads."""
         out = []
         for doc_id in question.doc_ids:
-            if doc_id in self.store_ids:
-                out.append(Retrieved(memory_id=-1, document_id=self.store_ids[doc_id], score=1.0, kind="doc",
-                                     source=doc_id, span=None, text=self.texts[doc_id]))
+            if doc_id not in self.store_ids:
+                continue
+            sid = self.store_ids[doc_id]
+            if not self.method.needs_payload:
+                out.append(Retrieved(memory_id=-1, document_id=sid, score=1.0, kind="doc", source=doc_id,
+                                     span=None, text=self.texts[doc_id]))
+                continue
+            for m in self.store.memories(sid):
+                out.append(Retrieved(memory_id=m.id, document_id=sid, score=1.0, kind=m.kind, source=doc_id,
+                                     span=m.span, text=self.texts[doc_id],
+                                     payload=self.store.load_payload(m.id)))
         return out
 
     def snapshot(self) -> dict:

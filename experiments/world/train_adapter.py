@@ -9,6 +9,7 @@ Run as ``memkit train adapter`` or ``python -m experiments.world.train_adapter``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import time
@@ -22,7 +23,8 @@ from experiments.world.adapter_data import heldout_items, training_items
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
-from memkit.adapters.train import AdapterTrainConfig, ContextQA, train_generator
+from memkit.adapters.train import (AdapterTrainConfig, ContextQA, qa_sequence, train_generator,
+                                   weighted_next_token_loss)
 from memkit.prompts import STOP, qa_prompt
 
 
@@ -36,7 +38,14 @@ def probe(lm, gen: AdapterGenerator, items: list[ContextQA], chunk_tokens: int, 
         stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
         preds = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP,
                             delta=gen.delta(stacked), batch_size=16)
-    out = {"adapter_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items)}
+        # Answer loss with each item's own adapter against the next item's: the gap is what the adapter carries
+        # about its own documents (F1 moves only once that gap is large).
+        seqs = [qa_sequence(lm, it.qas[:1]) for it in items]
+        shifted = AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()})
+        own = weighted_next_token_loss(lm, [q for q, _ in seqs], [w for _, w in seqs], gen.delta(stacked))
+        other = weighted_next_token_loss(lm, [q for q, _ in seqs], [w for _, w in seqs], gen.delta(shifted))
+    out = {"adapter_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items),
+           "own_loss": float(own), "other_loss": float(other)}
     if baselines:
         closed = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP, batch_size=16)
         read = lm.generate([qa_prompt(q, it.documents) for q, it in zip(questions, items)], max_new_tokens=12,
@@ -50,9 +59,16 @@ def run(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
     """Train a fresh generator for ``lm`` and save it to ``out``; returns the summary."""
     start = time.time()
     gen = AdapterGenerator.for_lm(lm, lm.target_modules(cfg.targets), state_rank=cfg.state_rank,
-                                  svd_rank=cfg.svd_rank, alpha=cfg.alpha, seed=cfg.seed)
+                                  svd_rank=cfg.svd_rank, alpha=cfg.alpha, norm=cfg.norm, center=cfg.center,
+                                  key_source=cfg.key_source, base_rank=cfg.base_rank,
+                                  mean_state=cfg.mean_state, seed=cfg.seed)
     n_params = sum(p.numel() for p in gen.parameters())
     log(f"generator: {n_params / 1e6:.2f}M parameters on {len(gen.config.targets)} modules of {lm.name}")
+    if cfg.mean_state:
+        sample = [d for it in itertools.islice(training_items(cfg.seed + 1000), 64) for d in it.documents]
+        with torch.no_grad():
+            gen.calibrate(encode_documents(lm, gen, sample, chunk_tokens=cfg.chunk_tokens))
+        log(f"mean state calibrated on {len(sample)} training documents")
     held = heldout_items()
     first = probe(lm, gen, held, cfg.chunk_tokens, baselines=True)
     log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
@@ -88,7 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--install", action="store_true")
     for f in fields(AdapterTrainConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+        kind = type(f.default)
+        if kind is bool:
+            parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
+                                default=f.default)
+        else:
+            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
     args = vars(parser.parse_args(argv))
     model, out, device, do_install = args.pop("model"), args.pop("out"), args.pop("device"), args.pop("install")
     lm = FrozenLM.load(model or default_model(), device=device)

@@ -35,11 +35,26 @@ def chunk_states(lm, gen: AdapterGenerator, chunks: list[list[int]], *, delta=No
                  grad: bool = False) -> AdapterState:
     """One state per chunk (``[n, R, R]`` per target); ``bos_ids`` lead each chunk but are not summed in."""
     lead = lm.bos_ids
-    hidden, mask = lm.hidden_states([lead + c for c in chunks], delta=delta)
+    inputs: dict[str, torch.Tensor] = {}
+    handles = []
+    if gen.config.key_source == "input":
+        modules = lm.linear_modules()
+
+        def keep(name):
+            def hook(module, args):
+                inputs[name] = args[0].detach()
+            return hook
+
+        handles = [modules[n].register_forward_pre_hook(keep(n)) for n in gen.config.targets]
+    try:
+        hidden, mask = lm.hidden_states([lead + c for c in chunks], delta=delta)
+    finally:
+        for h in handles:
+            h.remove()
     mask = mask.clone()
     mask[:, : len(lead)] = 0
     with torch.set_grad_enabled(grad):
-        return gen.states(hidden, mask.to(gen.device))
+        return gen.states(hidden, mask.to(gen.device), inputs or None)
 
 
 def _split(state: AdapterState, counts: list[int]) -> list[AdapterState]:

@@ -32,6 +32,7 @@ from memkit.errors import ConfigError
 from memkit.hooks import LowRankDelta
 
 CONFIG_FILE = "generator.json"
+NORMS = ("svd", "frobenius")
 WEIGHTS_FILE = "generator.safetensors"
 
 
@@ -53,6 +54,25 @@ class GeneratorConfig:
     """r: rank kept by the SVD normalisation; the applied delta is a rank-r LoRA."""
     alpha: float = 64.0
     """The delta is scaled by alpha / R."""
+    norm: str = "svd"
+    """How a state becomes a delta: ``svd`` (rank-r SVD, singular values set to 1: the method's normalisation) or
+    ``frobenius`` (the whole state divided by its Frobenius norm: a rank-R delta that keeps relative weights)."""
+    key_source: str = "hidden"
+    """Where a token's key comes from: ``hidden`` (the hidden state entering the layer, like its value) or
+    ``input`` (the target module's own input at that token: the space the question's query ``A1 x`` lives in;
+    A2 then starts equal to A1, so a question already matches the context tokens that resemble it)."""
+    base_rank: int = 0
+    """Rank of a document-independent LoRA learnt with the generator and added to every delta (0: none). It
+    gives the answer format and prior a place of their own, so the state's delta is left to carry the
+    documents (without it, training pushes the prior into the state's shared directions and the deltas of all
+    documents come out alike)."""
+    mean_state: bool = False
+    """Subtract, per context token, a learnt R x R matrix M (set from data by ``calibrate``) from the state:
+    ``S = sum_t (p_t q_t^T - M)``. States still add exactly; what every text shares leaves the state, so the
+    SVD keeps what sets a document apart."""
+    center: bool = False
+    """Subtract each chunk's mean (normalised) hidden state before the projections, so the state holds what sets
+    the chunk apart rather than what every text shares."""
     base_model: str = ""
     """Fingerprint of the frozen LM the generator was built for (architecture and tokenizer)."""
     base_weights: str = ""
@@ -66,6 +86,12 @@ class GeneratorConfig:
                               "(options svd_rank and state_rank)")
         if self.alpha <= 0:
             raise ConfigError("generator option alpha must be above 0")
+        if self.base_rank < 0:
+            raise ConfigError("generator option base_rank must be 0 or more")
+        if self.key_source not in ("hidden", "input"):
+            raise ConfigError(f"generator option key_source must be hidden or input, not {self.key_source!r}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"generator option norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
 
     @property
     def scale(self) -> float:
@@ -86,21 +112,51 @@ class _RMSNorm(nn.Module):
 class TargetGenerator(nn.Module):
     """The generator of one target module."""
 
-    def __init__(self, hidden: int, d_in: int, d_out: int, rank: int):
+    def __init__(self, hidden: int, d_in: int, d_out: int, rank: int, key_source: str = "hidden",
+                 base_rank: int = 0, mean_state: bool = False):
         super().__init__()
+        self.mean = nn.Parameter(torch.zeros(rank, rank)) if mean_state else None
+        self.base_a = nn.Parameter(torch.randn(base_rank, d_in) / d_in ** 0.5) if base_rank else None
+        self.base_b = nn.Parameter(torch.zeros(d_out, base_rank)) if base_rank else None
         self.norm = _RMSNorm(hidden)
         self.a1 = nn.Linear(d_in, rank, bias=False)
-        self.a2 = nn.Linear(hidden, rank, bias=False)
+        self.key_norm = _RMSNorm(d_in) if key_source == "input" else None
+        self.a2 = nn.Linear(d_in if key_source == "input" else hidden, rank, bias=False)
         self.a3 = nn.Linear(hidden, rank, bias=False)
         self.b = nn.Linear(rank, d_out, bias=False)
         nn.init.zeros_(self.b.weight)
+        if key_source == "input":
+            with torch.no_grad():
+                self.a2.weight.copy_(self.a1.weight)
 
-    def state(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[B, R, R]``: the sum over unmasked tokens of ``(A2 h')(A3 h')^T``; ``h [B, T, d]``, ``mask [B, T]``."""
+    def state(self, h: torch.Tensor, mask: torch.Tensor, center: bool = False,
+              x: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, R, R]``: the sum over unmasked tokens of ``(A2 k_t)(A3 h'_t)^T``; ``h [B, T, d]``, ``mask [B, T]``;
+        the key ``k_t`` is ``h'_t`` or, with key source ``input``, the module's input ``x [B, T, d_in]`` (RMS
+        normalised). With ``center``, ``h'`` is taken less its mean over the sequence's unmasked tokens."""
+        m = mask[..., None].to(torch.float32)
         hn = self.norm(h)
-        p = self.a2(hn) * mask[..., None].to(hn.dtype)
+        if center:
+            hn = hn - (hn * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
+        if self.key_norm is not None:
+            if x is None:
+                raise ConfigError("this generator keys tokens by its target modules' inputs; none were given")
+            p = self.a2(self.key_norm(x)) * m
+        else:
+            p = self.a2(hn) * m
         q = self.a3(hn)
-        return torch.einsum("btr,bts->brs", p, q)
+        out = torch.einsum("btr,bts->brs", p, q)
+        if self.mean is not None:
+            out = out - m.sum((1, 2))[:, None, None] * self.mean
+        return out
+
+    def frobenius_factors(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank-R LoRA factors ``((S / |S|_F)^T A1 [B, R, d_in], B [B, d_out, R])`` of ``s [B, R, R]``."""
+        s32 = s.float()
+        n = s32.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None]
+        a = (s32 / n).transpose(-1, -2) @ self.a1.weight
+        b = self.b.weight.expand(s32.shape[0], -1, -1)
+        return a, b
 
     def factors(self, s: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """LoRA factors ``(U_r^T A1 [B, r, d_in], B V_r [B, d_out, r])`` of the normalised state ``s [B, R, R]``.
@@ -125,12 +181,14 @@ class AdapterGenerator(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.parts = nn.ModuleList(TargetGenerator(config.hidden, d_in, d_out, config.state_rank)
+        self.parts = nn.ModuleList(TargetGenerator(config.hidden, d_in, d_out, config.state_rank, config.key_source,
+                                                   config.base_rank, config.mean_state)
                                    for d_in, d_out in config.shapes)
 
     @classmethod
     def for_lm(cls, lm, targets: list[str], *, state_rank: int = 64, svd_rank: int = 16, alpha: float = 64.0,
-               seed: int = 0) -> AdapterGenerator:
+               norm: str = "svd", center: bool = False, key_source: str = "hidden", base_rank: int = 0,
+               mean_state: bool = False, seed: int = 0) -> AdapterGenerator:
         """A fresh generator (B = 0) for ``targets`` of ``lm``, on its device, in float32."""
         layer_of = {name: i for i, name in enumerate(lm.target_modules("attn_out"))}
         layer_of.update({name: i for i, name in enumerate(lm.target_modules("mlp_out"))})
@@ -139,7 +197,7 @@ class AdapterGenerator(nn.Module):
             layers.append(_layer_index(name, layer_of, lm.num_layers))
         config = GeneratorConfig(targets=list(targets), layers=layers,
                                  shapes=[list(lm.module_shape(n)) for n in targets], hidden=lm.hidden_size,
-                                 state_rank=state_rank, svd_rank=svd_rank, alpha=alpha, base_model=lm.fingerprint,
+                                 state_rank=state_rank, svd_rank=svd_rank, alpha=alpha, norm=norm, center=center, key_source=key_source, base_rank=base_rank, mean_state=mean_state, base_model=lm.fingerprint,
                                  base_weights=lm.weights_digest)
         torch.manual_seed(seed)
         return cls(config).to(lm.device)
@@ -148,10 +206,12 @@ class AdapterGenerator(nn.Module):
     def device(self) -> torch.device:
         return self.parts[0].a1.weight.device
 
-    def states(self, hidden: list[torch.Tensor], mask: torch.Tensor) -> AdapterState:
+    def states(self, hidden: list[torch.Tensor], mask: torch.Tensor,
+               inputs: dict[str, torch.Tensor] | None = None) -> AdapterState:
         """The batch's states from the hidden states entering every decoder layer (``hidden[l]`` enters layer
-        l, as ``FrozenLM.hidden_states`` returns them) and the mask of context tokens."""
-        mats = {name: part.state(hidden[layer], mask)
+        l, as ``FrozenLM.hidden_states`` returns them), the mask of context tokens and, for key source
+        ``input``, each target module's input on the same tokens."""
+        mats = {name: part.state(hidden[layer], mask, self.config.center, (inputs or {}).get(name))
                 for name, layer, part in zip(self.config.targets, self.config.layers, self.parts)}
         return AdapterState(mats, int(mask.sum().item()))
 
@@ -161,9 +221,26 @@ class AdapterGenerator(nn.Module):
         for name, part in zip(self.config.targets, self.parts):
             s = state.mats[name]
             single = s.dim() == 2
-            a, b = part.factors(s[None] if single else s, self.config.svd_rank)
+            batch = s[None] if single else s
+            if self.config.norm == "frobenius":
+                a, b = part.frobenius_factors(batch)
+            else:
+                a, b = part.factors(batch, self.config.svd_rank)
+            if part.base_a is not None:
+                n = a.shape[0]
+                a = torch.cat([a, part.base_a.expand(n, -1, -1)], dim=1)
+                b = torch.cat([b, part.base_b.expand(n, -1, -1)], dim=2)
             factors[name] = (a[0], b[0]) if single else (a, b)
         return LowRankDelta(factors, self.config.scale)
+
+    def calibrate(self, states: list[AdapterState]) -> None:
+        """Set each target's mean state M to the per-token mean of ``states`` (read with M = 0)."""
+        if not self.config.mean_state:
+            raise ConfigError("this generator keeps no mean state (option mean_state)")
+        tokens = sum(s.tokens for s in states)
+        with torch.no_grad():
+            for name, part in zip(self.config.targets, self.parts):
+                part.mean.copy_(sum(s.mats[name] for s in states) / max(1, tokens))
 
     def empty_state(self) -> AdapterState:
         return AdapterState.zeros(self.config.targets, self.config.state_rank, device=self.device)

@@ -9,7 +9,8 @@ prompt, three next-token losses:
   - ``reconstruction``: the item's first document itself (re-predicting text the adapter has read);
   - ``completion``: for a document of several chunks, a later chunk read with the adapter of the earlier ones
     (self-supervised; ``completion`` weight, documents of at least two chunks).
-The total is ``qa + w_rec * reconstruction + w_comp * completion``. AdamW, linear warm-up then cosine decay,
+  - ``contrast`` (optional): a hinge on the answer loss with the next item's adapter against the own one.
+The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``. AdamW, linear warm-up then cosine decay,
 gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
 
 Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
@@ -51,6 +52,16 @@ class AdapterTrainConfig:
     """r: rank of the applied delta."""
     alpha: float = 64.0
     """Delta scale alpha / R."""
+    norm: str = "svd"
+    """svd (rank-r, singular values set to 1) or frobenius (the state over its Frobenius norm)."""
+    center: bool = False
+    """Centre each chunk's hidden states before the projections."""
+    mean_state: bool = False
+    """Subtract a per-token mean state (calibrated on training documents first; see GeneratorConfig)."""
+    base_rank: int = 0
+    """Rank of the generator's document-independent LoRA (see GeneratorConfig.base_rank)."""
+    key_source: str = "hidden"
+    """hidden or input: where a context token's key comes from (see GeneratorConfig.key_source)."""
     targets: str = "attn_out"
     """attn_out or mlp_out (every decoder layer's output projection of that kind)."""
     chunk_tokens: int = 128
@@ -66,6 +77,10 @@ class AdapterTrainConfig:
     """Weight of the reconstruction loss."""
     w_completion: float = 0.3
     """Weight of the completion loss."""
+    w_contrast: float = 0.0
+    """Weight of the contrast loss: a hinge asking the answer loss with another item's adapter to exceed the loss
+    with the item's own adapter by ``contrast_margin`` nats, so a delta cannot help without its documents."""
+    contrast_margin: float = 1.0
     merge_extra: float = 0.3
     """Chance that an item's state also holds 1-2 other items' documents (retrieve-and-merge robustness)."""
     max_steps: int = 0
@@ -80,6 +95,10 @@ class AdapterTrainConfig:
             raise ConfigError("give a budget: --minutes or --max-steps")
         if self.batch_size < 1 or self.chunk_tokens < 8:
             raise ConfigError("--batch-size must be at least 1 and --chunk-tokens at least 8")
+        if self.norm not in ("svd", "frobenius"):
+            raise ConfigError("--norm is svd or frobenius")
+        if self.key_source not in ("hidden", "input"):
+            raise ConfigError("--key-source is hidden or input")
         if not 0 <= self.merge_extra <= 1:
             raise ConfigError("--merge-extra is a probability in [0, 1]")
 
@@ -140,10 +159,16 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
             others = [i for i in range(len(docs)) if i not in chosen]
             chosen += rng.sample(others, min(len(others), rng.randint(1, 2)))
         contexts.append(AdapterState.total([doc_states[i] for i in chosen]))
-    delta = gen.delta(_stack(contexts))
+    stacked = _stack(contexts)
+    delta = gen.delta(stacked)
     qa = [qa_sequence(lm, it.qas) for it in items]
     parts = {"qa": weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], delta)}
     total = parts["qa"]
+    if cfg.w_contrast > 0 and len(items) > 1:
+        shifted = gen.delta(AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()}, stacked.tokens))
+        other = weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], shifted)
+        parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
+        total = total + cfg.w_contrast * parts["contrast"]
     if cfg.w_reconstruction > 0:
         own = [lm.bos_ids + lm.encode(it.documents[0])[: lm.max_context - len(lm.bos_ids)] for it in items]
         parts["reconstruction"] = weighted_next_token_loss(lm, own, [[1.0] * len(s) for s in own], delta)

@@ -52,6 +52,26 @@ def test_oracle_puts_exactly_the_gold_documents_in_the_prompt(tiny_lm, bench, mo
         assert result.sources == question.doc_ids and result.setting == "oracle"
 
 
+def test_adapter_oracle_merges_exactly_the_stored_states_of_the_gold_documents(tiny_lm, bench, tiny_generator_dir):
+    options = {"generator": str(tiny_generator_dir), "chunk_tokens": 32, "top_n": 4, "max_new_tokens": 2}
+    with MethodSession(tiny_lm, "adapter", options, setting="oracle", batch_size=3) as session:
+        session.ingest(bench.documents)
+        seen: list[tuple[set, int]] = []
+        combine = session.method.combine
+
+        def spy(question, retrieved, top_k=None):
+            context = combine(question, retrieved, top_k)
+            seen.append(({r.document_id for r in retrieved if r.payload}, context.extras["merged"]))
+            return context
+
+        session.method.combine = spy
+        results = session.ask(bench.questions)
+    for question, (docs, merged), result in zip(bench.questions, seen, results):
+        assert docs == {session.store_ids[d] for d in question.doc_ids}, question.id
+        assert merged == len(question.doc_ids)
+        assert result.sources == question.doc_ids and result.setting == "oracle"
+
+
 def test_settings_a_method_does_not_take_are_refused(tiny_lm):
     with pytest.raises(ConfigError, match="oracle"):
         MethodSession(tiny_lm, "rag", setting="oracle")

@@ -63,6 +63,122 @@ def test_the_delta_is_the_normalised_state_applied_as_a_rank_r_lora(lm):
     torch.testing.assert_close(b7 @ a7, b @ a, atol=1e-5, rtol=1e-4)
 
 
+def test_frobenius_norm_applies_the_state_over_its_norm_as_a_rank_R_lora(tiny_lm, tmp_path):
+    import copy
+
+    from peft import PeftModel
+
+    from memkit.lora import LoraFactors
+
+    fresh = make(tiny_lm, norm="frobenius")
+    (state,) = encode_documents(tiny_lm, fresh, [TEXT_A], chunk_tokens=64)
+    ids = [tiny_lm.bos_ids + tiny_lm.encode(TEXT_B)]
+    with torch.no_grad():
+        base, _ = tiny_lm.logits(ids)
+        unchanged, _ = tiny_lm.logits(ids, delta=fresh.delta(state))
+    torch.testing.assert_close(unchanged, base, rtol=0, atol=0)
+    gen = trained_like(fresh)
+    delta = gen.delta(state)
+    name = gen.config.targets[0]
+    s = state.mats[name].double().numpy()
+    part = gen.parts[0]
+    expected = (gen.config.scale * part.b.weight.double().detach().numpy() @ (s / np.linalg.norm(s)).T
+                @ part.a1.weight.double().detach().numpy())
+    a, b = delta.factors[name]
+    np.testing.assert_allclose(delta.scale * (b.double() @ a.double()).detach().numpy(), expected, atol=1e-5)
+    assert a.shape[0] == gen.config.state_rank
+    out = LoraFactors.from_delta(tiny_lm, delta).export_peft(tmp_path / "lora")
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_lm.model), str(out)).eval()
+    with torch.no_grad():
+        ours, _ = tiny_lm.logits(ids, delta=delta)
+        theirs = peft_model(input_ids=torch.tensor(ids)).logits
+    assert (ours - base).abs().max() > 1e-3
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="norm"):
+        make(tiny_lm, norm="spectral")
+
+
+def test_a_centred_state_is_built_from_the_chunks_own_deviations(tiny_lm):
+    gen = make(tiny_lm, center=True)
+    ids = tiny_lm.encode(TEXT_A)[:12]
+    (state,) = encode_documents(tiny_lm, gen, [ids], chunk_tokens=16)
+    hidden, _ = tiny_lm.hidden_states([tiny_lm.bos_ids + ids])
+    name, layer, part = gen.config.targets[1], gen.config.layers[1], gen.parts[1]
+    with torch.no_grad():
+        h = part.norm(hidden[layer][0, len(tiny_lm.bos_ids):])
+        h = h - h.mean(0)
+        expected = part.a2(h).T @ part.a3(h)
+        plain = make(tiny_lm).parts[1].state(hidden[layer], torch.ones(1, hidden[layer].shape[1]))[0]
+    torch.testing.assert_close(state.mats[name], expected, atol=1e-5, rtol=1e-4)
+    assert (state.mats[name] - plain).abs().max() > 1e-3, "centring must change the state"
+
+
+def test_input_keys_come_from_the_target_modules_own_inputs(tiny_lm):
+    gen = make(tiny_lm, key_source="input")
+    part, name, layer = gen.parts[0], gen.config.targets[0], gen.config.layers[0]
+    torch.testing.assert_close(part.a2.weight, part.a1.weight, rtol=0, atol=0)
+    ids = tiny_lm.encode(TEXT_A)[:12]
+    (state,) = encode_documents(tiny_lm, gen, [ids], chunk_tokens=16)
+    seen = {}
+    module = tiny_lm.linear_modules()[name]
+    handle = module.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].detach()))
+    try:
+        hidden, _ = tiny_lm.hidden_states([tiny_lm.bos_ids + ids])
+    finally:
+        handle.remove()
+    lead = len(tiny_lm.bos_ids)
+    with torch.no_grad():
+        keys = part.a2(part.key_norm(seen["x"][0, lead:]))
+        values = part.a3(part.norm(hidden[layer][0, lead:]))
+    torch.testing.assert_close(state.mats[name], keys.T @ values, atol=1e-5, rtol=1e-4)
+    (again,) = encode_documents(tiny_lm, gen, [ids], chunk_tokens=16, mode="sequential")
+    torch.testing.assert_close(again.mats[name], state.mats[name], rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="key_source"):
+        make(tiny_lm, key_source="output")
+
+
+def test_a_base_lora_is_added_to_every_delta_and_starts_at_zero(tiny_lm):
+    fresh = make(tiny_lm, base_rank=3)
+    a_doc, b_doc = encode_documents(tiny_lm, fresh, [TEXT_A, TEXT_B], chunk_tokens=64)
+    ids = [tiny_lm.bos_ids + tiny_lm.encode(TEXT_B)]
+    with torch.no_grad():
+        base, _ = tiny_lm.logits(ids)
+        unchanged, _ = tiny_lm.logits(ids, delta=fresh.delta(a_doc))
+    torch.testing.assert_close(unchanged, base, rtol=0, atol=0)
+    gen = trained_like(fresh)
+    torch.manual_seed(2)
+    for part in gen.parts:
+        torch.nn.init.normal_(part.base_b, std=0.5)
+    name, part = gen.config.targets[0], gen.parts[0]
+    a, b = gen.delta(a_doc).factors[name]
+    assert a.shape[0] == gen.config.svd_rank + 3
+    plain = make(tiny_lm)
+    plain.load_state_dict({k: v for k, v in gen.state_dict().items() if "base_" not in k})
+    pa, pb = plain.delta(a_doc).factors[name]
+    torch.testing.assert_close(b @ a, pb @ pa + part.base_b @ part.base_a, atol=1e-5, rtol=1e-4)
+    ea, eb = gen.delta(gen.empty_state()).factors[name]
+    torch.testing.assert_close(eb @ ea, part.base_b @ part.base_a, atol=1e-6, rtol=1e-5)
+    batched = gen.delta(AdapterState({n: torch.stack([a_doc.mats[n], b_doc.mats[n]]) for n in a_doc.mats}))
+    ba, bb = batched.factors[name]
+    torch.testing.assert_close(bb[0] @ ba[0], b @ a, atol=1e-5, rtol=1e-4)
+
+
+def test_a_calibrated_mean_state_is_taken_out_per_token_and_states_still_add(tiny_lm):
+    gen = make(tiny_lm, mean_state=True)
+    texts = [TEXT_A, TEXT_B]
+    raw = encode_documents(tiny_lm, gen, texts, chunk_tokens=16)
+    gen.calibrate(raw)
+    a, b = encode_documents(tiny_lm, gen, texts, chunk_tokens=16)
+    (both,) = encode_documents(tiny_lm, gen, [tiny_lm.encode(TEXT_A) + tiny_lm.encode(TEXT_B)], chunk_tokens=16)
+    for name, part in zip(gen.config.targets, gen.parts):
+        torch.testing.assert_close(a.mats[name], raw[0].mats[name] - a.tokens * part.mean, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close((a + b).mats[name], torch.zeros_like(part.mean), atol=1e-4, rtol=1e-4)
+        assert a.mats[name].abs().max() > 1e-3
+    assert both.tokens == a.tokens + b.tokens
+    with pytest.raises(ConfigError, match="mean_state"):
+        make(tiny_lm).calibrate(raw)
+
+
 def test_states_add_and_subtract(tiny_lm):
     gen = make(tiny_lm)
     a, b = encode_documents(tiny_lm, gen, [TEXT_A, TEXT_B], chunk_tokens=16)

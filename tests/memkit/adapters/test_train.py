@@ -44,3 +44,31 @@ def test_training_lowers_the_loss_and_leaves_the_lm_untouched(tiny_lm):
     assert not torch.equal(gen.parts[0].a2.weight, a2_before)   # the gradient reached the state's maps
     after = tiny_lm.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_contrast_hinge_compares_each_item_with_the_next_items_adapter(tiny_lm):
+    import random
+
+    from memkit.adapters.encode import encode_documents
+    from memkit.adapters.state import AdapterState
+    from memkit.adapters.train import weighted_next_token_loss
+
+    gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4,
+                                  alpha=32.0)
+    torch.manual_seed(3)
+    for part in gen.parts:
+        torch.nn.init.normal_(part.b.weight, std=2.0)
+    cfg = AdapterTrainConfig(state_rank=16, svd_rank=4, alpha=32.0, chunk_tokens=8, merge_extra=0.0,
+                             w_reconstruction=0.0, w_completion=0.0, w_contrast=1.0, contrast_margin=5.0)
+    with torch.no_grad():
+        total, parts = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0))
+        states = [AdapterState.total(encode_documents(tiny_lm, gen, it.documents, chunk_tokens=8)) for it in ITEMS]
+        stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
+        shifted = AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()})
+        seqs = [qa_sequence(tiny_lm, it.qas) for it in ITEMS]
+        own = weighted_next_token_loss(tiny_lm, [s for s, _ in seqs], [w for _, w in seqs], gen.delta(stacked))
+        other = weighted_next_token_loss(tiny_lm, [s for s, _ in seqs], [w for _, w in seqs], gen.delta(shifted))
+    expected = max(0.0, 5.0 - (float(other) - float(own)))
+    assert expected > 0
+    assert abs(parts["contrast"] - expected) < 1e-4 and abs(parts["qa"] - float(own)) < 1e-5
+    assert abs(float(total) - (parts["qa"] + parts["contrast"])) < 1e-4
