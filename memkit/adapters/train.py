@@ -9,7 +9,8 @@ prompt, three next-token losses:
   - ``reconstruction``: the item's first document itself (re-predicting text the adapter has read);
   - ``completion``: for a document of several chunks, a later chunk read with the adapter of the earlier ones
     (self-supervised; ``completion`` weight, documents of at least two chunks).
-  - ``contrast`` (optional): a hinge on the answer loss with the next item's adapter against the own one.
+  - ``contrast`` (optional): a hinge on the answer loss with the adapter of another item of the same shape
+    (``contrast_order``) against the own one.
 The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``. AdamW, linear warm-up then cosine decay,
 gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
 
@@ -146,6 +147,21 @@ def _stack(states: list[AdapterState]) -> AdapterState:
                         sum(s.tokens for s in states))
 
 
+def contrast_order(items: list[ContextQA]) -> list[int]:
+    """For each item, another item of the same shape (as many documents and questions) whose adapter it is
+    contrasted with: the next one of its shape in the batch, cyclically; an item alone of its shape keeps
+    itself (and adds nothing to the hinge's push). Matching shapes means a delta can only pass the hinge by
+    what its documents say, not by what kind of questions they answer."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault((len(it.documents), len(it.qas)), []).append(i)
+    order = list(range(len(items)))
+    for members in groups.values():
+        for k, i in enumerate(members):
+            order[i] = members[(k + 1) % len(members)]
+    return order
+
+
 def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTrainConfig,
                rng: random.Random) -> tuple[torch.Tensor, dict]:
     """The step's total loss and its parts (floats) for ``items``."""
@@ -165,7 +181,8 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
     parts = {"qa": weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], delta)}
     total = parts["qa"]
     if cfg.w_contrast > 0 and len(items) > 1:
-        shifted = gen.delta(AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()}, stacked.tokens))
+        order = contrast_order(items)
+        shifted = gen.delta(AdapterState({n: m[order] for n, m in stacked.mats.items()}, stacked.tokens))
         other = weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], shifted)
         parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
         total = total + cfg.w_contrast * parts["contrast"]

@@ -7,7 +7,8 @@ import itertools
 import torch
 
 from memkit.adapters.generator import AdapterGenerator
-from memkit.adapters.train import AdapterTrainConfig, ContextQA, batch_loss, qa_sequence, train_generator
+from memkit.adapters.train import (AdapterTrainConfig, ContextQA, batch_loss, contrast_order, qa_sequence,
+                                   train_generator)
 
 ITEMS = [ContextQA(["Ada Varn lives in Port Elsin. She is a weaver."], [("Where does Ada Varn live?", "Port Elsin")]),
          ContextQA(["Bo Kell lives in Dunmere. He is a baker."], [("What does Bo Kell do?", "baker")]),
@@ -46,7 +47,7 @@ def test_training_lowers_the_loss_and_leaves_the_lm_untouched(tiny_lm):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_the_contrast_hinge_compares_each_item_with_the_next_items_adapter(tiny_lm):
+def test_the_contrast_hinge_compares_each_item_with_another_of_its_shape(tiny_lm):
     import random
 
     from memkit.adapters.encode import encode_documents
@@ -64,7 +65,9 @@ def test_the_contrast_hinge_compares_each_item_with_the_next_items_adapter(tiny_
         total, parts = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0))
         states = [AdapterState.total(encode_documents(tiny_lm, gen, it.documents, chunk_tokens=8)) for it in ITEMS]
         stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
-        shifted = AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()})
+        order = contrast_order(ITEMS)
+        assert order == [1, 0, 2]           # the two one-question items swap; the two-question one keeps itself
+        shifted = AdapterState({n: m[order] for n, m in stacked.mats.items()})
         seqs = [qa_sequence(tiny_lm, it.qas) for it in ITEMS]
         own = weighted_next_token_loss(tiny_lm, [s for s, _ in seqs], [w for _, w in seqs], gen.delta(stacked))
         other = weighted_next_token_loss(tiny_lm, [s for s, _ in seqs], [w for _, w in seqs], gen.delta(shifted))
