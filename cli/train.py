@@ -76,10 +76,9 @@ def adapter(
     from memkit.lm import FrozenLM
 
     cfg = AdapterTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                             state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets, norm=norm,
-                             key_source=key_source, center=center, base_rank=base_rank,
-                             mean_state=mean_state,
-                             seed=seed)
+                             state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets,
+                             norm=norm, key_source=key_source, center=center, base_rank=base_rank,
+                             mean_state=mean_state, seed=seed)
     cfg.validate()
     lm = FrozenLM.load(model or default_model(), device=state(ctx).device)
     summary = run(lm, cfg, out, log=lambda msg: typer.echo(msg, err=True))

@@ -23,8 +23,7 @@ from experiments.world.adapter_data import heldout_items, training_items
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
-from memkit.adapters.train import (AdapterTrainConfig, ContextQA, qa_sequence, train_generator,
-                                   weighted_next_token_loss)
+from memkit.adapters.train import AdapterTrainConfig, ContextQA, answer_loss, qa_sequence, train_generator
 from memkit.prompts import STOP, qa_prompt
 
 
@@ -35,15 +34,15 @@ def probe(lm, gen: AdapterGenerator, items: list[ContextQA], chunk_tokens: int, 
     with torch.no_grad():
         states = [AdapterState.total(encode_documents(lm, gen, it.documents, chunk_tokens=chunk_tokens))
                   for it in items]
-        stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
+        stacked = AdapterState.stack(states)
         preds = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP,
                             delta=gen.delta(stacked), batch_size=16)
         # Answer loss with each item's own adapter against the next item's: the gap is what the adapter carries
         # about its own documents (F1 moves only once that gap is large).
         seqs = [qa_sequence(lm, it.qas[:1]) for it in items]
         shifted = AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()})
-        own = weighted_next_token_loss(lm, [q for q, _ in seqs], [w for _, w in seqs], gen.delta(stacked))
-        other = weighted_next_token_loss(lm, [q for q, _ in seqs], [w for _, w in seqs], gen.delta(shifted))
+        own = answer_loss(lm, seqs, gen.delta(stacked))
+        other = answer_loss(lm, seqs, gen.delta(shifted))
     out = {"adapter_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items),
            "own_loss": float(own), "other_loss": float(other)}
     if baselines:

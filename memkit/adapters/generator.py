@@ -32,8 +32,9 @@ from memkit.errors import ConfigError
 from memkit.hooks import LowRankDelta
 
 CONFIG_FILE = "generator.json"
-NORMS = ("svd", "frobenius")
 WEIGHTS_FILE = "generator.safetensors"
+NORMS = ("svd", "frobenius")
+KEY_SOURCES = ("hidden", "input")
 
 
 @dataclass
@@ -88,8 +89,9 @@ class GeneratorConfig:
             raise ConfigError("generator option alpha must be above 0")
         if self.base_rank < 0:
             raise ConfigError("generator option base_rank must be 0 or more")
-        if self.key_source not in ("hidden", "input"):
-            raise ConfigError(f"generator option key_source must be hidden or input, not {self.key_source!r}")
+        if self.key_source not in KEY_SOURCES:
+            raise ConfigError(f"generator option key_source must be one of {', '.join(KEY_SOURCES)}, "
+                              f"not {self.key_source!r}")
         if self.norm not in NORMS:
             raise ConfigError(f"generator option norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
 
@@ -113,8 +115,9 @@ class TargetGenerator(nn.Module):
     """The generator of one target module."""
 
     def __init__(self, hidden: int, d_in: int, d_out: int, rank: int, key_source: str = "hidden",
-                 base_rank: int = 0, mean_state: bool = False):
+                 base_rank: int = 0, mean_state: bool = False, center: bool = False):
         super().__init__()
+        self.center = center
         self.mean = nn.Parameter(torch.zeros(rank, rank)) if mean_state else None
         self.base_a = nn.Parameter(torch.randn(base_rank, d_in) / d_in ** 0.5) if base_rank else None
         self.base_b = nn.Parameter(torch.zeros(d_out, base_rank)) if base_rank else None
@@ -129,14 +132,13 @@ class TargetGenerator(nn.Module):
             with torch.no_grad():
                 self.a2.weight.copy_(self.a1.weight)
 
-    def state(self, h: torch.Tensor, mask: torch.Tensor, center: bool = False,
-              x: torch.Tensor | None = None) -> torch.Tensor:
+    def state(self, h: torch.Tensor, mask: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, R, R]``: the sum over unmasked tokens of ``(A2 k_t)(A3 h'_t)^T``; ``h [B, T, d]``, ``mask [B, T]``;
         the key ``k_t`` is ``h'_t`` or, with key source ``input``, the module's input ``x [B, T, d_in]`` (RMS
-        normalised). With ``center``, ``h'`` is taken less its mean over the sequence's unmasked tokens."""
+        normalised). With ``center`` set, ``h'`` is taken less its mean over the sequence's unmasked tokens."""
         m = mask[..., None].to(torch.float32)
         hn = self.norm(h)
-        if center:
+        if self.center:
             hn = hn - (hn * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
         if self.key_norm is not None:
             if x is None:
@@ -182,7 +184,7 @@ class AdapterGenerator(nn.Module):
         config.validate()
         self.config = config
         self.parts = nn.ModuleList(TargetGenerator(config.hidden, d_in, d_out, config.state_rank, config.key_source,
-                                                   config.base_rank, config.mean_state)
+                                                   config.base_rank, config.mean_state, config.center)
                                    for d_in, d_out in config.shapes)
 
     @classmethod
@@ -197,8 +199,9 @@ class AdapterGenerator(nn.Module):
             layers.append(_layer_index(name, layer_of, lm.num_layers))
         config = GeneratorConfig(targets=list(targets), layers=layers,
                                  shapes=[list(lm.module_shape(n)) for n in targets], hidden=lm.hidden_size,
-                                 state_rank=state_rank, svd_rank=svd_rank, alpha=alpha, norm=norm, center=center, key_source=key_source, base_rank=base_rank, mean_state=mean_state, base_model=lm.fingerprint,
-                                 base_weights=lm.weights_digest)
+                                 state_rank=state_rank, svd_rank=svd_rank, alpha=alpha, norm=norm, center=center,
+                                 key_source=key_source, base_rank=base_rank, mean_state=mean_state,
+                                 base_model=lm.fingerprint, base_weights=lm.weights_digest)
         torch.manual_seed(seed)
         return cls(config).to(lm.device)
 
@@ -211,7 +214,7 @@ class AdapterGenerator(nn.Module):
         """The batch's states from the hidden states entering every decoder layer (``hidden[l]`` enters layer
         l, as ``FrozenLM.hidden_states`` returns them), the mask of context tokens and, for key source
         ``input``, each target module's input on the same tokens."""
-        mats = {name: part.state(hidden[layer], mask, self.config.center, (inputs or {}).get(name))
+        mats = {name: part.state(hidden[layer], mask, (inputs or {}).get(name))
                 for name, layer, part in zip(self.config.targets, self.config.layers, self.parts)}
         return AdapterState(mats, int(mask.sum().item()))
 

@@ -54,6 +54,14 @@ class AdapterState:
             out = out + s
         return out
 
+    @staticmethod
+    def stack(states: list[AdapterState]) -> AdapterState:
+        """One batched state (``[n, R, R]`` per module) of ``n`` single states, row i from ``states[i]``."""
+        if not states:
+            raise ConfigError("no adapter states to stack")
+        return AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in states[0].mats},
+                            sum(s.tokens for s in states))
+
     def detach(self) -> AdapterState:
         return AdapterState({n: m.detach() for n, m in self.mats.items()}, self.tokens)
 

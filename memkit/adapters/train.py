@@ -11,8 +11,8 @@ prompt, three next-token losses:
     (self-supervised; ``completion`` weight, documents of at least two chunks).
   - ``contrast`` (optional): a hinge on the answer loss with the adapter of another item of the same shape
     (``contrast_order``) against the own one.
-The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``. AdamW, linear warm-up then cosine decay,
-gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
+The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``. AdamW, linear
+warm-up then cosine decay, gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
 
 Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
 made by ``experiments.world.adapter_data``), storage or the CLI.
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from memkit.adapters.encode import chunk_ids, encode_documents
-from memkit.adapters.generator import AdapterGenerator
+from memkit.adapters.generator import KEY_SOURCES, NORMS, AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.prompts import qa_prompt
@@ -96,10 +96,10 @@ class AdapterTrainConfig:
             raise ConfigError("give a budget: --minutes or --max-steps")
         if self.batch_size < 1 or self.chunk_tokens < 8:
             raise ConfigError("--batch-size must be at least 1 and --chunk-tokens at least 8")
-        if self.norm not in ("svd", "frobenius"):
-            raise ConfigError("--norm is svd or frobenius")
-        if self.key_source not in ("hidden", "input"):
-            raise ConfigError("--key-source is hidden or input")
+        if self.norm not in NORMS:
+            raise ConfigError(f"--norm is one of {', '.join(NORMS)}")
+        if self.key_source not in KEY_SOURCES:
+            raise ConfigError(f"--key-source is one of {', '.join(KEY_SOURCES)}")
         if not 0 <= self.merge_extra <= 1:
             raise ConfigError("--merge-extra is a probability in [0, 1]")
 
@@ -142,9 +142,9 @@ def weighted_next_token_loss(lm, seqs: list[list[int]], weights: list[list[float
     return (losses * target_w[keep]).sum() / target_w[keep].sum().clamp(min=1e-9)
 
 
-def _stack(states: list[AdapterState]) -> AdapterState:
-    return AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in states[0].mats},
-                        sum(s.tokens for s in states))
+def answer_loss(lm, qa: list[tuple[list[int], list[float]]], delta) -> torch.Tensor:
+    """``weighted_next_token_loss`` of ``qa_sequence`` outputs (ids and weights per item) under ``delta``."""
+    return weighted_next_token_loss(lm, [ids for ids, _ in qa], [w for _, w in qa], delta)
 
 
 def contrast_order(items: list[ContextQA]) -> list[int]:
@@ -175,15 +175,15 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
             others = [i for i in range(len(docs)) if i not in chosen]
             chosen += rng.sample(others, min(len(others), rng.randint(1, 2)))
         contexts.append(AdapterState.total([doc_states[i] for i in chosen]))
-    stacked = _stack(contexts)
+    stacked = AdapterState.stack(contexts)
     delta = gen.delta(stacked)
     qa = [qa_sequence(lm, it.qas) for it in items]
-    parts = {"qa": weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], delta)}
+    parts = {"qa": answer_loss(lm, qa, delta)}
     total = parts["qa"]
     if cfg.w_contrast > 0 and len(items) > 1:
         order = contrast_order(items)
         shifted = gen.delta(AdapterState({n: m[order] for n, m in stacked.mats.items()}, stacked.tokens))
-        other = weighted_next_token_loss(lm, [s for s, _ in qa], [w for _, w in qa], shifted)
+        other = answer_loss(lm, qa, shifted)
         parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
         total = total + cfg.w_contrast * parts["contrast"]
     if cfg.w_reconstruction > 0:
@@ -201,7 +201,7 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
             before = encode_documents(lm, gen, [p for p, _ in pairs], chunk_tokens=cfg.chunk_tokens, grad=True)
             seqs = [t for _, t in pairs]
             parts["completion"] = weighted_next_token_loss(lm, seqs, [[1.0] * len(s) for s in seqs],
-                                                           gen.delta(_stack(before)))
+                                                           gen.delta(AdapterState.stack(before)))
             total = total + cfg.w_completion * parts["completion"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
 

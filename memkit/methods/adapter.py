@@ -126,8 +126,7 @@ class Adapter:
                        extras={"state": merged, "merged": len(states), "timings": {"merge": merge_ms}})
 
     def _delta(self, contexts: list[Context]):
-        stacked = AdapterState({n: torch.stack([c.extras["state"].mats[n] for c in contexts])
-                                for n in self.generator.config.targets})
+        stacked = AdapterState.stack([c.extras["state"] for c in contexts])
         with torch.no_grad():
             return self.generator.delta(stacked)
 

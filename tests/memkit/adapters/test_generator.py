@@ -29,6 +29,23 @@ def lm(request, tiny_model_dir):
     return FrozenLM.load(str(tiny_model_dir(request.param)), device="cpu", dtype="float32")
 
 
+def logits_with_delta_and_with_its_peft_export(lm, delta, ids, tmp_path):
+    """Logits of ``ids`` with ``delta`` applied by memkit, and with the delta exported as a peft LoRA and loaded
+    by peft onto a copy of the base model."""
+    import copy
+
+    from peft import PeftModel
+
+    from memkit.lora import LoraFactors
+
+    out = LoraFactors.from_delta(lm, delta).export_peft(tmp_path / "lora")
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(out)).eval()
+    with torch.no_grad():
+        ours, _ = lm.logits(ids, delta=delta)
+        theirs = peft_model(input_ids=torch.tensor(ids)).logits
+    return ours, theirs
+
+
 def make(lm, **kw) -> AdapterGenerator:
     return AdapterGenerator.for_lm(lm, lm.target_modules("attn_out"), state_rank=16, svd_rank=4, alpha=16.0, **kw)
 
@@ -64,12 +81,6 @@ def test_the_delta_is_the_normalised_state_applied_as_a_rank_r_lora(lm):
 
 
 def test_frobenius_norm_applies_the_state_over_its_norm_as_a_rank_R_lora(tiny_lm, tmp_path):
-    import copy
-
-    from peft import PeftModel
-
-    from memkit.lora import LoraFactors
-
     fresh = make(tiny_lm, norm="frobenius")
     (state,) = encode_documents(tiny_lm, fresh, [TEXT_A], chunk_tokens=64)
     ids = [tiny_lm.bos_ids + tiny_lm.encode(TEXT_B)]
@@ -87,11 +98,7 @@ def test_frobenius_norm_applies_the_state_over_its_norm_as_a_rank_R_lora(tiny_lm
     a, b = delta.factors[name]
     np.testing.assert_allclose(delta.scale * (b.double() @ a.double()).detach().numpy(), expected, atol=1e-5)
     assert a.shape[0] == gen.config.state_rank
-    out = LoraFactors.from_delta(tiny_lm, delta).export_peft(tmp_path / "lora")
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_lm.model), str(out)).eval()
-    with torch.no_grad():
-        ours, _ = tiny_lm.logits(ids, delta=delta)
-        theirs = peft_model(input_ids=torch.tensor(ids)).logits
+    ours, theirs = logits_with_delta_and_with_its_peft_export(tiny_lm, delta, ids, tmp_path)
     assert (ours - base).abs().max() > 1e-3
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="norm"):
@@ -158,7 +165,7 @@ def test_a_base_lora_is_added_to_every_delta_and_starts_at_zero(tiny_lm):
     torch.testing.assert_close(b @ a, pb @ pa + part.base_b @ part.base_a, atol=1e-5, rtol=1e-4)
     ea, eb = gen.delta(gen.empty_state()).factors[name]
     torch.testing.assert_close(eb @ ea, part.base_b @ part.base_a, atol=1e-6, rtol=1e-5)
-    batched = gen.delta(AdapterState({n: torch.stack([a_doc.mats[n], b_doc.mats[n]]) for n in a_doc.mats}))
+    batched = gen.delta(AdapterState.stack([a_doc, b_doc]))
     ba, bb = batched.factors[name]
     torch.testing.assert_close(bb[0] @ ba[0], b @ a, atol=1e-5, rtol=1e-4)
 
@@ -265,22 +272,12 @@ def test_chunking_and_option_errors(tiny_lm):
 
 
 def test_exported_lora_of_a_merged_adapter_gives_peft_the_same_logits(lm, tmp_path):
-    import copy
-
-    from peft import PeftModel
-
-    from memkit.lora import LoraFactors
-
     gen = trained_like(make(lm))
     merged = AdapterState.total(encode_documents(lm, gen, [TEXT_A, TEXT_B], chunk_tokens=16))
     delta = gen.delta(merged)
     ids = [lm.bos_ids + lm.encode("Where does Ada Varn live?")]
     with torch.no_grad():
-        ours, _ = lm.logits(ids, delta=delta)
         base, _ = lm.logits(ids)
-    out = LoraFactors.from_delta(lm, delta).export_peft(tmp_path / "lora")
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(out)).eval()
-    with torch.no_grad():
-        theirs = peft_model(input_ids=torch.tensor(ids)).logits
+    ours, theirs = logits_with_delta_and_with_its_peft_export(lm, delta, ids, tmp_path)
     assert (ours - base).abs().max() > 1e-3, "the adapter must change something for the check to mean anything"
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)

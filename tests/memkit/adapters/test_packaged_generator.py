@@ -3,6 +3,8 @@ answer loss with a question's own document's adapter is well below the loss with
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -18,10 +20,9 @@ def test_the_packaged_generator_reads_test_documents_into_its_adapters():
     from memkit.adapters.encode import encode_documents
     from memkit.adapters.generator import AdapterGenerator
     from memkit.adapters.state import AdapterState
-    from memkit.adapters.train import qa_sequence, weighted_next_token_loss
+    from memkit.adapters.train import answer_loss, qa_sequence
     from memkit.defaults import default_model
     from memkit.lm import FrozenLM
-    import random
 
     lm = FrozenLM.load(default_model(), device="cpu")
     gen = AdapterGenerator.load(PACKAGED_GENERATOR, lm).eval()
@@ -29,9 +30,9 @@ def test_the_packaged_generator_reads_test_documents_into_its_adapters():
                           types=("single",))[:24]
     with torch.no_grad():
         states = [AdapterState.total(encode_documents(lm, gen, it.documents, chunk_tokens=128)) for it in items]
-        stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
+        stacked = AdapterState.stack(states)
         shifted = AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()})
         seqs = [qa_sequence(lm, it.qas) for it in items]
-        own = float(weighted_next_token_loss(lm, [q for q, _ in seqs], [w for _, w in seqs], gen.delta(stacked)))
-        other = float(weighted_next_token_loss(lm, [q for q, _ in seqs], [w for _, w in seqs], gen.delta(shifted)))
+        own = float(answer_loss(lm, seqs, gen.delta(stacked)))
+        other = float(answer_loss(lm, seqs, gen.delta(shifted)))
     assert own < other - 0.5, (own, other)

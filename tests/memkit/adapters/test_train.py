@@ -52,7 +52,7 @@ def test_the_contrast_hinge_compares_each_item_with_another_of_its_shape(tiny_lm
 
     from memkit.adapters.encode import encode_documents
     from memkit.adapters.state import AdapterState
-    from memkit.adapters.train import weighted_next_token_loss
+    from memkit.adapters.train import answer_loss
 
     gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4,
                                   alpha=32.0)
@@ -64,13 +64,13 @@ def test_the_contrast_hinge_compares_each_item_with_another_of_its_shape(tiny_lm
     with torch.no_grad():
         total, parts = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0))
         states = [AdapterState.total(encode_documents(tiny_lm, gen, it.documents, chunk_tokens=8)) for it in ITEMS]
-        stacked = AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in gen.config.targets})
+        stacked = AdapterState.stack(states)
         order = contrast_order(ITEMS)
         assert order == [1, 0, 2]           # the two one-question items swap; the two-question one keeps itself
         shifted = AdapterState({n: m[order] for n, m in stacked.mats.items()})
         seqs = [qa_sequence(tiny_lm, it.qas) for it in ITEMS]
-        own = weighted_next_token_loss(tiny_lm, [s for s, _ in seqs], [w for _, w in seqs], gen.delta(stacked))
-        other = weighted_next_token_loss(tiny_lm, [s for s, _ in seqs], [w for _, w in seqs], gen.delta(shifted))
+        own = answer_loss(tiny_lm, seqs, gen.delta(stacked))
+        other = answer_loss(tiny_lm, seqs, gen.delta(shifted))
     expected = max(0.0, 5.0 - (float(other) - float(own)))
     assert expected > 0
     assert abs(parts["contrast"] - expected) < 1e-4 and abs(parts["qa"] - float(own)) < 1e-5
