@@ -7,6 +7,7 @@ Knows no maths: everything is in ``experiments.bench``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -79,12 +80,18 @@ def bench(
     with err.status(f"loading model {model_path}", spinner="dots"):
         lm = FrozenLM.load(model_path, device=state(ctx).device)
     steps = build_plan(bench_data, lm, cfg)
-    columns = [TextColumn("{task.fields[method]:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("bench", total=count_questions(steps, cfg), method="")
-        result = run_benchmark(bench_data, lm, cfg, steps=steps,
-                               on_answer=lambda n: bar.update(task, advance=n),
-                               on_method=lambda spec: bar.update(task, method=spec.label))
+    total = count_questions(steps, cfg)
+    if err.is_terminal:
+        columns = [TextColumn("{task.fields[method]:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("bench", total=total, method="")
+            result = run_benchmark(bench_data, lm, cfg, steps=steps,
+                                   on_answer=lambda n: bar.update(task, advance=n),
+                                   on_method=lambda spec: bar.update(task, method=spec.label))
+    else:
+        lines = LineProgress(total)
+        result = run_benchmark(bench_data, lm, cfg, steps=steps, on_answer=lines.advance, on_method=lines.method)
+        lines.done()
     if json_path is not None and str(json_path) == "-":
         typer.echo(to_json(result), nl=False)
     else:
@@ -94,6 +101,32 @@ def bench(
     if report is not None:
         for path in write_report(result, report):
             err.print(f"wrote {path}", markup=False)
+
+
+class LineProgress:
+    """Progress for a log (stderr not a terminal): a line when a method starts and at most one a minute."""
+
+    def __init__(self, total: int, every_s: float = 60.0):
+        self.total, self.every_s = total, every_s
+        self.count, self.label = 0, ""
+        self.start = self.last = time.monotonic()
+
+    def _line(self, what: str) -> None:
+        err.print(f"[{time.monotonic() - self.start:6.0f}s] {what}: {self.count}/{self.total} answers",
+                  markup=False, highlight=False)
+        self.last = time.monotonic()
+
+    def method(self, spec) -> None:
+        self.label = spec.label
+        self._line(f"{self.label} starts")
+
+    def advance(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last >= self.every_s:
+            self._line(self.label)
+
+    def done(self) -> None:
+        self._line("done")
 
 
 def _print_summary(result: dict) -> None:

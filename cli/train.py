@@ -57,18 +57,31 @@ def adapter(
              "target module's own input, the space a question's query lives in).")] = "hidden",
     center: Annotated[bool, typer.Option(help="Centre each chunk's hidden states before the projections.")] = False,
     mean_state: Annotated[bool, typer.Option(
-        help="Subtract a per-token mean state, calibrated on training documents, from every state.")] = False,
+        help="Subtract a per-token mean state, calibrated on training documents, from every state.")] = True,
     base_rank: Annotated[int, typer.Option(
-        min=0, help="Rank of a document-independent LoRA learnt beside the generator and added to every delta.")] = 0,
+        min=0, help="Rank of a document-independent LoRA learnt beside the generator and added to every delta.")] = 8,
     targets: Annotated[str, typer.Option(help="attn_out or mlp_out.")] = "attn_out",
+    w_contrast: Annotated[float, typer.Option(
+        min=0, help="Weight of the contrast hinge: the answer loss with another document's adapter must exceed "
+                    "the loss with the question's own by --contrast-margin nats (0: off).")] = 1.0,
+    contrast_margin: Annotated[float, typer.Option(help="Margin of the contrast hinge, in nats.")] = 1.0,
+    pretrain_steps: Annotated[int, typer.Option(
+        min=0, help="Self-supervised steps first (reconstruction and completion of the documents' text, no "
+                    "questions), counted within the budget.")] = 0,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up.")] = 50,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="Go on training this saved generator (its architecture options replace the ones given here).")] = None,
+    eval_every: Annotated[int, typer.Option(min=1, help="Steps between probes on held-out questions.")] = 200,
     seed: Annotated[int, typer.Option(help="Seeds the generator and the training worlds.")] = 0,
     install: Annotated[bool, typer.Option(help="Package the result as the world LM's generator.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train the adapter generator on the world's training entities (the frozen LM never changes).
 
-    QA fine-tuning (the document reaches the LM only through its adapter; loss on the answers) with
-    reconstruction and completion losses; see memkit/adapters/train.py."""
+    Optional self-supervised pretraining (--pretrain-steps), then QA fine-tuning: the document reaches the LM
+    only through its adapter, the loss is on the answers, with reconstruction, completion and contrast losses
+    beside it (memkit/adapters/train.py). The defaults are the recipe of the packaged generator's first stage;
+    docs/adapters.md gives the commands that built it."""
     from experiments.world.train_adapter import install as install_generator
     from experiments.world.train_adapter import run
     from memkit.adapters.train import AdapterTrainConfig
@@ -78,7 +91,9 @@ def adapter(
     cfg = AdapterTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr,
                              state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets,
                              norm=norm, key_source=key_source, center=center, base_rank=base_rank,
-                             mean_state=mean_state, seed=seed)
+                             mean_state=mean_state, w_contrast=w_contrast, contrast_margin=contrast_margin,
+                             pretrain_steps=pretrain_steps, warmup_steps=warmup_steps,
+                             init_from=str(init_from or ""), eval_every=eval_every, seed=seed)
     cfg.validate()
     lm = FrozenLM.load(model or default_model(), device=state(ctx).device)
     summary = run(lm, cfg, out, log=lambda msg: typer.echo(msg, err=True))

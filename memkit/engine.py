@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
+import numpy as np
+
 from memkit.errors import InputError
 from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retrieved, StatefulMethod
 from memkit.sources import SourceDocument
@@ -128,19 +130,28 @@ class Engine:
     # ---- ask ------------------------------------------------------------------------------------------
     def retrieve(self, question: str, n: int) -> list[Retrieved]:
         """The ``n`` memories whose keys best match the question, with their text (and payload if needed)."""
-        key = self.method.query_key(question)
-        if key is None or n <= 0:
-            return []
-        texts: dict[int, object] = {}
-        out = []
-        for hit in self.store.search(key, n):
-            doc = texts.get(hit.document_id) or self.store.get_document(hit.document_id)
-            texts[hit.document_id] = doc
-            span = tuple(hit.span) if hit.span else None
-            out.append(Retrieved(
-                memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
-                source=doc.source, span=span, text=doc.text[span[0]:span[1]] if span else doc.text,
-                payload=self.store.load_payload(hit.memory_id) if self.method.needs_payload else None))
+        return self.retrieve_many([question], n)[0]
+
+    def retrieve_many(self, questions: Sequence[str], n: int) -> list[list[Retrieved]]:
+        """``retrieve`` for each question (the same memories), with one search and one read of the documents
+        and payloads for all of them."""
+        keys = [self.method.query_key(q) for q in questions]
+        asked = [i for i, k in enumerate(keys) if k is not None]
+        out: list[list[Retrieved]] = [[] for _ in questions]
+        if n <= 0 or not asked:
+            return out
+        hits = self.store.search_many(np.stack([np.asarray(keys[i], dtype=np.float32) for i in asked]), n)
+        docs = self.store.get_documents({h.document_id for row in hits for h in row})
+        payloads = (self.store.load_payloads({h.memory_id for row in hits for h in row})
+                    if self.method.needs_payload else {})
+        for i, row in zip(asked, hits):
+            for hit in row:
+                doc = docs.get(hit.document_id) or self.store.get_document(hit.document_id)
+                span = tuple(hit.span) if hit.span else None
+                out[i].append(Retrieved(
+                    memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
+                    source=doc.source, span=span, text=doc.text[span[0]:span[1]] if span else doc.text,
+                    payload=payloads.get(hit.memory_id)))
         return out
 
     def ask(self, question: str, *, top_k: int | None = None) -> Answer:
@@ -156,22 +167,35 @@ class Engine:
         """Answer many questions: retrieve and combine for each, then generate in batches of ``batch_size``.
 
         The texts equal ``ask``'s one by one. Each answer's ``total`` timing is its own retrieve and combine
-        time plus its share of the batched generation. ``retrieved`` (one list per question) gives the memories
+        time plus an equal share of the whole answering call (generation and whatever a method does before it,
+        e.g. normalising adapter states). ``retrieved`` (one list per question) gives the memories
         to use instead of searching the store, e.g. documents known to hold the answer.
         """
         if retrieved is not None and len(retrieved) != len(questions):
             raise InputError(f"{len(retrieved)} lists of memories given for {len(questions)} questions")
-        contexts = [self._context(q, top_k, None if retrieved is None else list(retrieved[i]))
-                    for i, q in enumerate(questions)]
+        for q in questions:
+            if not q.strip():
+                raise InputError("the question is empty")
+        share = 0.0
+        if retrieved is None:
+            t0 = time.perf_counter()
+            retrieved = self.retrieve_many(questions, self.method.search_size(top_k))
+            share = (time.perf_counter() - t0) * 1000 / max(1, len(questions))
+        contexts = [self._context(q, top_k, list(retrieved[i]), retrieve_ms=share) for i, q in enumerate(questions)]
+        t0 = time.perf_counter()
         if isinstance(self.method, BatchAnswering):
             answers = self.method.answer_many(contexts, batch_size=batch_size)
         else:
             answers = [self.method.answer(c) for c in contexts]
+        share = (time.perf_counter() - t0) * 1000 / max(1, len(answers))
         for answer in answers:
-            answer.timings["total"] = sum(answer.timings.get(k, 0.0) for k in ("retrieve", "combine", "generate"))
+            answer.timings["total"] = answer.timings.get("retrieve", 0.0) + answer.timings.get("combine", 0.0) + share
         return answers
 
-    def _context(self, question: str, top_k: int | None, given: list[Retrieved] | None) -> Context:
+    def _context(self, question: str, top_k: int | None, given: list[Retrieved] | None,
+                 retrieve_ms: float = 0.0) -> Context:
+        """The method's context for ``question`` from ``given`` memories (searched here when None);
+        ``retrieve_ms`` is the time already spent finding ``given``, if this engine found them."""
         if not question.strip():
             raise InputError("the question is empty")
         t0 = time.perf_counter()
@@ -179,5 +203,6 @@ class Engine:
         t1 = time.perf_counter()
         context = self.method.combine(question, retrieved, top_k)
         t2 = time.perf_counter()
-        context.extras.setdefault("timings", {}).update({"retrieve": (t1 - t0) * 1000, "combine": (t2 - t1) * 1000})
+        context.extras.setdefault("timings", {}).update({"retrieve": (t1 - t0) * 1000 + retrieve_ms,
+                                                          "combine": (t2 - t1) * 1000})
         return context

@@ -50,6 +50,15 @@ def memory(s: Session, collection_id: int, memory_id: int) -> Memory | None:
     )
 
 
+def memories_by_id(s: Session, collection_id: int, ids: list[int]) -> list[Memory]:
+    """The memories of ``ids`` (at most ``SQL_CHUNK``) that belong to the collection."""
+    return list(s.scalars(
+        select(Memory)
+        .join(Document, Document.id == Memory.document_id)
+        .where(Memory.id.in_(ids), Document.collection_id == collection_id)
+    ))
+
+
 def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | None) -> dict[int, tuple]:
     """``memory id -> (document_id, kind, span, meta, source)`` for the ids SQL still holds (of ``kinds``)."""
     out: dict[int, tuple] = {}

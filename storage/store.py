@@ -11,6 +11,7 @@ and payloads are numpy arrays made by someone else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -326,6 +327,18 @@ class Store:
             raise DocumentNotFoundError(doc_id)
         return rows[0]
 
+    def get_documents(self, doc_ids: Iterable[int]) -> dict[int, DocumentRow]:
+        """The documents of ``doc_ids`` that this collection holds, by id, in one query per 500 ids."""
+        ids = sorted(set(doc_ids))
+        out: dict[int, DocumentRow] = {}
+        with self._session() as s:
+            for start in range(0, len(ids), queries.SQL_CHUNK):
+                part = ids[start:start + queries.SQL_CHUNK]
+                for row in queries.documents(s, self._info.id, self._info.name,
+                                             select(Document).where(Document.id.in_(part))):
+                    out[row.id] = row
+        return out
+
     def find_by_hash(self, content_hash: str) -> int | None:
         """The id of the document whose text has this SHA-256 hex digest, or None."""
         with self._session() as s:
@@ -369,6 +382,26 @@ class Store:
             return self._blobs.read(m.blob_path, m.checksum)
         except BlobIntegrityError as e:
             raise CorruptBlobError(m.document_id, m.id, e.path, e.reason) from e
+
+    def load_payloads(self, memory_ids: Iterable[int]) -> dict[int, dict[str, np.ndarray]]:
+        """``load_payload`` of many memories, their rows read in one query per 500 ids; a memory this collection
+        does not hold raises ``MemoryNotFoundError``."""
+        ids = sorted(set(memory_ids))
+        rows: dict[int, Memory] = {}
+        with self._session() as s:
+            for start in range(0, len(ids), queries.SQL_CHUNK):
+                for m in queries.memories_by_id(s, self._info.id, ids[start:start + queries.SQL_CHUNK]):
+                    rows[m.id] = m
+        out = {}
+        for memory_id in ids:
+            m = rows.get(memory_id)
+            if m is None:
+                raise MemoryNotFoundError(memory_id)
+            try:
+                out[memory_id] = {} if m.blob_path is None else self._blobs.read(m.blob_path, m.checksum)
+            except BlobIntegrityError as e:
+                raise CorruptBlobError(m.document_id, m.id, e.path, e.reason) from e
+        return out
 
     def search(self, key: np.ndarray, k: int, kinds: set[str] | None = None) -> list[Hit]:
         """The ``k`` memories whose keys have the largest inner product with ``key``, best first."""

@@ -27,6 +27,10 @@ from memkit.adapters.train import AdapterTrainConfig, ContextQA, answer_loss, qa
 from memkit.prompts import STOP, qa_prompt
 
 
+ARCHITECTURE = ("state_rank", "svd_rank", "alpha", "norm", "center", "mean_state", "base_rank", "key_source")
+"""The options a generator is built with; a run that goes on from a saved generator takes them from it."""
+
+
 def probe(lm, gen: AdapterGenerator, items: list[ContextQA], chunk_tokens: int, *, baselines: bool = False) -> dict:
     """Mean F1 (0-100) of answering each item's question with the adapter of its documents."""
     questions = [it.qas[0][0] for it in items]
@@ -57,13 +61,20 @@ def probe(lm, gen: AdapterGenerator, items: list[ContextQA], chunk_tokens: int, 
 def run(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
     """Train a fresh generator for ``lm`` and save it to ``out``; returns the summary."""
     start = time.time()
-    gen = AdapterGenerator.for_lm(lm, lm.target_modules(cfg.targets), state_rank=cfg.state_rank,
-                                  svd_rank=cfg.svd_rank, alpha=cfg.alpha, norm=cfg.norm, center=cfg.center,
-                                  key_source=cfg.key_source, base_rank=cfg.base_rank,
-                                  mean_state=cfg.mean_state, seed=cfg.seed)
+    if cfg.init_from:
+        gen = AdapterGenerator.load(cfg.init_from, lm)
+        for name in ARCHITECTURE:
+            setattr(cfg, name, getattr(gen.config, name))
+        cfg.targets = next(k for k in ("attn_out", "mlp_out") if lm.target_modules(k) == gen.config.targets)
+        log(f"going on from the generator in {cfg.init_from}")
+    else:
+        gen = AdapterGenerator.for_lm(lm, lm.target_modules(cfg.targets), state_rank=cfg.state_rank,
+                                      svd_rank=cfg.svd_rank, alpha=cfg.alpha, norm=cfg.norm, center=cfg.center,
+                                      key_source=cfg.key_source, base_rank=cfg.base_rank,
+                                      mean_state=cfg.mean_state, seed=cfg.seed)
     n_params = sum(p.numel() for p in gen.parameters())
     log(f"generator: {n_params / 1e6:.2f}M parameters on {len(gen.config.targets)} modules of {lm.name}")
-    if cfg.mean_state:
+    if cfg.mean_state and not cfg.init_from:
         sample = [d for it in itertools.islice(training_items(cfg.seed + 1000), 64) for d in it.documents]
         with torch.no_grad():
             gen.calibrate(encode_documents(lm, gen, sample, chunk_tokens=cfg.chunk_tokens))

@@ -160,9 +160,11 @@ class TargetGenerator(nn.Module):
         b = self.b.weight.expand(s32.shape[0], -1, -1)
         return a, b
 
-    def factors(self, s: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """LoRA factors ``(U_r^T A1 [B, r, d_in], B V_r [B, d_out, r])`` of the normalised state ``s [B, R, R]``.
-        A zero state (an empty context) gives zero factors."""
+    @staticmethod
+    def basis(s: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SVD normalisation of ``s [B, R, R]`` in state space: ``(U_r, V_r)``, each ``[B, R, r]`` (columns
+        of a zero singular value, as in an empty context, are zero). ``U_r`` carries no gradient; ``V_r =
+        S^T U_r / sigma`` keeps the state's."""
         s32 = s.float()
         with torch.no_grad():
             u, sig, _ = torch.linalg.svd(s32.double())
@@ -171,9 +173,16 @@ class TargetGenerator(nn.Module):
             live = (sig > sig[..., :1].clamp(min=1e-30) * 1e-6) & (sig > 0)
             inv = torch.where(live, 1.0 / sig.clamp(min=1e-30), torch.zeros_like(sig))
         v = s32.transpose(-1, -2) @ u * inv[..., None, :]           # [B, R, r] == V_r where s has rank >= r
-        a = (u * live[..., None, :]).transpose(-1, -2) @ self.a1.weight   # [B, r, d_in]
-        b = self.b.weight @ v                                        # [B, d_out, r]
-        return a, b
+        return u * live[..., None, :], v
+
+    def basis_factors(self, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """LoRA factors ``(U_r^T A1 [B, r, d_in], B V_r [B, d_out, r])`` of a ``basis``."""
+        return u.transpose(-1, -2) @ self.a1.weight, self.b.weight @ v
+
+    def factors(self, s: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """LoRA factors of the normalised state ``s [B, R, R]`` (``basis`` then ``basis_factors``). A zero
+        state (an empty context) gives zero factors."""
+        return self.basis_factors(*self.basis(s, rank))
 
 
 class AdapterGenerator(nn.Module):
@@ -218,17 +227,41 @@ class AdapterGenerator(nn.Module):
                 for name, layer, part in zip(self.config.targets, self.config.layers, self.parts)}
         return AdapterState(mats, int(mask.sum().item()))
 
-    def delta(self, state: AdapterState) -> LowRankDelta:
-        """The normalised delta of ``state`` (``[R, R]`` or ``[B, R, R]`` per target)."""
-        factors = {}
+    def bases(self, state: AdapterState) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per target, the SVD normalisation ``(U_r, V_r)`` of ``state`` (``TargetGenerator.basis``): all the
+        delta needs of the state under norm ``svd``, so a document's can be kept and its delta made without an
+        SVD. Shapes follow the state's (``[R, r]`` or ``[B, R, r]``)."""
+        if self.config.norm != "svd":
+            raise ConfigError(f"a generator with norm {self.config.norm!r} has no SVD basis")
+        out = {}
         for name, part in zip(self.config.targets, self.parts):
             s = state.mats[name]
-            single = s.dim() == 2
-            batch = s[None] if single else s
-            if self.config.norm == "frobenius":
-                a, b = part.frobenius_factors(batch)
+            u, v = part.basis(s[None] if s.dim() == 2 else s, self.config.svd_rank)
+            out[name] = (u[0], v[0]) if s.dim() == 2 else (u, v)
+        return out
+
+    def delta(self, state: AdapterState | None = None, *,
+              bases: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> LowRankDelta:
+        """The normalised delta of ``state`` (``[R, R]`` or ``[B, R, R]`` per target), or, under norm ``svd``,
+        of a state's ``bases`` computed before (the same delta, without the SVD)."""
+        if (state is None) == (bases is None):
+            raise ConfigError("give a generator's delta either a state or its bases")
+        if bases is not None and self.config.norm != "svd":
+            raise ConfigError(f"a generator with norm {self.config.norm!r} makes its delta from states, not bases")
+        factors = {}
+        for name, part in zip(self.config.targets, self.parts):
+            if bases is not None:
+                u, v = bases[name]
+                single = u.dim() == 2
+                a, b = part.basis_factors(u[None] if single else u, v[None] if single else v)
             else:
-                a, b = part.factors(batch, self.config.svd_rank)
+                s = state.mats[name]
+                single = s.dim() == 2
+                batch = s[None] if single else s
+                if self.config.norm == "frobenius":
+                    a, b = part.frobenius_factors(batch)
+                else:
+                    a, b = part.factors(batch, self.config.svd_rank)
             if part.base_a is not None:
                 n = a.shape[0]
                 a = torch.cat([a, part.base_a.expand(n, -1, -1)], dim=1)

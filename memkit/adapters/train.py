@@ -11,7 +11,8 @@ prompt, three next-token losses:
     (self-supervised; ``completion`` weight, documents of at least two chunks).
   - ``contrast`` (optional): a hinge on the answer loss with the adapter of another item of the same shape
     (``contrast_order``) against the own one.
-The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``. AdamW, linear
+The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``; the first
+``pretrain_steps`` steps (self-supervised pretraining) use reconstruction and completion alone. AdamW, linear
 warm-up then cosine decay, gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
 
 Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
@@ -57,9 +58,9 @@ class AdapterTrainConfig:
     """svd (rank-r, singular values set to 1) or frobenius (the state over its Frobenius norm)."""
     center: bool = False
     """Centre each chunk's hidden states before the projections."""
-    mean_state: bool = False
+    mean_state: bool = True
     """Subtract a per-token mean state (calibrated on training documents first; see GeneratorConfig)."""
-    base_rank: int = 0
+    base_rank: int = 8
     """Rank of the generator's document-independent LoRA (see GeneratorConfig.base_rank)."""
     key_source: str = "hidden"
     """hidden or input: where a context token's key comes from (see GeneratorConfig.key_source)."""
@@ -78,10 +79,13 @@ class AdapterTrainConfig:
     """Weight of the reconstruction loss."""
     w_completion: float = 0.3
     """Weight of the completion loss."""
-    w_contrast: float = 0.0
+    w_contrast: float = 1.0
     """Weight of the contrast loss: a hinge asking the answer loss with another item's adapter to exceed the loss
     with the item's own adapter by ``contrast_margin`` nats, so a delta cannot help without its documents."""
     contrast_margin: float = 1.0
+    pretrain_steps: int = 0
+    """Self-supervised steps first: only reconstruction and completion (each at weight 1), no questions; then
+    QA fine-tuning with every loss. Counted within ``max_steps`` and the time budget."""
     merge_extra: float = 0.3
     """Chance that an item's state also holds 1-2 other items' documents (retrieve-and-merge robustness)."""
     max_steps: int = 0
@@ -90,6 +94,8 @@ class AdapterTrainConfig:
     """Wall-clock budget."""
     seed: int = 0
     eval_every: int = 200
+    init_from: str = ""
+    """A saved generator to go on training (its architecture options replace this run's); empty: a fresh one."""
 
     def validate(self) -> None:
         if self.max_steps <= 0 and self.minutes <= 0:
@@ -100,6 +106,8 @@ class AdapterTrainConfig:
             raise ConfigError(f"--norm is one of {', '.join(NORMS)}")
         if self.key_source not in KEY_SOURCES:
             raise ConfigError(f"--key-source is one of {', '.join(KEY_SOURCES)}")
+        if self.pretrain_steps < 0:
+            raise ConfigError("--pretrain-steps must be 0 or more")
         if not 0 <= self.merge_extra <= 1:
             raise ConfigError("--merge-extra is a probability in [0, 1]")
 
@@ -163,8 +171,9 @@ def contrast_order(items: list[ContextQA]) -> list[int]:
 
 
 def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTrainConfig,
-               rng: random.Random) -> tuple[torch.Tensor, dict]:
-    """The step's total loss and its parts (floats) for ``items``."""
+               rng: random.Random, *, pretraining: bool = False) -> tuple[torch.Tensor, dict]:
+    """The step's total loss and its parts (floats) for ``items``; ``pretraining``: the self-supervised
+    losses alone, each at weight 1, the questions unused."""
     docs = sorted({d for it in items for d in it.documents})
     index = {d: i for i, d in enumerate(docs)}
     doc_states = encode_documents(lm, gen, docs, chunk_tokens=cfg.chunk_tokens, grad=True)
@@ -177,20 +186,24 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
         contexts.append(AdapterState.total([doc_states[i] for i in chosen]))
     stacked = AdapterState.stack(contexts)
     delta = gen.delta(stacked)
-    qa = [qa_sequence(lm, it.qas) for it in items]
-    parts = {"qa": answer_loss(lm, qa, delta)}
-    total = parts["qa"]
-    if cfg.w_contrast > 0 and len(items) > 1:
+    w_rec, w_comp = (1.0, 1.0) if pretraining else (cfg.w_reconstruction, cfg.w_completion)
+    parts: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=gen.device)
+    if not pretraining:
+        qa = [qa_sequence(lm, it.qas) for it in items]
+        parts["qa"] = answer_loss(lm, qa, delta)
+        total = parts["qa"]
+    if not pretraining and cfg.w_contrast > 0 and len(items) > 1:
         order = contrast_order(items)
         shifted = gen.delta(AdapterState({n: m[order] for n, m in stacked.mats.items()}, stacked.tokens))
         other = answer_loss(lm, qa, shifted)
         parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
         total = total + cfg.w_contrast * parts["contrast"]
-    if cfg.w_reconstruction > 0:
+    if w_rec > 0:
         own = [lm.bos_ids + lm.encode(it.documents[0])[: lm.max_context - len(lm.bos_ids)] for it in items]
         parts["reconstruction"] = weighted_next_token_loss(lm, own, [[1.0] * len(s) for s in own], delta)
-        total = total + cfg.w_reconstruction * parts["reconstruction"]
-    if cfg.w_completion > 0:
+        total = total + w_rec * parts["reconstruction"]
+    if w_comp > 0:
         pairs = []
         for d in docs:
             chunks = chunk_ids(lm.encode(d), cfg.chunk_tokens)
@@ -202,7 +215,7 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
             seqs = [t for _, t in pairs]
             parts["completion"] = weighted_next_token_loss(lm, seqs, [[1.0] * len(s) for s in seqs],
                                                            gen.delta(AdapterState.stack(before)))
-            total = total + cfg.w_completion * parts["completion"]
+            total = total + w_comp * parts["completion"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -229,7 +242,7 @@ def train_generator(lm, gen: AdapterGenerator, items: Iterator[ContextQA], cfg: 
             g["lr"] = lr
         batch = [next(items) for _ in range(cfg.batch_size)]
         gen.train()
-        loss, parts = batch_loss(lm, gen, batch, cfg, rng)
+        loss, parts = batch_loss(lm, gen, batch, cfg, rng, pretraining=step < cfg.pretrain_steps)
         loss.backward()
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.max_grad_norm)

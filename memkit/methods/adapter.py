@@ -30,6 +30,13 @@ from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snip
 from memkit.methods.common import MethodConfig, TextAnswerer
 
 PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
+BASIS = "svd_"
+BASIS_U, BASIS_V = BASIS + "u::", BASIS + "v::"
+"""Payload names of a document's stored SVD normalisation (``AdapterGenerator.bases``), beside its state."""
+
+
+def _has_basis(payload: dict, state: AdapterState) -> bool:
+    return all(BASIS_U + n in payload and BASIS_V + n in payload for n in state.mats)
 
 
 @dataclasses.dataclass
@@ -105,8 +112,16 @@ class Adapter:
     def encode(self, texts: Sequence[str]) -> list[list[Record]]:
         states = self.states(texts)
         keys = self.embedder.embed(list(texts))
-        return [[Record(kind="adapter", key=key, tensors=state.to_arrays(), meta={"tokens": state.tokens})]
-                for key, state in zip(keys, states)]
+        tensors = [state.to_arrays() for state in states]
+        if self.generator.config.norm == "svd" and states:
+            with torch.no_grad():
+                bases = self.generator.bases(AdapterState.stack(states))
+            for i, arrays in enumerate(tensors):
+                for name, (u, v) in bases.items():
+                    arrays[BASIS_U + name] = u[i].cpu().numpy()
+                    arrays[BASIS_V + name] = v[i].cpu().numpy()
+        return [[Record(kind="adapter", key=key, tensors=arrays, meta={"tokens": state.tokens})]
+                for key, state, arrays in zip(keys, states, tensors)]
 
     # ---- ask --------------------------------------------------------------------------------------------
     def query_key(self, question: str):
@@ -118,17 +133,33 @@ class Adapter:
     def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
         start = time.perf_counter()
         ranked = sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
-        states = [AdapterState.from_arrays(r.payload, device=self.generator.device) for r in ranked if r.payload]
+        payloads = [r.payload for r in ranked if r.payload]
+        device = self.generator.device
+        states = [AdapterState.from_arrays({k: a for k, a in p.items() if not k.startswith(BASIS)}, device=device)
+                  for p in payloads]
         merged = AdapterState.total(states) if states else self.generator.empty_state()
+        extras = {"state": merged, "merged": len(states)}
+        if len(payloads) == 1 and self.generator.config.norm == "svd" and _has_basis(payloads[0], merged):
+            # One document: its normalisation was made at ingest, so answering needs no SVD.
+            extras["basis"] = {n: (torch.from_numpy(payloads[0][BASIS_U + n]).to(device),
+                                   torch.from_numpy(payloads[0][BASIS_V + n]).to(device)) for n in merged.mats}
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
-        merge_ms = (time.perf_counter() - start) * 1000
-        return Context(question=question, sources=sources,
-                       extras={"state": merged, "merged": len(states), "timings": {"merge": merge_ms}})
+        extras["timings"] = {"merge": (time.perf_counter() - start) * 1000}
+        return Context(question=question, sources=sources, extras=extras)
 
     def _delta(self, contexts: list[Context]):
-        stacked = AdapterState.stack([c.extras["state"] for c in contexts])
+        """One batched delta: the stored bases of single documents, an SVD (in one batch) for the rest."""
         with torch.no_grad():
-            return self.generator.delta(stacked)
+            todo = [i for i, c in enumerate(contexts) if "basis" not in c.extras]
+            if len(todo) == len(contexts):
+                return self.generator.delta(AdapterState.stack([c.extras["state"] for c in contexts]))
+            made = (self.generator.bases(AdapterState.stack([contexts[i].extras["state"] for i in todo]))
+                    if todo else {})
+            names = self.generator.config.targets
+            rows = {i: {n: (made[n][0][k], made[n][1][k]) for n in names} for k, i in enumerate(todo)}
+            each = [rows.get(i) or c.extras["basis"] for i, c in enumerate(contexts)]
+            bases = {n: (torch.stack([e[n][0] for e in each]), torch.stack([e[n][1] for e in each])) for n in names}
+            return self.generator.delta(bases=bases)
 
     def answer(self, context: Context) -> Answer:
         return self.answer_many([context])[0]

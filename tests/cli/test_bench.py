@@ -39,6 +39,11 @@ def test_bench_runs_on_a_squad_file(tmp_path, model_dir):
                     "--methods", "closed,prompt:oracle,finetune", "--protocol", "stream,retention", "--json", out, "--report", tmp_path / "rep" / "bench.md", *FAST)
     assert result.exit_code == 0, result.output + result.stderr
     assert "memkit bench squad" in result.stdout and "finetune" in result.stdout
+    # stderr is no terminal here: progress comes as log lines, a line per method and a last one with the count
+    # (per method 3 stream answers and 2 retention questions asked twice; 3 methods: 21)
+    lines = result.stderr.splitlines()
+    assert any("closed_book starts" in line for line in lines) and any("finetune starts" in line for line in lines)
+    assert any(line.endswith("] done: 21/21 answers") for line in lines), result.stderr
     report = json.loads(out.read_text())
     assert list(report) == ["benchmark", "config", "results"]
     assert {(r["method"], r["setting"]) for r in report["results"]} == {

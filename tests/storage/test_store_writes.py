@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import StatementError
 
-from storage import DimensionMismatchError, DocumentIn, DocumentNotFoundError, RecordIn, Store
+from storage import DimensionMismatchError, DocumentIn, DocumentNotFoundError, MemoryNotFoundError, RecordIn, Store
 from storage.blobs import BlobStore
 from storage.index import VectorIndex, read_sidecar
 from storehelpers import doc, files_under, keyed, unit_rows
@@ -178,6 +178,27 @@ def test_payload_round_trip_is_exact(make_store, rng):
     assert row.nbytes == (store.path / row.blob_path).stat().st_size
     bare = store.get_memory(result.memory_ids[1])
     assert bare.blob_path is None and bare.nbytes == 0 and store.load_payload(bare.id) == {}
+
+
+def test_many_documents_and_payloads_read_at_once_equal_one_at_a_time(make_store, rng):
+    store = make_store()
+    ids, memories = [], []
+    for i in range(3):
+        tensors = {"w": rng.standard_normal((2, 4)).astype(np.float32)}
+        result = store.add_document(doc(i), [RecordIn("slots", unit_rows(rng, 1)[0], tensors), RecordIn("chunk", None)])
+        ids.append(result.document_id)
+        memories += result.memory_ids
+    store.remove_document(ids[1])
+    docs = store.get_documents([ids[0], ids[1], ids[2], ids[0]])
+    assert sorted(docs) == [ids[0], ids[2]] and docs[ids[2]] == store.get_document(ids[2])
+    kept = [memories[0], memories[1], memories[4], memories[5]]
+    payloads = store.load_payloads(kept)
+    assert sorted(payloads) == sorted(kept)
+    for m in kept:
+        one = store.load_payload(m)
+        assert one.keys() == payloads[m].keys() and all(np.array_equal(one[k], payloads[m][k]) for k in one)
+    with pytest.raises(MemoryNotFoundError):
+        store.load_payloads([memories[0], memories[2]])      # memories[2] went with its document
 
 
 def test_bad_records_are_refused(make_store, rng):

@@ -281,3 +281,22 @@ def test_exported_lora_of_a_merged_adapter_gives_peft_the_same_logits(lm, tmp_pa
     ours, theirs = logits_with_delta_and_with_its_peft_export(lm, delta, ids, tmp_path)
     assert (ours - base).abs().max() > 1e-3, "the adapter must change something for the check to mean anything"
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_delta_applied_on_cuda_gives_the_cpu_logits(tiny_model_dir):
+    cpu = FrozenLM.load(str(tiny_model_dir("llama")), device="cpu", dtype="float32")
+    cuda = FrozenLM.load(str(tiny_model_dir("llama")), device="cuda", dtype="float32")
+    gen_cpu = trained_like(make(cpu))
+    gen_cuda = AdapterGenerator(gen_cpu.config).to("cuda")
+    gen_cuda.load_state_dict(gen_cpu.state_dict())
+    with torch.no_grad():
+        states = [encode_documents(lm, g, [TEXT_A], chunk_tokens=16)[0] for lm, g in ((cpu, gen_cpu), (cuda, gen_cuda))]
+        for name, m in states[0].mats.items():
+            torch.testing.assert_close(states[1].mats[name].cpu(), m, rtol=1e-3, atol=1e-3)
+        want, _ = cpu.logits([TEXT_B], delta=gen_cpu.delta(states[0]))
+        got, _ = cuda.logits([TEXT_B], delta=gen_cuda.delta(states[1]))
+        base, _ = cuda.logits([TEXT_B])
+    assert (got.cpu() - base.cpu()).abs().max() > 1e-3            # the delta does act on CUDA
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-3, atol=1e-3)

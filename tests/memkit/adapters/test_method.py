@@ -73,3 +73,22 @@ def test_the_packaged_generator_refuses_another_model(tiny_lm):
         build_method("adapter", tiny_lm, {})
     with pytest.raises(ConfigError, match="mode"):
         build_method("adapter", tiny_lm, {"mode": "both"})
+
+
+def test_a_single_documents_stored_basis_gives_the_delta_of_its_state(tiny_lm, tmp_path, tiny_generator_dir):
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1)
+    report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
+    method = engine.method
+    one = engine.retrieve("Who leads the Harbour Trust?", 1)
+    two = engine.retrieve("Where does Tomas Brell draw maps for the Sorrel Company?", 2)
+    contexts = [method.combine("q1", one), method.combine("q2", two, top_k=2)]
+    assert "basis" in contexts[0].extras and "basis" not in contexts[1].extras
+    gen = method.generator
+    got = method._delta(contexts)          # one stored basis and one SVD, in one batch
+    with torch.no_grad():
+        want = gen.delta(AdapterState.stack([c.extras["state"] for c in contexts]))
+    assert report.added and set(got.factors) == set(want.factors)
+    for name, (a, b) in want.factors.items():
+        # the applied update B A is what matters (singular vectors are defined up to sign)
+        torch.testing.assert_close(got.factors[name][1] @ got.factors[name][0], b @ a, rtol=1e-4, atol=1e-5)
+    engine.store.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.train import (AdapterTrainConfig, ContextQA, batch_loss, contrast_order, qa_sequence,
                                    train_generator)
+from memkit.errors import ConfigError
 
 ITEMS = [ContextQA(["Ada Varn lives in Port Elsin. She is a weaver."], [("Where does Ada Varn live?", "Port Elsin")]),
          ContextQA(["Bo Kell lives in Dunmere. He is a baker."], [("What does Bo Kell do?", "baker")]),
@@ -29,7 +31,7 @@ def test_training_lowers_the_loss_and_leaves_the_lm_untouched(tiny_lm):
     a2_before = gen.parts[0].a2.weight.detach().clone()
     before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
     cfg = AdapterTrainConfig(state_rank=16, svd_rank=4, alpha=32.0, chunk_tokens=8, batch_size=3, lr=5e-2,
-                             warmup_steps=1, max_steps=60, minutes=0, merge_extra=0.0)
+                             warmup_steps=1, max_steps=60, minutes=0, merge_extra=0.0, w_contrast=0.0)
     import random
 
     with torch.no_grad():
@@ -75,3 +77,21 @@ def test_the_contrast_hinge_compares_each_item_with_another_of_its_shape(tiny_lm
     assert expected > 0
     assert abs(parts["contrast"] - expected) < 1e-4 and abs(parts["qa"] - float(own)) < 1e-5
     assert abs(float(total) - (parts["qa"] + parts["contrast"])) < 1e-4
+
+
+def test_pretraining_steps_learn_the_self_supervised_losses_alone(tiny_lm):
+    import random
+
+    gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4,
+                                  alpha=32.0)
+    cfg = AdapterTrainConfig(state_rank=16, svd_rank=4, alpha=32.0, chunk_tokens=8, batch_size=3, lr=5e-2,
+                             warmup_steps=1, max_steps=40, pretrain_steps=40, minutes=0, merge_extra=0.0)
+    with torch.no_grad():
+        first, parts = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0), pretraining=True)
+    assert set(parts) == {"reconstruction", "completion"}       # no question is read while pretraining
+    train_generator(tiny_lm, gen, itertools.cycle(ITEMS), cfg, log=lambda _: None)
+    with torch.no_grad():
+        last, _ = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0), pretraining=True)
+    assert float(last) < float(first) - 0.2
+    with pytest.raises(ConfigError):
+        AdapterTrainConfig(pretrain_steps=-1).validate()
