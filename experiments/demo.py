@@ -1,4 +1,5 @@
-"""The main job on the embedded default, run by ``make demo``: init a store, ingest, ask, show sources.
+"""The main job on the embedded default, run by ``make demo``: init a store, ingest, ask, show sources; then the
+same documents as generated adapters (asked, one exported as a peft LoRA).
 
 The documents are a few test-split entities of the synthetic world (experiments/data/demo, written by
 ``python -m experiments.world.demo_set``); the questions come with their gold answers.
@@ -23,14 +24,15 @@ if DATA.is_relative_to(Path.cwd()):
     DATA = DATA.relative_to(Path.cwd())
 WORK = Path(".demo")
 STORE = WORK / "store"
+ADAPTER_STORE = WORK / "adapter-store"
 
 QUESTIONS = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines() if line.strip()]
 
 
-def run(args: list[str], stdin: str | None = None) -> str:
+def run(args: list[str], stdin: str | None = None, store: Path = STORE) -> str:
     """Run one memkit command as a user would, echoing it and its output; returns the output."""
-    cmd = [sys.executable, "-m", "cli.main", "--store", str(STORE), *args]
-    shown = "memkit --store " + str(STORE) + " " + " ".join(shlex.quote(a) for a in args)
+    cmd = [sys.executable, "-m", "cli.main", "--store", str(store), *args]
+    shown = "memkit --store " + str(store) + " " + " ".join(shlex.quote(a) for a in args)
     print(f"\n$ {('echo ... | ' if stdin else '')}{shown}", flush=True)
     done = subprocess.run(cmd, input=stdin, text=True, stdout=subprocess.PIPE)
     print(done.stdout, end="", flush=True)
@@ -39,13 +41,13 @@ def run(args: list[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def ask(items: list[dict], extra: list[str]) -> int:
+def ask(items: list[dict], extra: list[str], store: Path = STORE) -> int:
     """Ask each question; returns how many answers match a gold answer (SQuAD normalisation)."""
     from experiments.bench.metrics import exact_match
 
     right = 0
     for item in items:
-        answer = run(["ask", *extra, item["question"]]).splitlines()[0].strip()
+        answer = run(["ask", *extra, item["question"]], store=store).splitlines()[0].strip()
         ok = exact_match(answer, item["answers"]) > 0
         right += ok
         print(f"(gold answer: {item['answers'][0]}; {item['type']}; {'correct' if ok else 'WRONG'})")
@@ -71,7 +73,23 @@ def main() -> None:
     two = ask(multi, ["--top-k", "2"])
     print(f"\n{one}/{len(single)} single-document and {two}/{len(multi)} two-document answers correct")
     run(["stats"])
-    print(f"\nThe store is in {STORE}; try: memkit --store {STORE} ask \"{QUESTIONS[0]['question']}\"")
+
+    print("\n# The same documents absorbed as generated adapters: each is read once by the packaged generator "
+          "into an adapter state; a question applies the retrieved document's adapter to the frozen LM, and the "
+          "document never enters the prompt:")
+    if ADAPTER_STORE.exists():
+        shutil.rmtree(ADAPTER_STORE)
+    run(["init", "--method", "adapter", "-o", "top_n=1"], store=ADAPTER_STORE)
+    run(["ingest", str(DATA / "notes")], store=ADAPTER_STORE)
+    run(["ingest", str(DATA / "stream.jsonl")], store=ADAPTER_STORE)
+    run(["ingest", "-", "--stream", "notes"], stdin=(DATA / "stdin.txt").read_text(), store=ADAPTER_STORE)
+    adapted = ask(single, [], store=ADAPTER_STORE)
+    print("\n# Document 1's adapter written as a standard peft LoRA for the same base model:")
+    run(["export-lora", "1", "--out", str(WORK / "lora")], store=ADAPTER_STORE)
+    print(f"\nrag: {one}/{len(single)} single-document and {two}/{len(multi)} two-document answers correct; "
+          f"adapter: {adapted}/{len(single)} single-document answers correct")
+    print(f"\nThe stores are in {STORE} and {ADAPTER_STORE}; try: memkit --store {ADAPTER_STORE} ask "
+          f"\"{QUESTIONS[0]['question']}\"")
 
 
 if __name__ == "__main__":

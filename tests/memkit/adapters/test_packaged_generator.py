@@ -1,5 +1,6 @@
-"""The packaged adapter generator: it belongs to the packaged world LM and carries a document's facts (the
-answer loss with a question's own document's adapter is well below the loss with another document's)."""
+"""The packaged adapter generator: it belongs to the packaged world LM and carries a document's facts: on test
+entities, never seen in training, the answer loss with a question's own document's adapter is far below the loss
+with another document's, and the answers generated with it are mostly right (closed book scores about 3 F1)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.skipif(not (PACKAGED_GENERATOR / "generator.json").is_f
 
 
 def test_the_packaged_generator_reads_test_documents_into_its_adapters():
+    from experiments.bench.metrics import f1
     from experiments.world.adapter_data import context_items
     from experiments.world.entities import WorldConfig, build_world
     from memkit.adapters.encode import encode_documents
@@ -23,6 +25,7 @@ def test_the_packaged_generator_reads_test_documents_into_its_adapters():
     from memkit.adapters.train import answer_loss, qa_sequence
     from memkit.defaults import default_model
     from memkit.lm import FrozenLM
+    from memkit.prompts import STOP, qa_prompt
 
     lm = FrozenLM.load(default_model(), device="cpu")
     gen = AdapterGenerator.load(PACKAGED_GENERATOR, lm).eval()
@@ -35,4 +38,8 @@ def test_the_packaged_generator_reads_test_documents_into_its_adapters():
         seqs = [qa_sequence(lm, it.qas) for it in items]
         own = float(answer_loss(lm, seqs, gen.delta(stacked)))
         other = float(answer_loss(lm, seqs, gen.delta(shifted)))
-    assert own < other - 0.5, (own, other)
+        answers = lm.generate([qa_prompt(it.qas[0][0]) for it in items], max_new_tokens=12, stop=STOP,
+                              delta=gen.delta(stacked))
+    assert own < 1.0 and own < other - 2.0, (own, other)
+    score = 100 * sum(f1(a, [it.qas[0][1]]) for a, it in zip(answers, items)) / len(items)
+    assert score >= 70, score          # the packaged generator (run ga6): 24 items, measured when it was packaged
