@@ -40,6 +40,7 @@ def test_the_packaged_generator_reads_test_documents_into_its_adapters():
         other = float(answer_loss(lm, seqs, gen.delta(shifted)))
         answers = lm.generate([qa_prompt(it.qas[0][0]) for it in items], max_new_tokens=12, stop=STOP,
                               delta=gen.delta(stacked))
+    # measured: ga6 (packaged) own 0.82, other 5.20 nats, 85.4 F1; ga5 (its first 28 minutes) 2.39, 2.99, 12.5
     assert own < 1.0 and own < other - 2.0, (own, other)
     score = 100 * sum(f1(a, [it.qas[0][1]]) for a, it in zip(answers, items)) / len(items)
-    assert score >= 70, score          # the packaged generator (run ga6): 24 items, measured when it was packaged
+    assert score >= 70, score
