@@ -87,7 +87,9 @@ class AdapterTrainConfig:
     """Self-supervised steps first: only reconstruction and completion (each at weight 1), no questions; then
     QA fine-tuning with every loss. Counted within ``max_steps`` and the time budget."""
     merge_extra: float = 0.3
-    """Chance that an item's state also holds 1-2 other items' documents (retrieve-and-merge robustness)."""
+    """Chance that an item's state also holds 1 to ``merge_max`` other items' documents (merge robustness)."""
+    merge_max: int = 2
+    """Most other items' documents merged into an item's state (see ``merge_extra``)."""
     max_steps: int = 0
     """Stop after this many steps (0: the time budget decides)."""
     minutes: float = 20.0
@@ -110,6 +112,8 @@ class AdapterTrainConfig:
             raise ConfigError("--pretrain-steps must be 0 or more")
         if not 0 <= self.merge_extra <= 1:
             raise ConfigError("--merge-extra is a probability in [0, 1]")
+        if self.merge_max < 1:
+            raise ConfigError("--merge-max must be at least 1")
 
 
 @dataclass
@@ -182,7 +186,7 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
         chosen = [index[d] for d in it.documents]
         if rng.random() < cfg.merge_extra and len(docs) > len(chosen):
             others = [i for i in range(len(docs)) if i not in chosen]
-            chosen += rng.sample(others, min(len(others), rng.randint(1, 2)))
+            chosen += rng.sample(others, min(len(others), rng.randint(1, cfg.merge_max)))
         contexts.append(AdapterState.total([doc_states[i] for i in chosen]))
     stacked = AdapterState.stack(contexts)
     delta = gen.delta(stacked)

@@ -93,5 +93,6 @@ def test_pretraining_steps_learn_the_self_supervised_losses_alone(tiny_lm):
     with torch.no_grad():
         last, _ = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0), pretraining=True)
     assert float(last) < float(first) - 0.2
-    with pytest.raises(ConfigError):
-        AdapterTrainConfig(pretrain_steps=-1).validate()
+    for bad in ({"pretrain_steps": -1}, {"merge_max": 0}, {"merge_extra": 1.5}):
+        with pytest.raises(ConfigError):
+            AdapterTrainConfig(**bad).validate()
