@@ -321,11 +321,10 @@ class Store:
     # ---- reading -------------------------------------------------------------------------------------------
 
     def get_document(self, doc_id: int) -> DocumentRow:
-        with self._session() as s:
-            rows = queries.documents(s, self._info.id, self._info.name, select(Document).where(Document.id == doc_id))
-        if not rows:
+        row = self.get_documents([doc_id]).get(doc_id)
+        if row is None:
             raise DocumentNotFoundError(doc_id)
-        return rows[0]
+        return row
 
     def get_documents(self, doc_ids: Iterable[int]) -> dict[int, DocumentRow]:
         """The documents of ``doc_ids`` that this collection holds, by id, in one query per 500 ids."""
@@ -375,13 +374,7 @@ class Store:
 
     def load_payload(self, memory_id: int) -> dict[str, np.ndarray]:
         """The payload tensors of a memory, after verifying its checksum (``CorruptBlobError`` otherwise)."""
-        m = self._memory(memory_id)
-        if m.blob_path is None:
-            return {}
-        try:
-            return self._blobs.read(m.blob_path, m.checksum)
-        except BlobIntegrityError as e:
-            raise CorruptBlobError(m.document_id, m.id, e.path, e.reason) from e
+        return self.load_payloads([memory_id])[memory_id]
 
     def load_payloads(self, memory_ids: Iterable[int]) -> dict[int, dict[str, np.ndarray]]:
         """``load_payload`` of many memories, their rows read in one query per 500 ids; a memory this collection

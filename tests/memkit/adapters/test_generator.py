@@ -46,6 +46,16 @@ def logits_with_delta_and_with_its_peft_export(lm, delta, ids, tmp_path):
     return ours, theirs
 
 
+def base_logits_unchanged_by(lm, gen, state, ids):
+    """The base logits of ``ids``, after checking ``gen``'s delta of ``state`` leaves them bit-identical (as a
+    fresh generator's must: B starts at zero)."""
+    with torch.no_grad():
+        base, _ = lm.logits(ids)
+        adapted, _ = lm.logits(ids, delta=gen.delta(state))
+    torch.testing.assert_close(adapted, base, rtol=0, atol=0)
+    return base
+
+
 def make(lm, **kw) -> AdapterGenerator:
     return AdapterGenerator.for_lm(lm, lm.target_modules("attn_out"), state_rank=16, svd_rank=4, alpha=16.0, **kw)
 
@@ -54,10 +64,7 @@ def test_a_fresh_generator_leaves_logits_unchanged(lm):
     gen = make(lm)
     (state,) = encode_documents(lm, gen, [TEXT_A], chunk_tokens=16)
     assert state.tokens == len(lm.encode(TEXT_A)) and any(m.abs().sum() > 0 for m in state.mats.values())
-    with torch.no_grad():
-        base, _ = lm.logits([TEXT_B])
-        adapted, _ = lm.logits([TEXT_B], delta=gen.delta(state))
-    torch.testing.assert_close(adapted, base, rtol=0, atol=0)
+    base_logits_unchanged_by(lm, gen, state, [TEXT_B])
 
 
 def test_the_delta_is_the_normalised_state_applied_as_a_rank_r_lora(lm):
@@ -84,10 +91,7 @@ def test_frobenius_norm_applies_the_state_over_its_norm_as_a_rank_R_lora(tiny_lm
     fresh = make(tiny_lm, norm="frobenius")
     (state,) = encode_documents(tiny_lm, fresh, [TEXT_A], chunk_tokens=64)
     ids = [tiny_lm.bos_ids + tiny_lm.encode(TEXT_B)]
-    with torch.no_grad():
-        base, _ = tiny_lm.logits(ids)
-        unchanged, _ = tiny_lm.logits(ids, delta=fresh.delta(state))
-    torch.testing.assert_close(unchanged, base, rtol=0, atol=0)
+    base = base_logits_unchanged_by(tiny_lm, fresh, state, ids)
     gen = trained_like(fresh)
     delta = gen.delta(state)
     name = gen.config.targets[0]
@@ -148,10 +152,7 @@ def test_a_base_lora_is_added_to_every_delta_and_starts_at_zero(tiny_lm):
     fresh = make(tiny_lm, base_rank=3)
     a_doc, b_doc = encode_documents(tiny_lm, fresh, [TEXT_A, TEXT_B], chunk_tokens=64)
     ids = [tiny_lm.bos_ids + tiny_lm.encode(TEXT_B)]
-    with torch.no_grad():
-        base, _ = tiny_lm.logits(ids)
-        unchanged, _ = tiny_lm.logits(ids, delta=fresh.delta(a_doc))
-    torch.testing.assert_close(unchanged, base, rtol=0, atol=0)
+    base_logits_unchanged_by(tiny_lm, fresh, a_doc, ids)
     gen = trained_like(fresh)
     torch.manual_seed(2)
     for part in gen.parts:
