@@ -39,9 +39,12 @@ def ask(
             out.print("sources: none found", markup=False)
     else:
         out.print("sources:", markup=False)
+        weights = answer.info.get("merge_weights") or []
         for n, src in enumerate(answer.sources, 1):
             span = f" chars {src.span[0]}-{src.span[1]}" if src.span else ""
-            out.print(f"  [{n}] doc {src.document_id}  score {src.score:.3f}  {src.source}{span}", markup=False)
+            weight = f"  weight {weights[n - 1]:.2f}" if len(weights) == len(answer.sources) else ""
+            out.print(f"  [{n}] doc {src.document_id}  score {src.score:.3f}{weight}  {src.source}{span}",
+                      markup=False)
             out.print(f"      {src.snippet}", markup=False)
     out.print(f"({answer.timings.get('total', 0):.0f} ms)", markup=False, style="dim")
 

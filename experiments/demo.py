@@ -75,19 +75,23 @@ def main() -> None:
     run(["stats"])
 
     print("\n# The same documents absorbed as generated adapters: each is read once by the packaged generator "
-          "into an adapter state; a question applies the retrieved document's adapter to the frozen LM, and the "
-          "document never enters the prompt:")
+          "into an adapter state; a question merges the adapters of the documents it retrieves (weighted by how "
+          "well each matches; a clear best match is used alone) and applies them to the frozen LM, and the "
+          "documents never enter the prompt:")
     if ADAPTER_STORE.exists():
         shutil.rmtree(ADAPTER_STORE)
-    run(["init", "--method", "adapter", "-o", "top_n=1"], store=ADAPTER_STORE)
+    run(["init", "--method", "adapter"], store=ADAPTER_STORE)
     run(["ingest", str(DATA / "notes")], store=ADAPTER_STORE)
     run(["ingest", str(DATA / "stream.jsonl")], store=ADAPTER_STORE)
     run(["ingest", "-", "--stream", "notes"], stdin=(DATA / "stdin.txt").read_text(), store=ADAPTER_STORE)
     adapted = ask(single, [], store=ADAPTER_STORE)
+    print("\n# The two-document questions, as adapters:")
+    adapted_two = ask(multi, [], store=ADAPTER_STORE)
     print("\n# Document 1's adapter written as a standard peft LoRA for the same base model:")
     run(["export-lora", "1", "--out", str(WORK / "lora")], store=ADAPTER_STORE)
     print(f"\nrag: {one}/{len(single)} single-document and {two}/{len(multi)} two-document answers correct; "
-          f"adapter: {adapted}/{len(single)} single-document answers correct")
+          f"adapter: {adapted}/{len(single)} single-document and {adapted_two}/{len(multi)} two-document answers "
+          "correct")
     print(f"\nThe stores are in {STORE} and {ADAPTER_STORE}; try: memkit --store {ADAPTER_STORE} ask "
           f"\"{QUESTIONS[0]['question']}\"")
 

@@ -4,7 +4,9 @@ Owns: the ``Embedder`` interface and three encoders, chosen by a method's ``embe
   - ``lexical`` (default): a hashed bag of words (lower-cased words, English function words dropped, log term
     frequency, signed feature hashing into ``dim`` buckets), the classic sparse retriever in a dense vector, so
     FAISS inner product is cosine word overlap. Needs no model, and names and rare words, which carry most
-    factual questions, match exactly.
+    factual questions, match exactly. Queries are weighted by inverse document frequency over the keys the
+    store holds (``weigh_queries``), so a word every document has counts for little; ``lexical-tf`` leaves
+    them unweighted. Stored keys carry no weights, so they never go stale as the store grows.
   - ``lm``: the frozen LM's own hidden states, mean pooled over a late-middle layer.
   - a sentence-embedding model's hub id or local directory.
 Knows nothing of storage.
@@ -12,7 +14,7 @@ Knows nothing of storage.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import math
 import re
@@ -43,12 +45,14 @@ WORD = re.compile(r"[^\W_]+")
 
 
 class LexicalEmbedder:
-    """Hashed bag-of-words keys: each content word adds +-(1 + log count) to one of ``dim`` buckets."""
+    """Hashed bag-of-words keys: each content word adds +-(1 + log count) to one of ``dim`` buckets; with
+    ``idf``, queries are weighted by the buckets' inverse document frequency in the store."""
 
-    def __init__(self, dim: int = 4096):
+    def __init__(self, dim: int = 4096, *, idf: bool = True):
         if dim < 16:
             raise ValueError("a lexical key needs at least 16 dimensions")
         self.dim = dim
+        self.idf = idf
 
     def words(self, text: str) -> Counter:
         return Counter(w for w in WORD.findall(text.lower()) if w not in STOPWORDS)
@@ -64,8 +68,22 @@ class LexicalEmbedder:
                 out[row] /= norm
         return out
 
+    def weigh_queries(self, keys: np.ndarray, frequencies: Callable[[], tuple[np.ndarray, int]]) -> np.ndarray:
+        """``keys`` ([q, dim] from ``embed``) with each bucket scaled by ``1 + log((n + 1) / (df + 1))`` and
+        renormalised, ``(df, n) = frequencies()`` being how many of the store's n keys use each bucket; the
+        inner product with a stored key is then a cosine of IDF-weighted words (at most 1). Unchanged without
+        ``idf`` or with an empty store."""
+        if not self.idf:
+            return keys
+        df, n = frequencies()
+        if n == 0 or len(df) != self.dim:
+            return keys
+        weighted = keys * (1.0 + np.log((n + 1.0) / (df + 1.0))).astype(np.float32)
+        norms = np.linalg.norm(weighted, axis=1, keepdims=True)
+        return np.where(norms > 0, weighted / np.maximum(norms, 1e-12), weighted).astype(np.float32)
+
     def describe(self) -> dict:
-        return {"embedder": "lexical", "dim": self.dim}
+        return {"embedder": "lexical" if self.idf else "lexical-tf", "dim": self.dim}
 
 
 class LMEmbedder:
@@ -118,10 +136,10 @@ class EncoderEmbedder:
 
 
 def build_embedder(lm, embedder: str, layer: int | None) -> Embedder:
-    """``"lexical"`` -> hashed words; ``"lm"`` -> the frozen LM's own states; anything else is a hub id or a
-    directory of an encoder."""
-    if embedder == "lexical":
-        return LexicalEmbedder()
+    """``"lexical"`` -> hashed words, queries IDF-weighted (``"lexical-tf"``: not weighted); ``"lm"`` -> the
+    frozen LM's own states; anything else is a hub id or a directory of an encoder."""
+    if embedder in ("lexical", "lexical-tf"):
+        return LexicalEmbedder(idf=embedder == "lexical")
     if embedder == "lm":
         return LMEmbedder(lm, layer)
     return EncoderEmbedder(embedder, device=lm.device)

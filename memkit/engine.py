@@ -26,11 +26,12 @@ class MemoryStore(Protocol):
 
     def find_by_hash(self, content_hash: str) -> int | None: ...
     def add_document(self, doc, records) -> object: ...          # -> .document_id, .duplicate, .memory_ids
-    def search(self, key, k: int) -> list: ...                   # -> [.memory_id, .document_id, .score, ...]
+    def search_many(self, keys, k: int, *, with_text: bool) -> list: ...  # -> per key [.memory_id, .score, .text, ...]
     def get_document(self, document_id: int) -> object: ...      # -> .text, .source
     def load_payload(self, memory_id: int) -> dict: ...
     def stream_length(self, stream: str) -> int: ...
     # optional, for stateful methods: save_state(name, tensors) and load_state(name) -> tensors | None
+    # optional, for methods that weigh queries by the stored keys: key_frequencies() -> (counts [dim], n)
 
 
 @dataclass
@@ -133,24 +134,31 @@ class Engine:
         return self.retrieve_many([question], n)[0]
 
     def retrieve_many(self, questions: Sequence[str], n: int) -> list[list[Retrieved]]:
-        """``retrieve`` for each question (the same memories), with one search and one read of the documents
-        and payloads for all of them."""
+        """``retrieve`` for each question (the same memories), with one search (hits and their documents' texts
+        in one query) and one read of the payloads for all of them."""
         keys = [self.method.query_key(q) for q in questions]
         asked = [i for i, k in enumerate(keys) if k is not None]
         out: list[list[Retrieved]] = [[] for _ in questions]
         if n <= 0 or not asked:
             return out
-        hits = self.store.search_many(np.stack([np.asarray(keys[i], dtype=np.float32) for i in asked]), n)
-        docs = self.store.get_documents({h.document_id for row in hits for h in row})
-        payloads = (self.store.load_payloads({h.memory_id for row in hits for h in row})
-                    if self.method.needs_payload else {})
+        queries = np.stack([np.asarray(keys[i], dtype=np.float32) for i in asked])
+        weigh, frequencies = getattr(self.method, "weigh_queries", None), getattr(self.store, "key_frequencies", None)
+        if weigh is not None and frequencies is not None:
+            queries = weigh(queries, frequencies)
+        hits = self.store.search_many(queries, n, with_text=True)
+        payloads = {}
+        if self.method.needs_payload:
+            # a method may say which hits it will use, from their scores, so the rest are never read
+            wanted = getattr(self.method, "payloads_wanted", None)
+            use = [wanted([h.score for h in row]) if wanted else [True] * len(row) for row in hits]
+            payloads = self.store.load_payloads({h.memory_id for row, keep in zip(hits, use)
+                                                 for h, k in zip(row, keep) if k})
         for i, row in zip(asked, hits):
             for hit in row:
-                doc = docs.get(hit.document_id) or self.store.get_document(hit.document_id)
                 span = tuple(hit.span) if hit.span else None
                 out[i].append(Retrieved(
                     memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
-                    source=doc.source, span=span, text=doc.text[span[0]:span[1]] if span else doc.text,
+                    source=hit.source, span=span, text=hit.text[span[0]:span[1]] if span else hit.text,
                     payload=payloads.get(hit.memory_id)))
         return out
 

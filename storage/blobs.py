@@ -3,7 +3,7 @@
 Owns: the ``blobs/`` folder of a store. ``write`` puts a dict of numpy arrays in
 ``blobs/<2 hex>/<uuid hex>.safetensors`` (temp file, fsync, rename, so a reader never sees half a file) and
 returns its path relative to the store directory, the SHA-256 of its bytes and its size. ``read`` verifies that
-checksum before parsing. Knows nothing of SQL, documents, FAISS or models; the store maps ``BlobIntegrityError``
+checksum before parsing, and keeps recently read blobs in memory (they never change). Knows nothing of SQL, documents, FAISS or models; the store maps ``BlobIntegrityError``
 to ``CorruptBlobError`` with the ids it knows.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from safetensors.numpy import save as st_save
 
 BLOB_DIR = "blobs"
 SUFFIX = ".safetensors"
+CACHE_BYTES = 64 * 2**20
+"""Bytes of verified blobs ``read`` keeps in memory (a store's most recently read payloads)."""
 
 
 class BlobIntegrityError(Exception):
@@ -63,9 +66,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 class BlobStore:
     """The payload files under ``<store>/blobs``; paths given and returned are relative to ``<store>``."""
 
-    def __init__(self, store_root: Path):
+    def __init__(self, store_root: Path, cache_bytes: int = CACHE_BYTES):
         self.store_root = Path(store_root)
         self.root = self.store_root / BLOB_DIR
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[tuple[str, str], tuple[dict[str, np.ndarray], int]] = OrderedDict()
+        self._cached = 0
 
     def absolute(self, rel_path: str) -> Path:
         return self.store_root / rel_path
@@ -88,12 +94,27 @@ class BlobStore:
         return rel, hashlib.sha256(data).hexdigest(), len(data)
 
     def read(self, rel_path: str, checksum: str) -> dict[str, np.ndarray]:
-        """The tensors of a blob, after checking its bytes against ``checksum``."""
+        """The tensors of a blob, after checking its bytes against ``checksum``. Blobs never change once
+        written, so up to ``cache_bytes`` of recently read ones are kept, verified, in memory; the arrays
+        returned are read-only (copy one to change it)."""
+        entry = self._cache.get((rel_path, checksum))
+        if entry is not None:
+            self._cache.move_to_end((rel_path, checksum))
+            return dict(entry[0])
         data = self.read_verified(rel_path, checksum)
         try:
-            return st_load(data)
+            tensors = st_load(data)
         except Exception as e:  # safetensors raises its own error types for malformed headers
             raise BlobIntegrityError(self.absolute(rel_path), f"is not a readable safetensors file ({e})") from e
+        for array in tensors.values():
+            array.setflags(write=False)
+        if len(data) <= self.cache_bytes:
+            self._cache[(rel_path, checksum)] = (tensors, len(data))
+            self._cached += len(data)
+            while self._cached > self.cache_bytes:
+                _, (_, size) = self._cache.popitem(last=False)
+                self._cached -= size
+        return dict(tensors)
 
     def read_verified(self, rel_path: str, checksum: str) -> bytes:
         path = self.absolute(rel_path)
@@ -112,6 +133,8 @@ class BlobStore:
 
     def delete(self, rel_path: str) -> None:
         """Removes a blob (and its folder once empty); a blob already gone is not an error."""
+        for key in [k for k in self._cache if k[0] == rel_path]:
+            self._cached -= self._cache.pop(key)[1]
         path = self.absolute(rel_path)
         path.unlink(missing_ok=True)
         try:

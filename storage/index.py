@@ -57,6 +57,7 @@ class VectorIndex:
         self._use_gpu = gpu_available() if use_gpu is None else use_gpu
         self._gpu = None  # search copy on the GPU, rebuilt lazily after any change
         self._gpu_resources = None
+        self._frequencies: np.ndarray | None = None  # cache of key_frequencies, dropped on any change
 
     @property
     def ntotal(self) -> int:
@@ -81,6 +82,7 @@ class VectorIndex:
             return
         self._cpu.add_with_ids(vecs, ids)
         self._gpu = None
+        self._frequencies = None
 
     def remove(self, ids) -> int:
         """Removes the given ids (unknown ids are ignored); returns how many vectors went."""
@@ -88,7 +90,19 @@ class VectorIndex:
         if len(ids) == 0:
             return 0
         self._gpu = None
+        self._frequencies = None
         return int(self._cpu.remove_ids(ids))
+
+    def key_frequencies(self, block: int = 8192) -> np.ndarray:
+        """Per dimension, how many vectors have a non-zero entry there (int64 ``[dim]``): the document
+        frequencies a sparse key's query weighting needs. Cached until the index changes."""
+        if self._frequencies is None:
+            flat = faiss.downcast_index(self._cpu.index)
+            counts = np.zeros(self.dim, dtype=np.int64)
+            for start in range(0, self.ntotal, block):
+                counts += (flat.reconstruct_n(start, min(block, self.ntotal - start)) != 0).sum(0)
+            self._frequencies = counts
+        return self._frequencies
 
     def search(self, queries: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The ``k`` best ids per query row, best first: ``(scores, ids)``, one 1-D array per query.

@@ -1,7 +1,10 @@
 """Read queries of one collection, returning plain values.
 
 Owns: the SELECTs the store runs for reads (documents with their memory counts, memories, the rows that fill
-search hits, the keys that rebuild the index), each scoped to one collection. Knows nothing of FAISS files,
+search hits, the keys that rebuild the index), each scoped to one collection. Reads of given memory ids check
+the collection on the rows found rather than in the WHERE clause: with it there, SQLite's planner walks every
+document of the collection (its index on ``collection_id``) instead of looking the ids up, and a search's cost
+grew with the store. Knows nothing of FAISS files,
 blobs' contents or models.
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, null, select
 from sqlalchemy.orm import Session
 
 from storage.rows import document_row, span_of
@@ -22,13 +25,11 @@ SQL_CHUNK = 500
 
 
 def documents(s: Session, collection_id: int, collection: str, query: Select) -> list[DocumentRow]:
-    """Runs ``query`` (a ``select(Document)`` with any filters and order) with each document's memory count."""
-    counts = select(Memory.document_id, func.count(Memory.id).label("n")).group_by(Memory.document_id).subquery()
-    query = (
-        query.add_columns(func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.document_id == Document.id)
-        .where(Document.collection_id == collection_id)
-    )
+    """Runs ``query`` (a ``select(Document)`` with any filters and order) with each document's memory count
+    (counted per returned document through the index on ``memories.document_id``, so a read of a few documents
+    costs the same in a store of any size)."""
+    count = select(func.count(Memory.id)).where(Memory.document_id == Document.id).correlate(Document)
+    query = query.add_columns(count.scalar_subquery()).where(Document.collection_id == collection_id)
     return [document_row(d, collection, n) for d, n in s.execute(query).all()]
 
 
@@ -50,32 +51,40 @@ def memory(s: Session, collection_id: int, memory_id: int) -> Memory | None:
     )
 
 
-def memories_by_id(s: Session, collection_id: int, ids: list[int]) -> list[Memory]:
-    """The memories of ``ids`` (at most ``SQL_CHUNK``) that belong to the collection."""
-    return list(s.scalars(
-        select(Memory)
+def payload_refs(s: Session, collection_id: int, ids: list[int]) -> dict[int, tuple[int, str | None, str | None]]:
+    """``memory id -> (document_id, blob_path, checksum)`` of ``ids`` (at most ``SQL_CHUNK``) that belong to
+    the collection (only the columns a payload read needs: never the key)."""
+    rows = s.execute(
+        select(Memory.id, Memory.document_id, Memory.blob_path, Memory.checksum, Document.collection_id)
         .join(Document, Document.id == Memory.document_id)
-        .where(Memory.id.in_(ids), Document.collection_id == collection_id)
-    ))
+        .where(Memory.id.in_(ids))
+    )
+    return {r.id: (r.document_id, r.blob_path, r.checksum) for r in rows if r.collection_id == collection_id}
 
 
-def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | None) -> dict[int, tuple]:
-    """``memory id -> (document_id, kind, span, meta, source)`` for the ids SQL still holds (of ``kinds``)."""
+def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | None,
+             with_text: bool = False) -> dict[int, tuple]:
+    """``memory id -> (document_id, kind, span, meta, source, text)`` for the ids SQL still holds (of
+    ``kinds``); ``text`` is the document's text with ``with_text``, else None."""
     out: dict[int, tuple] = {}
     ordered = sorted(ids)
+    text = Document.text if with_text else null()
     for start in range(0, len(ordered), SQL_CHUNK):
         query = (
             select(
                 Memory.id, Memory.document_id, Memory.kind, Memory.span_start, Memory.span_end, Memory.meta,
-                Document.source,
+                Document.source, Document.collection_id, text.label("text"),
             )
             .join(Document, Document.id == Memory.document_id)
-            .where(Memory.id.in_(ordered[start : start + SQL_CHUNK]), Document.collection_id == collection_id)
+            .where(Memory.id.in_(ordered[start : start + SQL_CHUNK]))
         )
         if kinds is not None:
             query = query.where(Memory.kind.in_(sorted(kinds)))
         for r in s.execute(query):
-            out[r.id] = (r.document_id, r.kind, span_of(r.span_start, r.span_end), dict(r.meta or {}), r.source)
+            if r.collection_id != collection_id:
+                continue
+            out[r.id] = (r.document_id, r.kind, span_of(r.span_start, r.span_end), dict(r.meta or {}), r.source,
+                         r.text)
     return out
 
 

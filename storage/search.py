@@ -28,8 +28,10 @@ def search_joined(
     keys: np.ndarray,
     k: int,
     kinds: set[str] | None,
+    with_text: bool = False,
 ) -> list[list[Hit]]:
-    """The ``k`` best hits for each row of ``keys`` ([q, d] float32) among memories SQL holds (of ``kinds``)."""
+    """The ``k`` best hits for each row of ``keys`` ([q, d] float32) among memories SQL holds (of ``kinds``),
+    with their documents' texts if ``with_text``."""
     results: list[list[Hit]] = [[] for _ in range(len(keys))]
     total = 0 if index is None else index.ntotal
     if k <= 0 or total == 0 or (kinds is not None and not kinds):
@@ -39,14 +41,13 @@ def search_joined(
     while pending:
         scores, ids = index.search(keys[pending], fetch)
         with session() as s:
-            rows = queries.hit_rows(s, collection_id, {i for row in ids for i in row.tolist()}, kinds)
+            rows = queries.hit_rows(s, collection_id, {i for row in ids for i in row.tolist()}, kinds, with_text)
         short = []
         for q, q_scores, q_ids in zip(pending, scores, ids):
             hits = []
             for score, memory_id in zip(q_scores.tolist(), q_ids.tolist()):
                 if memory_id in rows and len(hits) < k:
-                    document_id, kind, span, meta, source = rows[memory_id]
-                    hits.append(Hit(memory_id, document_id, score, kind, span, meta, source))
+                    hits.append(Hit(memory_id, rows[memory_id][0], score, *rows[memory_id][1:]))
             results[q] = hits
             if len(hits) < k and fetch < total:
                 short.append(q)

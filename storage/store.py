@@ -380,20 +380,19 @@ class Store:
         """``load_payload`` of many memories, their rows read in one query per 500 ids; a memory this collection
         does not hold raises ``MemoryNotFoundError``."""
         ids = sorted(set(memory_ids))
-        rows: dict[int, Memory] = {}
+        refs: dict[int, tuple[int, str | None, str | None]] = {}
         with self._session() as s:
             for start in range(0, len(ids), queries.SQL_CHUNK):
-                for m in queries.memories_by_id(s, self._info.id, ids[start:start + queries.SQL_CHUNK]):
-                    rows[m.id] = m
+                refs.update(queries.payload_refs(s, self._info.id, ids[start:start + queries.SQL_CHUNK]))
         out = {}
         for memory_id in ids:
-            m = rows.get(memory_id)
-            if m is None:
+            if memory_id not in refs:
                 raise MemoryNotFoundError(memory_id)
+            document_id, blob_path, checksum = refs[memory_id]
             try:
-                out[memory_id] = {} if m.blob_path is None else self._blobs.read(m.blob_path, m.checksum)
+                out[memory_id] = {} if blob_path is None else self._blobs.read(blob_path, checksum)
             except BlobIntegrityError as e:
-                raise CorruptBlobError(m.document_id, m.id, e.path, e.reason) from e
+                raise CorruptBlobError(document_id, memory_id, e.path, e.reason) from e
         return out
 
     def search(self, key: np.ndarray, k: int, kinds: set[str] | None = None) -> list[Hit]:
@@ -403,8 +402,10 @@ class Store:
             raise ValueError(f"search takes one 1-D key, got shape {list(key.shape)}; use search_many for a batch")
         return self.search_many(key[None, :], k, kinds)[0]
 
-    def search_many(self, keys: np.ndarray, k: int, kinds: set[str] | None = None) -> list[list[Hit]]:
-        """``search`` for each row of ``keys`` ([q, d]); optionally only memories whose kind is in ``kinds``."""
+    def search_many(self, keys: np.ndarray, k: int, kinds: set[str] | None = None, *,
+                    with_text: bool = False) -> list[list[Hit]]:
+        """``search`` for each row of ``keys`` ([q, d]); optionally only memories whose kind is in ``kinds``;
+        with ``with_text`` each hit carries its document's text (read in the same query)."""
         keys = np.ascontiguousarray(keys, dtype=np.float32)
         if keys.ndim != 2:
             raise ValueError(f"search_many takes keys of shape [q, d], got {list(keys.shape)}")
@@ -413,7 +414,17 @@ class Store:
         index, dim = self._keeper.index, self._keeper.key_dim
         if dim is not None and keys.shape[1] != dim:
             raise DimensionMismatchError(dim, keys.shape[1], what="query key")
-        return search_joined(index, self._session, self._info.id, keys, k, kinds)
+        return search_joined(index, self._session, self._info.id, keys, k, kinds, with_text)
+
+    def key_frequencies(self) -> tuple[np.ndarray, int]:
+        """``(counts, n)``: per key dimension, how many of the ``n`` indexed memories have a non-zero entry
+        there (what a sparse key encoder weighs queries by; ``memkit.embedders.LexicalEmbedder``)."""
+        if not self.writable:
+            self._keeper.refresh()
+        index = self._keeper.index
+        if index is None or index.ntotal == 0:
+            return np.zeros(self._keeper.key_dim or 0, dtype=np.int64), 0
+        return index.key_frequencies(), index.ntotal
 
     def stats(self) -> dict:
         """Counts and sizes: documents, memories (and by kind), streams, generation, index vectors, and bytes:

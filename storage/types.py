@@ -108,6 +108,8 @@ class Hit:
     meta: dict
     source: str
     """The source string of the memory's document."""
+    text: str | None = None
+    """The document's whole text, when the search was asked for it (``with_text``)."""
 
 
 @dataclass

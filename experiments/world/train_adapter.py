@@ -13,12 +13,13 @@ import itertools
 import json
 import shutil
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from experiments.bench.metrics import f1
+from experiments.world.config_args import add_config_options
 from experiments.world.adapter_data import heldout_items, training_items
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
@@ -113,13 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/adapter-generator"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--install", action="store_true")
-    for f in fields(AdapterTrainConfig):
-        kind = type(f.default)
-        if kind is bool:
-            parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
-                                default=f.default)
-        else:
-            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
+    add_config_options(parser, AdapterTrainConfig)
     args = vars(parser.parse_args(argv))
     model, out, device, do_install = args.pop("model"), args.pop("out"), args.pop("device"), args.pop("install")
     lm = FrozenLM.load(model or default_model(), device=device)

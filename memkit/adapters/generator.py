@@ -163,13 +163,17 @@ class TargetGenerator(nn.Module):
     @staticmethod
     def basis(s: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The SVD normalisation of ``s [B, R, R]`` in state space: ``(U_r, V_r)``, each ``[B, R, r]`` (columns
-        of a zero singular value, as in an empty context, are zero). ``U_r`` carries no gradient; ``V_r =
+        of a zero singular value, as in an empty context, are zero; U_r and the singular values come from the
+        eigen-decomposition of ``S S^T``). ``U_r`` carries no gradient; ``V_r =
         S^T U_r / sigma`` keeps the state's."""
         s32 = s.float()
         with torch.no_grad():
-            u, sig, _ = torch.linalg.svd(s32.double())
-            u = u[..., :rank].float()
-            sig = sig[..., :rank].float()
+            # U and sigma from the eigen-decomposition of S S^T (in float64): the same left singular vectors and
+            # values as an SVD of S, at a third of its time for these sizes
+            s64 = s32.double()
+            lam, vecs = torch.linalg.eigh(s64 @ s64.transpose(-1, -2))      # ascending eigenvalues
+            u = vecs.flip(-1)[..., :rank].float()
+            sig = lam.flip(-1)[..., :rank].clamp(min=0).sqrt().float()
             live = (sig > sig[..., :1].clamp(min=1e-30) * 1e-6) & (sig > 0)
             inv = torch.where(live, 1.0 / sig.clamp(min=1e-30), torch.zeros_like(sig))
         v = s32.transpose(-1, -2) @ u * inv[..., None, :]           # [B, R, r] == V_r where s has rank >= r

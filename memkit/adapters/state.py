@@ -74,6 +74,6 @@ class AdapterState:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], *, device="cpu") -> AdapterState:
         tokens = int(arrays["__tokens__"][0]) if "__tokens__" in arrays else 0
-        mats = {n: torch.from_numpy(np.asarray(a, dtype=np.float32)).to(device)
+        mats = {n: torch.from_numpy(np.array(a, dtype=np.float32)).to(device)
                 for n, a in arrays.items() if n != "__tokens__"}
         return cls(mats, tokens)

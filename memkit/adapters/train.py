@@ -12,8 +12,9 @@ prompt, three next-token losses:
   - ``contrast`` (optional): a hinge on the answer loss with the adapter of another item of the same shape
     (``contrast_order``) against the own one.
 The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``; the first
-``pretrain_steps`` steps (self-supervised pretraining) use reconstruction and completion alone. AdamW, linear
-warm-up then cosine decay, gradient clipping; the run stops at ``max_steps`` or on its wall-clock budget.
+``pretrain_steps`` steps (self-supervised pretraining) use reconstruction and completion alone. Optimised by
+``memkit.training.run_steps`` (AdamW, linear warm-up then cosine decay, gradient clipping; the run stops at
+``max_steps`` or on its wall-clock budget).
 
 Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
 made by ``experiments.world.adapter_data``), storage or the CLI.
@@ -21,20 +22,18 @@ made by ``experiments.world.adapter_data``), storage or the CLI.
 
 from __future__ import annotations
 
-import math
 import random
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from memkit.adapters.encode import chunk_ids, encode_documents
 from memkit.adapters.generator import KEY_SOURCES, NORMS, AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.prompts import qa_prompt
+from memkit.training import LoopReport, next_token_loss, run_steps
 
 
 class ContextQA(NamedTuple):
@@ -116,16 +115,8 @@ class AdapterTrainConfig:
             raise ConfigError("--merge-max must be at least 1")
 
 
-@dataclass
-class TrainReport:
-    steps: int = 0
-    seconds: float = 0.0
-    losses: list[float] = field(default_factory=list)
-    evals: list[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"steps": self.steps, "seconds": round(self.seconds, 1), "loss_every_10": self.losses[::10],
-                "evals": self.evals}
+TrainReport = LoopReport
+"""What a training run did: steps, seconds, the loss every step, the probes."""
 
 
 def qa_sequence(lm, qas: list[tuple[str, str]]) -> tuple[list[int], list[float]]:
@@ -140,18 +131,8 @@ def qa_sequence(lm, qas: list[tuple[str, str]]) -> tuple[list[int], list[float]]
 
 
 def weighted_next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], delta) -> torch.Tensor:
-    """Mean of per-token next-token losses weighted by ``weights`` (of each sequence's tokens)."""
-    logits, mask = lm.logits(seqs, delta=delta)
-    width = logits.shape[1]
-    w = torch.zeros(len(seqs), width, device=logits.device)
-    ids = torch.zeros(len(seqs), width, dtype=torch.long, device=logits.device)
-    for i, (s, ws) in enumerate(zip(seqs, weights)):
-        ids[i, : len(s)] = torch.tensor(s)
-        w[i, : len(ws)] = torch.tensor(ws)
-    target_w = w[:, 1:] * mask[:, 1:].to(w.dtype)
-    keep = target_w > 0
-    losses = F.cross_entropy(logits[:, :-1][keep].float(), ids[:, 1:][keep], reduction="none")
-    return (losses * target_w[keep]).sum() / target_w[keep].sum().clamp(min=1e-9)
+    """Mean of per-token next-token losses weighted by ``weights`` (of each sequence's tokens) under ``delta``."""
+    return next_token_loss(lm, seqs, weights, delta=delta)
 
 
 def answer_loss(lm, qa: list[tuple[list[int], list[float]]], delta) -> torch.Tensor:
@@ -230,46 +211,14 @@ def train_generator(lm, gen: AdapterGenerator, items: Iterator[ContextQA], cfg: 
     cfg.validate()
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    report = TrainReport()
-    budget = cfg.minutes * 60
-    total = cfg.max_steps or 10**9
-    start = time.time()
-    step = 0
-    while step < total:
-        if step < cfg.warmup_steps:
-            lr = cfg.lr * (step + 1) / cfg.warmup_steps
-        else:
-            frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-            lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+
+    def step_loss(step: int):
         batch = [next(items) for _ in range(cfg.batch_size)]
-        gen.train()
-        loss, parts = batch_loss(lm, gen, batch, cfg, rng, pretraining=step < cfg.pretrain_steps)
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(gen.parameters(), cfg.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        report.losses.append(float(loss.detach()))
-        if not cfg.max_steps and step >= 10 and step % 10 == 0:
-            per_step = (time.time() - start) / step
-            total = max(step + 1, cfg.warmup_steps + 20, int(budget / per_step * 0.95))
-        if step % 25 == 0:
-            recent = report.losses[-25:]
-            log(f"step {step}/{total} loss {sum(recent) / len(recent):.3f} "
-                + " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + f" lr {lr:.1e} {time.time() - start:.0f}s")
-        if evaluate is not None and (step % cfg.eval_every == 0 or step == total):
-            gen.eval()
-            scores = evaluate(gen)
-            report.evals.append({"step": step, **scores})
-            log(f"eval at step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
-    report.steps = step
-    report.seconds = time.time() - start
-    gen.eval()
-    return report
+        return batch_loss(lm, gen, batch, cfg, rng, pretraining=step < cfg.pretrain_steps)
+
+    return run_steps(gen.parameters(), step_loss, cfg, log=log,
+                     evaluate=(lambda: evaluate(gen)) if evaluate is not None else None,
+                     modes=lambda training: gen.train(training))
 
 
 def config_dict(cfg: AdapterTrainConfig) -> dict:

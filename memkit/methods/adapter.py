@@ -4,9 +4,10 @@ the states of the documents it retrieves and the frozen LM answers with their no
 Ingest reads each document in chunks (``mode`` parallel or sequential, ``chunk_tokens`` per chunk) through a
 trained generator into its state (per target module an R x R matrix; measured against storing the rank-r
 factors in docs/benchmarks.md) and stores the state as the record's tensors, with a key from the key encoder
-(lexical by default) to find it by. A question retrieves the top ``top_n`` documents, sums their states (states
-add), normalises the sum into one low-rank delta and generates with it; the documents never enter the prompt.
-Answers carry the merged documents as sources.
+(lexical by default) to find it by. A question retrieves the top ``top_n`` documents, merges their states (option
+``merge``: their plain sum, or each scaled to unit norm and weighted by its retrieval score), normalises the merged
+state into one low-rank delta and generates with it; the documents never enter the prompt. Answers carry the
+merged documents as sources.
 
 The generator is a directory written by ``memkit train adapter`` (option ``generator``); left empty, the one
 packaged for the packaged world LM is used, and any other model is refused with the command that trains one.
@@ -16,6 +17,7 @@ Knows nothing of storage or the CLI.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +35,7 @@ PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-
 BASIS = "svd_"
 BASIS_U, BASIS_V = BASIS + "u::", BASIS + "v::"
 """Payload names of a document's stored SVD normalisation (``AdapterGenerator.bases``), beside its state."""
+MERGES = ("score", "sum")
 
 
 def _has_basis(payload: dict, state: AdapterState) -> bool:
@@ -50,10 +53,20 @@ class AdapterConfig(MethodConfig):
     mode: str = "parallel"
     """parallel (chunks read independently, states summed) or sequential (each chunk read with the adapter of
     the chunks before it)."""
-    top_n: int = 2
-    """Documents a question retrieves and merges (ask --top-k overrides it)."""
+    top_n: int = 4
+    """Documents a question retrieves and may merge (ask --top-k overrides it)."""
+    merge: str = "score"
+    """How retrieved states merge: ``score`` (each state scaled to unit Frobenius norm and weighted by the softmax
+    of the retrieval scores over ``temperature``; documents whose weight falls under ``min_weight`` are left
+    out, so a clear best match is answered from its own adapter) or ``sum`` (the plain sum of the states: every
+    retrieved document counts by its length)."""
+    temperature: float = 0.02
+    """Softmax temperature of the retrieval scores when merge=score (lexical scores are cosines in [0, 1])."""
+    min_weight: float = 0.05
+    """Documents with a smaller merge weight are left out when merge=score (the rest are reweighted)."""
     embedder: str = "lexical"
-    """Key encoder that finds documents: "lexical", "lm", or a sentence-embedding model."""
+    """Key encoder that finds documents: "lexical" (hashed words, queries IDF-weighted), "lexical-tf" (unweighted),
+    "lm", or a sentence-embedding model."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys when embedder=lm."""
     batch_size: int = 16
@@ -69,6 +82,13 @@ class AdapterConfig(MethodConfig):
             raise ConfigError(f"option top_n of method {method} must be at least 1")
         if self.batch_size < 1:
             raise ConfigError(f"option batch_size of method {method} must be at least 1")
+        if self.merge not in MERGES:
+            raise ConfigError(f"option merge of method {method} must be one of {', '.join(MERGES)}, "
+                              f"not {self.merge!r}")
+        if self.temperature <= 0:
+            raise ConfigError(f"option temperature of method {method} must be above 0")
+        if not 0 <= self.min_weight < 1:
+            raise ConfigError(f"option min_weight of method {method} must be at least 0 and below 1")
 
 
 def resolve_generator(lm, path: str) -> AdapterGenerator:
@@ -127,23 +147,52 @@ class Adapter:
     def query_key(self, question: str):
         return self.embedder.embed([question])[0]
 
+    def weigh_queries(self, keys, frequencies):
+        """Query keys as the key encoder weighs them by the store's key statistics (lexical: IDF)."""
+        weigh = getattr(self.embedder, "weigh_queries", None)
+        return keys if weigh is None else weigh(keys, frequencies)
+
     def search_size(self, top_k: int | None) -> int:
         return top_k or self.config.top_n
 
-    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+    def merge_weights(self, scores: Sequence[float]) -> list[float]:
+        """Merge weight of each retrieved document (in the order given) under option ``merge``: 1 each for
+        ``sum``; for ``score`` the softmax of ``scores / temperature``, weights under ``min_weight`` set to 0 and
+        the rest renormalised (the best match always keeps its weight)."""
+        if self.config.merge == "sum" or not scores:
+            return [1.0] * len(scores)
+        top = max(scores)
+        z = [math.exp((x - top) / self.config.temperature) for x in scores]
+        total = sum(z)
+        z = [w if w / total >= self.config.min_weight or x == top else 0.0 for w, x in zip(z, scores)]
+        total = sum(z)
+        return [w / total for w in z]
+
+    def payloads_wanted(self, scores: Sequence[float]) -> list[bool]:
+        """Which hits (best first) a question merges: those with a merge weight above 0."""
+        return [w > 0 for w in self.merge_weights(scores)]
+
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None, *,
+                merge: str | None = None) -> Context:
         start = time.perf_counter()
         ranked = sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
-        payloads = [r.payload for r in ranked if r.payload]
         device = self.generator.device
-        states = [AdapterState.from_arrays({k: a for k, a in p.items() if not k.startswith(BASIS)}, device=device)
-                  for p in payloads]
+        weights = ([1.0] * len(ranked) if (merge or self.config.merge) == "sum"
+                   else self.merge_weights([r.score for r in ranked]))
+        kept = [(r, w) for r, w in zip(ranked, weights) if w > 0 and r.payload]
+        states = [AdapterState.from_arrays({k: a for k, a in r.payload.items() if not k.startswith(BASIS)},
+                                           device=device) for r, _ in kept]
+        if len(states) > 1 and (merge or self.config.merge) == "score":
+            states = [AdapterState({n: m * (w / m.norm().clamp(min=1e-12)) for n, m in s.mats.items()}, s.tokens)
+                      for s, (_, w) in zip(states, kept)]
         merged = AdapterState.total(states) if states else self.generator.empty_state()
-        extras = {"state": merged, "merged": len(states)}
-        if len(payloads) == 1 and self.generator.config.norm == "svd" and _has_basis(payloads[0], merged):
+        extras = {"state": merged, "merged": len(states), "weights": [round(w, 4) for _, w in kept]}
+        if len(kept) == 1 and self.generator.config.norm == "svd" and _has_basis(kept[0][0].payload, merged):
             # One document: its normalisation was made at ingest, so answering needs no SVD.
-            extras["basis"] = {n: (torch.from_numpy(payloads[0][BASIS_U + n]).to(device),
-                                   torch.from_numpy(payloads[0][BASIS_V + n]).to(device)) for n in merged.mats}
-        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
+            payload = kept[0][0].payload
+            extras["basis"] = {n: (torch.from_numpy(payload[BASIS_U + n].copy()).to(device),
+                                   torch.from_numpy(payload[BASIS_V + n].copy()).to(device)) for n in merged.mats}
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r, _ in kept]
         extras["timings"] = {"merge": (time.perf_counter() - start) * 1000}
         return Context(question=question, sources=sources, extras=extras)
 
@@ -176,9 +225,10 @@ class Adapter:
         answers = self.answerer.answer_many(contexts, self.name, batch_size=batch_size, delta=delta)
         for a, c in zip(answers, contexts):
             a.info["merged_documents"] = c.extras.get("merged", 0)
+            a.info["merge_weights"] = c.extras.get("weights", [])
         return answers
 
     def merged_delta(self, retrieved: list[Retrieved]):
-        """The normalised delta of the merged states of ``retrieved`` (for export)."""
-        context = self.combine("", retrieved, top_k=len(retrieved))
+        """The normalised delta of the sum of the states of ``retrieved`` (for export: states add)."""
+        context = self.combine("", retrieved, top_k=len(retrieved), merge="sum")
         return self._delta([context])

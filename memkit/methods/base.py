@@ -93,7 +93,9 @@ class Method(Protocol):
     """A way of absorbing documents into memory and answering from it."""
 
     name: str
-    needs_payload: bool          # whether combine() needs Retrieved.payload loaded
+    needs_payload: bool          # whether combine() needs Retrieved.payload loaded (optional beside it:
+                                 # payloads_wanted(scores) -> [bool], which of a question's hits, best first,
+                                 # combine() will use; the others' payloads are not read)
     key_dim: int | None          # dimension of the keys it makes (None: it makes none)
 
     def config_dict(self) -> dict:
@@ -103,7 +105,9 @@ class Method(Protocol):
         """Memory records for each document text, batched."""
 
     def query_key(self, question: str) -> np.ndarray | None:
-        """The key a question searches with, or None when the method does not search."""
+        """The key a question searches with, or None when the method does not search. (Optional beside it:
+        ``weigh_queries(keys, frequencies)``, keys ``[q, d]`` reweighted by the store's key statistics,
+        ``frequencies() -> (counts [d], n)``; the engine calls it before searching.)"""
 
     def search_size(self, top_k: int | None) -> int:
         """How many memories to retrieve for a question."""

@@ -176,6 +176,11 @@ class PassageMethod:
     def query_key(self, question: str):
         return self.embedder.embed([question])[0]
 
+    def weigh_queries(self, keys, frequencies):
+        """Query keys as the key encoder weighs them by the store's key statistics (lexical: IDF)."""
+        weigh = getattr(self.embedder, "weigh_queries", None)
+        return keys if weigh is None else weigh(keys, frequencies)
+
     def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
         return self.answerer.context(question, retrieved, self.search_size(top_k))
 

@@ -22,8 +22,8 @@ class PromptConfig(MethodConfig):
     max_docs: int = 16
     """Most documents a question retrieves before fitting them into the window."""
     embedder: str = "lexical"
-    """Key encoder: "lexical" (hashed words), "lm" (the frozen LM's hidden states), or a sentence-embedding
-    model's hub id or directory."""
+    """Key encoder: "lexical" (hashed words, queries IDF-weighted; "lexical-tf": unweighted), "lm" (the frozen
+    LM's hidden states), or a sentence-embedding model's hub id or directory."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys (default: a late-middle layer)."""
 

@@ -27,8 +27,8 @@ class RagConfig(MethodConfig):
     top_k: int = 4
     """Chunks a question puts into the prompt (ask --top-k overrides it)."""
     embedder: str = "lexical"
-    """Key encoder: "lexical" (hashed words), "lm" (the frozen LM's hidden states), or a sentence-embedding
-    model's hub id or directory."""
+    """Key encoder: "lexical" (hashed words, queries IDF-weighted; "lexical-tf": unweighted), "lm" (the frozen
+    LM's hidden states), or a sentence-embedding model's hub id or directory."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys (default: a late-middle layer)."""
 

@@ -69,3 +69,17 @@ def test_passages_go_into_the_prompt_by_rising_score_ties_in_order(tiny_lm):
     assert [s.score for s in context.sources] == [0.9, 0.5, 0.1]       # sources stay best first
     tied = answerer.context("q?", [hit("first gold", 1.0), hit("second gold", 1.0)], 8)
     assert tied.passages == ["first gold", "second gold"]
+
+
+@pytest.mark.parametrize("embedder,found", [("lexical", "beta wend"), ("lexical-tf", "alpha")])
+def test_the_engine_weighs_lexical_queries_by_the_stores_document_frequencies(tiny_lm, tmp_path, embedder, found):
+    method = build_method("rag", tiny_lm, {"embedder": embedder, "chunk_tokens": 16, "chunk_overlap": 4})
+    store = Store.create(tmp_path / "s", model_id=tiny_lm.name, model_revision=None,
+                         model_fingerprint=tiny_lm.fingerprint, method="rag", method_config=method.config_dict(),
+                         key_dim=method.key_dim)
+    engine = Engine(tiny_lm, method, store)
+    engine.ingest([SourceDocument(text=t, source=t) for t in ["alpha", "beta wend", "alpha karst", "alpha morrow"]])
+    # "alpha" is in three of the four documents: with IDF the one document holding "beta" matches best
+    assert engine.retrieve("alpha beta", 1)[0].text == found
+    assert [r[0].text for r in engine.retrieve_many(["alpha beta", "karst"], 1)] == [found, "alpha karst"]
+    store.close()

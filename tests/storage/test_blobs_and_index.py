@@ -35,6 +35,28 @@ def test_blob_write_read_round_trip_and_layout(tmp_path, rng):
     assert not (tmp_path / rel).parent.exists() or (tmp_path / rel).parent == (tmp_path / rel2).parent
 
 
+def test_read_blobs_are_kept_verified_and_read_only_within_the_cache_bound(tmp_path, monkeypatch):
+    blobs = BlobStore(tmp_path, cache_bytes=2500)
+    made = [blobs.write({"x": np.full(200, i, np.float32)}) for i in range(3)]      # ~900 bytes each
+    reads = []
+    real = blobs.read_verified
+    monkeypatch.setattr(blobs, "read_verified", lambda rel, c: reads.append(rel) or real(rel, c))
+    first = blobs.read(*made[0][:2])
+    assert not first["x"].flags.writeable                  # shared with the cache: callers copy to change
+    first["extra"] = np.zeros(1)                           # the dict is the caller's own
+    again = blobs.read(*made[0][:2])
+    assert reads == [made[0][0]] and set(again) == {"x"} and again["x"][0] == 0
+    with pytest.raises(BlobIntegrityError, match="checksum"):
+        blobs.read(made[0][0], "0" * 64)                   # a cached blob still needs its own checksum
+    blobs.read(*made[1][:2])
+    blobs.read(*made[2][:2])                               # over the bound: the least recently read goes
+    blobs.read(*made[0][:2])
+    assert reads.count(made[0][0]) == 3 and blobs._cached <= 2500
+    blobs.delete(made[0][0])
+    with pytest.raises(BlobIntegrityError, match="missing"):
+        blobs.read(*made[0][:2])                           # a deleted blob is not served from memory
+
+
 def test_blob_read_refuses_a_wrong_checksum_or_a_missing_file(tmp_path):
     blobs = BlobStore(tmp_path)
     rel, checksum, _ = blobs.write({"x": np.ones(8, np.float16)})
@@ -73,6 +95,17 @@ def test_index_remove_and_wrong_shapes(rng):
         index.add([1], unit_rows(rng, 1, 5))
     with pytest.raises(ValueError):
         index.add([1, 2], unit_rows(rng, 1, 4))
+
+
+def test_key_frequencies_count_the_vectors_using_each_dimension_and_follow_changes():
+    vecs = np.array([[1, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 0, 0, -1]], dtype=np.float32)
+    index = VectorIndex.build(4, [10, 11, 12], vecs, use_gpu=False)
+    assert index.key_frequencies(block=2).tolist() == [2, 1, 0, 1]      # read in blocks smaller than the index
+    index.remove([10])
+    assert index.key_frequencies().tolist() == [1, 1, 0, 1]
+    index.add([13], np.array([[0, 0, 1, 0]], dtype=np.float32))
+    assert index.key_frequencies().tolist() == [1, 1, 1, 1]
+    assert VectorIndex(3, use_gpu=False).key_frequencies().tolist() == [0, 0, 0]
 
 
 def test_index_save_load_round_trip_with_sidecar(tmp_path, rng):

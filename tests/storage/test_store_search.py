@@ -191,3 +191,30 @@ def test_search_drops_ids_sql_no_longer_has(make_store, rng):
         assert reader.stats()["index_vectors"] == 3
         truth, _ = brute_force(keys[[0, 2]], np.array([ids[0], ids[2]]), keys[1], 3)
         assert _ids(reader.search(keys[1], 3)) == truth
+
+
+def test_key_frequencies_of_a_store_and_of_a_reader_after_a_removal(make_store, rng):
+    store = make_store()
+    keys = np.eye(DIM, dtype=np.float32)
+    a = store.add_document(doc(0), [keyed(keys[0]), keyed(keys[1])])
+    store.add_document(doc(1), [keyed(keys[1])])
+    counts, n = store.key_frequencies()
+    assert n == 3 and counts[:3].tolist() == [1, 2, 0]
+    store.remove_document(a.document_id)
+    counts, n = store.key_frequencies()
+    assert n == 1 and counts[:3].tolist() == [0, 1, 0]
+    with Store.open(store.path) as reader:
+        counts, n = reader.key_frequencies()
+        assert n == 1 and counts.sum() == 1
+
+
+def test_hits_carry_their_documents_text_only_when_asked(make_store):
+    store = make_store()
+    keys = np.eye(DIM, dtype=np.float32)
+    store.add_document(doc(0), [keyed(keys[0])])
+    store.add_document(doc(1), [keyed(keys[1]), keyed(keys[2])])
+    plain = store.search_many(keys[:2], 1)
+    with_text = store.search_many(keys[:2], 1, with_text=True)
+    assert [h[0].text for h in plain] == [None, None]
+    assert [h[0].text for h in with_text] == [doc(0).text, doc(1).text]
+    assert [(h[0].memory_id, h[0].source) for h in plain] == [(h[0].memory_id, h[0].source) for h in with_text]

@@ -27,7 +27,7 @@ def engine_for(lm, tmp_path, generator_dir, **options) -> Engine:
 
 
 def test_ask_merges_the_states_of_the_retrieved_documents(tiny_lm, tmp_path, tiny_generator_dir):
-    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=2)
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=2, merge="sum")
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     question = "Where does Ada Varn keep the lighthouse?"
     answer = engine.ask(question)
@@ -44,6 +44,40 @@ def test_ask_merges_the_states_of_the_retrieved_documents(tiny_lm, tmp_path, tin
     engine.store.close()
 
 
+def test_score_merge_weighs_unit_states_by_retrieval_score_and_drops_faint_matches(tiny_lm, tmp_path,
+                                                                                  tiny_generator_dir):
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=3, merge="score", temperature=0.05,
+                        min_weight=0.0)
+    engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
+    method = engine.method
+    retrieved = engine.retrieve("Where does Ada Varn keep the lighthouse of Port Elsin?", 3)
+    scores = [r.score for r in retrieved]
+    weights = method.merge_weights(scores)
+    assert abs(sum(weights) - 1) < 1e-9 and weights == sorted(weights, reverse=True) and weights[0] > 0.5
+    context = method.combine("q", retrieved)
+    assert context.extras["merged"] == 3 and "basis" not in context.extras
+    for name, got in context.extras["state"].mats.items():
+        want = 0
+        for r, w in zip(retrieved, weights):
+            m = AdapterState.from_arrays({k: a for k, a in r.payload.items() if not k.startswith("svd_")}).mats[name]
+            want = want + w * m / m.norm()
+        torch.testing.assert_close(got, want)
+    # with a floor on the weights only the clear best match is left: answered from its own stored basis
+    method.config.min_weight = 0.49
+    alone = method.combine("q", retrieved)
+    assert alone.extras["merged"] == 1 and "basis" in alone.extras
+    assert [s.document_id for s in alone.sources] == [retrieved[0].document_id]
+    again = engine.retrieve("Where does Ada Varn keep the lighthouse of Port Elsin?", 3)
+    assert [r.payload is not None for r in again] == [True, False, False]   # unmerged states are never read
+    answer = engine.ask("Where does Ada Varn keep the lighthouse of Port Elsin?")
+    assert answer.info["merge_weights"] == [1.0] and len(answer.sources) == 1
+    # the best match keeps its weight whatever the floor; "sum" weighs every document 1
+    assert method.merge_weights([0.3, 0.3])[0] == 0.5
+    method.config.merge = "sum"
+    assert method.merge_weights(scores) == [1.0, 1.0, 1.0]
+    engine.store.close()
+
+
 def test_batched_answers_equal_one_at_a_time(tiny_lm, tmp_path, tiny_generator_dir):
     engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1)
     engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
@@ -56,7 +90,7 @@ def test_batched_answers_equal_one_at_a_time(tiny_lm, tmp_path, tiny_generator_d
 
 
 def test_a_removed_document_is_no_longer_merged(tiny_lm, tmp_path, tiny_generator_dir):
-    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=3)
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=3, merge="sum")
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     assert engine.ask("Who leads the Harbour Trust?").info["merged_documents"] == 3
     engine.store.close()
@@ -73,10 +107,13 @@ def test_the_packaged_generator_refuses_another_model(tiny_lm):
         build_method("adapter", tiny_lm, {})
     with pytest.raises(ConfigError, match="mode"):
         build_method("adapter", tiny_lm, {"mode": "both"})
+    for bad in ({"merge": "max"}, {"temperature": "0"}, {"min_weight": "1"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            build_method("adapter", tiny_lm, {"generator": "x", **bad})
 
 
 def test_a_single_documents_stored_basis_gives_the_delta_of_its_state(tiny_lm, tmp_path, tiny_generator_dir):
-    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1)
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1, merge="sum")
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     method = engine.method
     one = engine.retrieve("Who leads the Harbour Trust?", 1)
