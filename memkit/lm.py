@@ -220,6 +220,27 @@ class FrozenLM:
         with self._delta(delta):
             return self._states([s[:limit] for s in seqs], layers)
 
+    def read_with_slots(self, texts: Sequence[str | Sequence[int]], slots: torch.Tensor, *,
+                        max_length: int | None = None) -> torch.Tensor:
+        """The last layer's hidden states (after the final norm) ``[B, m, d]`` at ``m`` learnt input vectors
+        ``slots [m, d]`` read right after each text (left padding puts them at the same positions in every row).
+        Texts keep their last tokens when longer than ``max_length`` (at most ``max_context - m``). Gradients
+        flow to ``slots`` (and to anything else trainable) when the caller has grad enabled; the LM's own
+        weights stay frozen."""
+        m = int(slots.shape[0])
+        limit = self.max_context - m if max_length is None else max(1, min(max_length, self.max_context - m))
+        if limit < 1:
+            raise ConfigError(f"{m} slots leave no room for text in a context of {self.max_context} tokens")
+        seqs = [s[-limit:] for s in self._sequences(texts, lead=True)]
+        ids, mask = self._pad(seqs, left=True)
+        table = self.model.get_input_embeddings()
+        embeds = torch.cat([table(ids), slots.to(table.weight.dtype)[None].expand(len(seqs), -1, -1)], dim=1)
+        mask = torch.cat([mask, mask.new_ones(len(seqs), m)], dim=1)
+        backbone = getattr(self.model, "base_model", self.model)
+        out = backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=self._positions(mask, 0),
+                       output_hidden_states=True, use_cache=False)
+        return out.hidden_states[-1][:, -m:]
+
     def embed(self, texts: Sequence[str], *, layer: int | None = None, batch_size: int = 16) -> np.ndarray:
         """``[B, d]`` float32, L2-normalised mean of ``layer``'s hidden states over each text's tokens. Texts longer
         than the context are read in windows whose means are averaged, weighted by tokens."""

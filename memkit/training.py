@@ -1,6 +1,6 @@
 """The training loop the trainable parts of memkit share (the adapter generator, the slot model).
 
-Owns: ``learning_rate`` (linear warm-up then cosine decay to ``min_lr_ratio``), ``next_token_loss`` (weighted
+Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to ``min_lr_ratio``), ``next_token_loss`` (weighted
 next-token loss of token sequences read with a delta or after a prefix) and ``run_steps``: AdamW over the given
 parameters only (the frozen LM's weights are never handed to the optimizer), gradient clipping, a step plan
 that fits a wall-clock budget (re-estimated every 10 steps from the time per step), a log line every 25 steps
@@ -16,6 +16,34 @@ from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
+
+from memkit.errors import ConfigError
+
+
+@dataclass
+class LoopConfig:
+    """The loop's own choices, shared by every training config (each adds its model's and losses' options)."""
+
+    lr: float = 1e-3
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int = 0
+    """Stop after this many steps (0: the time budget decides)."""
+    minutes: float = 20.0
+    """Wall-clock budget."""
+    seed: int = 0
+    eval_every: int = 200
+    init_from: str = ""
+    """A saved model to go on training (its architecture options replace this run's); empty: a fresh one."""
+
+    def validate(self) -> None:
+        if self.max_steps <= 0 and self.minutes <= 0:
+            raise ConfigError("give a budget: --minutes or --max-steps")
+        if self.eval_every < 1:
+            raise ConfigError("--eval-every must be at least 1")
 
 
 @dataclass

@@ -58,3 +58,12 @@ def tiny_generator_dir(tmp_path_factory, tiny_lm) -> Path:
     for part in gen.parts:
         torch.nn.init.normal_(part.b.weight, std=0.5)
     return gen.save(tmp_path_factory.mktemp("generator") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_slot_dir(tmp_path_factory, tiny_lm) -> Path:
+    """A small random slot model for ``tiny_lm`` (its prefixes change the LM's answers)."""
+    from memkit.slots import SlotModel
+
+    model = SlotModel.for_lm(tiny_lm, slots=3, mem_dim=16, key_dim=8, prefix_len=4, blocks=1, heads=2, seed=1)
+    return model.save(tmp_path_factory.mktemp("slots") / "tiny")

@@ -8,25 +8,26 @@ Run as ``memkit train adapter`` or ``python -m experiments.world.train_adapter``
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from experiments.bench.metrics import f1
-from experiments.world.config_args import add_config_options
 from experiments.world.adapter_data import heldout_items, training_items
+from experiments.world.config_args import install_copy, recipe_main, save_trained
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
-from memkit.adapters.train import AdapterTrainConfig, ContextQA, answer_loss, qa_sequence, train_generator
+from memkit.adapters.train import (
+    AdapterTrainConfig,
+    ContextQA,
+    answer_loss,
+    qa_sequence,
+    train_generator,
+)
 from memkit.prompts import STOP, qa_prompt
-
 
 ARCHITECTURE = ("state_rank", "svd_rank", "alpha", "norm", "center", "mean_state", "base_rank", "key_source")
 """The options a generator is built with; a run that goes on from a saved generator takes them from it."""
@@ -89,9 +90,7 @@ def run(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
     log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
     summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
                "device": str(lm.device), "before": first, "final_probe": final}
-    gen.save(out, extra={"training": asdict(cfg), "summary": summary})
-    (out / "training_log.json").write_text(json.dumps({"summary": summary, **report.to_dict()}, indent=2) + "\n")
-    log(f"saved to {out} ({summary['seconds']:.0f}s in all)")
+    save_trained(gen, out, cfg, summary, report, log)
     return summary
 
 
@@ -99,28 +98,12 @@ def install(out: Path) -> Path:
     """Copy a trained generator into the package, beside the packaged world LM."""
     from memkit.methods.adapter import PACKAGED_GENERATOR
 
-    if PACKAGED_GENERATOR.exists():
-        shutil.rmtree(PACKAGED_GENERATOR)
-    shutil.copytree(out, PACKAGED_GENERATOR)
-    return PACKAGED_GENERATOR
+    return install_copy(out, PACKAGED_GENERATOR)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from memkit.defaults import default_model
-    from memkit.lm import FrozenLM
-
-    parser = argparse.ArgumentParser(prog="python -m experiments.world.train_adapter", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="base model (default: the packaged world LM)")
-    parser.add_argument("--out", type=Path, default=Path("build/adapter-generator"))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--install", action="store_true")
-    add_config_options(parser, AdapterTrainConfig)
-    args = vars(parser.parse_args(argv))
-    model, out, device, do_install = args.pop("model"), args.pop("out"), args.pop("device"), args.pop("install")
-    lm = FrozenLM.load(model or default_model(), device=device)
-    run(lm, AdapterTrainConfig(**args), out, log=lambda m: print(m, flush=True))
-    if do_install:
-        print(f"installed: {install(out)}")
+    recipe_main(argv, prog="python -m experiments.world.train_adapter", description=__doc__.split("\n")[0], config_cls=AdapterTrainConfig,
+                default_out="build/adapter-generator", run=run, install=install)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from memkit.adapters.generator import KEY_SOURCES, NORMS, AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.prompts import qa_prompt
-from memkit.training import LoopReport, next_token_loss, run_steps
+from memkit.training import LoopConfig, LoopReport, next_token_loss, run_steps
 
 
 class ContextQA(NamedTuple):
@@ -44,8 +44,8 @@ class ContextQA(NamedTuple):
 
 
 @dataclass
-class AdapterTrainConfig:
-    """Every choice of a generator training run; saved beside the generator."""
+class AdapterTrainConfig(LoopConfig):
+    """Every choice of a generator training run (with the loop's, ``LoopConfig``); saved beside the generator."""
 
     state_rank: int = 64
     """R: the generator's state size."""
@@ -70,10 +70,6 @@ class AdapterTrainConfig:
     batch_size: int = 16
     """Items per step."""
     lr: float = 2e-3
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     w_reconstruction: float = 0.3
     """Weight of the reconstruction loss."""
     w_completion: float = 0.3
@@ -89,18 +85,9 @@ class AdapterTrainConfig:
     """Chance that an item's state also holds 1 to ``merge_max`` other items' documents (merge robustness)."""
     merge_max: int = 2
     """Most other items' documents merged into an item's state (see ``merge_extra``)."""
-    max_steps: int = 0
-    """Stop after this many steps (0: the time budget decides)."""
-    minutes: float = 20.0
-    """Wall-clock budget."""
-    seed: int = 0
-    eval_every: int = 200
-    init_from: str = ""
-    """A saved generator to go on training (its architecture options replace this run's); empty: a fresh one."""
 
     def validate(self) -> None:
-        if self.max_steps <= 0 and self.minutes <= 0:
-            raise ConfigError("give a budget: --minutes or --max-steps")
+        super().validate()
         if self.batch_size < 1 or self.chunk_tokens < 8:
             raise ConfigError("--batch-size must be at least 1 and --chunk-tokens at least 8")
         if self.norm not in NORMS:

@@ -12,6 +12,7 @@ from memkit.methods.closed_book import ClosedBook, ClosedBookConfig
 from memkit.methods.finetune import Finetune, FinetuneConfig
 from memkit.methods.prompt import Prompt, PromptConfig
 from memkit.methods.rag import Rag, RagConfig
+from memkit.methods.slots import Slots, SlotsConfig
 
 METHODS = {
     "closed_book": (ClosedBook, ClosedBookConfig),
@@ -19,10 +20,11 @@ METHODS = {
     "rag": (Rag, RagConfig),
     "finetune": (Finetune, FinetuneConfig),
     "adapter": (Adapter, AdapterConfig),
+    "slots": (Slots, SlotsConfig),
 }
 ALIASES = {"closed": "closed_book", "closed-book": "closed_book", "full": "prompt", "full-context": "prompt",
            "sft": "finetune", "lora": "finetune",
-           "adapters": "adapter", "generative-adapter": "adapter"}
+           "adapters": "adapter", "generative-adapter": "adapter", "memory-slots": "slots", "cmt": "slots"}
 
 
 def canonical_name(name: str) -> str:

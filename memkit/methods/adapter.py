@@ -215,14 +215,8 @@ class Adapter:
 
     def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
         contexts = list(contexts)
-        if not contexts:
-            return []
-        start = time.perf_counter()
-        delta = self._delta(contexts)
-        share = (time.perf_counter() - start) * 1000 / len(contexts)
-        for c in contexts:
-            c.extras.setdefault("timings", {})["normalise"] = share
-        answers = self.answerer.answer_many(contexts, self.name, batch_size=batch_size, delta=delta)
+        answers = self.answerer.answer_prepared(contexts, self.name, lambda cs: {"delta": self._delta(cs)},
+                                                "normalise", batch_size=batch_size)
         for a, c in zip(answers, contexts):
             a.info["merged_documents"] = c.extras.get("merged", 0)
             a.info["merge_weights"] = c.extras.get("weights", [])

@@ -123,9 +123,23 @@ class TextAnswerer:
         """Generate the answer to one combined context (``delta``: a low-rank delta active while generating)."""
         return self.answer_many([context], method, delta=delta, info=info)[0]
 
-    def answer_many(self, contexts: list[Context], method: str, *, batch_size: int = 8, delta=None,
+    def answer_prepared(self, contexts, method: str, prepare, step: str, *, batch_size: int = 8) -> list[Answer]:
+        """``answer_many`` with what ``prepare(contexts)`` returns for the LM to read (``{"delta": ...}`` or
+        ``{"prefix": ...}``, one row per context); its time is shared out to the contexts as timing ``step``."""
+        contexts = list(contexts)
+        if not contexts:
+            return []
+        start = time.perf_counter()
+        applied = prepare(contexts)
+        share = (time.perf_counter() - start) * 1000 / len(contexts)
+        for c in contexts:
+            c.extras.setdefault("timings", {})[step] = share
+        return self.answer_many(contexts, method, batch_size=batch_size, **applied)
+
+    def answer_many(self, contexts: list[Context], method: str, *, batch_size: int = 8, delta=None, prefix=None,
                     info: dict | None = None) -> list[Answer]:
-        """Answers to many contexts, generated in batches of ``batch_size`` (texts equal one-at-a-time answers).
+        """Answers to many contexts, generated in batches of ``batch_size`` (texts equal one-at-a-time answers),
+        with ``delta`` (a low-rank delta) or ``prefix`` (a key/value prefix, one row per context) applied.
 
         Each answer's ``generate`` timing is its share of the batched generation time; its info holds the
         prompt's tokens (``bos_ids`` not counted), the tokens generated, whether the context was cut, and
@@ -135,7 +149,7 @@ class TextAnswerer:
             return []
         prompts = [qa_prompt(c.question, c.passages) for c in contexts]
         start = time.perf_counter()
-        texts = self.lm.generate(prompts, max_new_tokens=self.max_new_tokens, stop=STOP, delta=delta,
+        texts = self.lm.generate(prompts, max_new_tokens=self.max_new_tokens, stop=STOP, delta=delta, prefix=prefix,
                                  batch_size=batch_size)
         share = (time.perf_counter() - start) * 1000 / len(contexts)
         generated = list(self.lm.last_generated)

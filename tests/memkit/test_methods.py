@@ -17,6 +17,7 @@ CASES = [
     ("rag", {"chunk_tokens": 16, "chunk_overlap": 4}, "chunk"),
     ("finetune", {"steps": 1, "max_tokens": 32, "max_new_tokens": 8}, None),   # keeps keyless "doc" records
     ("adapter", {"generator": "TINY", "chunk_tokens": 16, "top_n": 2}, "adapter"),
+    ("slots", {"model": "TINY_SLOTS", "top_k": 2, "max_new_tokens": 8}, "slots"),
 ]
 TEXTS = [
     "Ada Varn is a lighthouse keeper who lives in Port Elsin and works for the Harbour Trust.",
@@ -30,9 +31,11 @@ def test_table_covers_every_method():
 
 
 @pytest.fixture
-def resolved(tiny_generator_dir):
-    """The options of a case with "TINY" replaced by the tiny generator's directory."""
-    return lambda options: {k: str(tiny_generator_dir) if v == "TINY" else v for k, v in options.items()}
+def resolved(tiny_generator_dir, tiny_slot_dir):
+    """The options of a case with "TINY" ("TINY_SLOTS") replaced by the tiny generator's (slot model's)
+    directory."""
+    dirs = {"TINY": str(tiny_generator_dir), "TINY_SLOTS": str(tiny_slot_dir)}
+    return lambda options: {k: dirs.get(v, v) if isinstance(v, str) else v for k, v in options.items()}
 
 
 def make_engine(lm, tmp_path, name, options) -> Engine:

@@ -1,0 +1,91 @@
+"""The recipe that trains the slot model for a world LM: data from the world, a held-out probe, saving.
+
+Owns: wiring ``experiments.world.adapter_data`` items into ``memkit.slots.train.train_slots``, the probe (on
+held-out training-entity questions, the held-out items' documents as the bank: recall@1 and @5 of a question's
+own document by the slot keys, and F1 of the answers read from the prefix aggregated over the question's
+retrieved memories, beside closed book), and writing the model with its training config and log. Run as
+``memkit train slots`` or ``python -m experiments.world.train_slots``. Test entities are never used.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.bench.metrics import f1
+from experiments.world.adapter_data import heldout_items, training_items
+from experiments.world.config_args import install_copy, recipe_main, save_trained
+from memkit.adapters.train import ContextQA
+from memkit.methods.slots import PACKAGED_SLOTS
+from memkit.prompts import STOP, qa_prompt
+from memkit.slots import SlotModel
+from memkit.slots.train import SlotTrainConfig, choose, train_slots
+
+
+def probe(lm, model: SlotModel, items: list[ContextQA], *, top_k: int = 4, aggregation: str = "topk",
+          baselines: bool = False) -> dict:
+    """Recall of each item's first question's own document among all the items' documents, and the F1 of its
+    answer read from the prefix of its retrieved memories (0-100)."""
+    docs = sorted({d for it in items for d in it.documents})
+    index = {d: i for i, d in enumerate(docs)}
+    questions = [it.qas[0][0] for it in items]
+    golds = [it.qas[0][1] for it in items]
+    with torch.no_grad():
+        memory = model.read(lm, docs)
+        qmem = model.read(lm, questions)
+        scores = model.key(qmem) @ model.key(memory).T
+        order = scores.argsort(dim=1, descending=True)
+        own = [[index[d] for d in it.documents] for it in items]
+        r1 = sum(order[i, 0].item() in own[i] for i in range(len(items))) / len(items)
+        r5 = sum(bool(set(order[i, :5].tolist()) & set(own[i])) for i in range(len(items))) / len(items)
+        rows, present = choose(scores, [[] for _ in items], top_k, aggregation)
+        agg = model.aggregate(qmem, memory[rows], scores.gather(1, rows), present)
+        preds = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP,
+                            prefix=model.prefix(agg), batch_size=16)
+    out = {"slots_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items),
+           "recall_at_1": 100 * r1, "recall_at_5": 100 * r5}
+    if baselines:
+        closed = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP, batch_size=16)
+        out["closed_f1"] = 100 * sum(f1(p, [g]) for p, g in zip(closed, golds)) / len(items)
+    return out
+
+
+def run(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
+    """Train a slot model for ``lm`` (fresh, or on from ``cfg.init_from``) and save it to ``out``."""
+    start = time.time()
+    if cfg.init_from:
+        model = SlotModel.load(cfg.init_from, lm)
+        for name, value in model.config.shape().items():     # a run that goes on keeps the model's shape
+            setattr(cfg, name, value)
+        log(f"going on from the slot model in {cfg.init_from}")
+    else:
+        model = SlotModel.for_lm(lm, seed=cfg.seed, **cfg.shape())
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"slot model: {n_params / 1e6:.2f}M parameters for {lm.name}")
+    held = heldout_items()
+    first = probe(lm, model, held, top_k=cfg.top_k, aggregation=cfg.aggregation, baselines=True)
+    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
+    report = train_slots(lm, model, training_items(cfg.seed), cfg, log=log,
+                         evaluate=lambda m: probe(lm, m, held, top_k=cfg.top_k, aggregation=cfg.aggregation))
+    final = probe(lm, model, held, top_k=cfg.top_k, aggregation=cfg.aggregation, baselines=True)
+    log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
+    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
+               "device": str(lm.device), "before": first, "final_probe": final}
+    save_trained(model, out, cfg, summary, report, log)
+    return summary
+
+
+def install(out: Path) -> Path:
+    """Copy a trained slot model into the package, beside the packaged world LM."""
+    return install_copy(out, PACKAGED_SLOTS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    recipe_main(argv, prog="python -m experiments.world.train_slots", description=__doc__.split("\n")[0], config_cls=SlotTrainConfig,
+                default_out="build/slot-model", run=run, install=install)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Memory slots (after CMT, built on MAC): each document is compressed into a few memory vectors kept in the
+store with a self-matching key; a question is read by the same machinery into its own vectors and key, finds
+the best-matching memories, aggregates them (weighted by their matching scores) into a key/value prefix, and
+the frozen LM answers reading that prefix; the documents never enter the prompt.
+
+The paper's techniques are switches in the same code, so each can be measured: the option ``aggregation``,
+``topk`` (the ``top_k`` best-matching memories; CMT) or ``all`` (the whole bank; MAC), and, chosen when the
+model is trained (``memkit train slots``) and recorded with it, the objective (``qa`` or ``memory-aware``) and
+self-matching (keys trained to find their documents, scores weighing the aggregation; off, as in MAC, every
+memory weighs the same).
+
+The slot model is a directory written by ``memkit train slots`` (option ``model``); left empty, the one packaged
+for the world LM is used (none is packaged yet), and any other model is refused with the command that trains
+one. Knows nothing of storage or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from memkit.errors import ConfigError
+from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
+from memkit.methods.common import MethodConfig, TextAnswerer
+
+PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
+AGGREGATIONS = ("topk", "all")
+ALL = 1_000_000_000
+"""Search size that stands for the whole bank (the index returns what it holds)."""
+
+
+@dataclasses.dataclass
+class SlotsConfig(MethodConfig):
+    """Options of memory slots."""
+
+    model: str = ""
+    """Directory of a trained slot model (memkit train slots); empty: the one packaged for the world LM."""
+    aggregation: str = "topk"
+    """topk (the top_k best-matching memories are aggregated; CMT) or all (the whole bank; MAC)."""
+    top_k: int = 4
+    """Memories a question aggregates when aggregation=topk (ask --top-k overrides it)."""
+    batch_size: int = 16
+    """Documents read together at ingest."""
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"option aggregation of method {method} must be topk or all")
+        if self.top_k < 1:
+            raise ConfigError(f"option top_k of method {method} must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"option batch_size of method {method} must be at least 1")
+
+
+def resolve_model(lm, path: str):
+    """The slot model at ``path`` (or the packaged one), refusing one trained for another model."""
+    from memkit.slots import SlotModel
+
+    if path:
+        return SlotModel.load(path, lm)
+    if not (PACKAGED_SLOTS / "slots.json").is_file():
+        raise ConfigError("this memkit carries no packaged slot model; train one with `memkit train slots --out DIR` "
+                          "and pass -o model=DIR")
+    try:
+        return SlotModel.load(PACKAGED_SLOTS, lm)
+    except ConfigError:
+        raise ConfigError("the packaged slot model belongs to the packaged world LM, not to this model; train one "
+                          "with `memkit train slots --model MODEL --out DIR` and pass -o model=DIR") from None
+
+
+class Slots:
+    name = "slots"
+    needs_payload = True
+
+    def __init__(self, lm, config: SlotsConfig):
+        self.lm = lm
+        self.config = config
+        self.model = resolve_model(lm, config.model).eval()
+        self.key_dim = self.model.config.key_dim
+        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    # ---- ingest -----------------------------------------------------------------------------------------
+    def memories(self, texts: Sequence[str]) -> torch.Tensor:
+        """Memory vectors ``[n, m, e]`` of ``texts``, read in batches."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.config.batch_size):
+                out.append(self.model.read(self.lm, list(texts[start:start + self.config.batch_size])))
+        return torch.cat(out) if out else torch.zeros(0, self.model.config.slots, self.model.config.mem_dim)
+
+    def encode(self, texts: Sequence[str]) -> list[list[Record]]:
+        memory = self.memories(texts)
+        with torch.no_grad():
+            keys = self.model.key(memory).cpu().numpy()
+        return [[Record(kind="slots", key=keys[i], tensors={"slots": memory[i].cpu().numpy()})]
+                for i in range(len(texts))]
+
+    # ---- ask --------------------------------------------------------------------------------------------
+    def query_key(self, question: str) -> np.ndarray:
+        with torch.no_grad():
+            return self.model.key(self.model.read(self.lm, [question]))[0].cpu().numpy()
+
+    def search_size(self, top_k: int | None) -> int:
+        return ALL if self.config.aggregation == "all" else (top_k or self.config.top_k)
+
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+        start = time.perf_counter()
+        ranked = [r for r in sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
+                  if r.payload and "slots" in r.payload]
+        memories = [np.array(r.payload["slots"], dtype=np.float32) for r in ranked]
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
+        extras = {"memories": memories, "scores": [r.score for r in ranked],
+                  "timings": {"gather": (time.perf_counter() - start) * 1000}}
+        return Context(question=question, sources=sources, extras=extras)
+
+    def prefix(self, contexts: list[Context]):
+        """One batched prefix for ``contexts``: each question's vectors aggregated over its memories."""
+        c = self.model.config
+        n = max(1, max(len(x.extras["memories"]) for x in contexts))
+        mem = torch.zeros(len(contexts), n, c.slots, c.mem_dim)
+        scores = torch.zeros(len(contexts), n)
+        present = torch.zeros(len(contexts), n, dtype=torch.bool)
+        for i, x in enumerate(contexts):
+            for j, (m, s) in enumerate(zip(x.extras["memories"], x.extras["scores"])):
+                mem[i, j] = torch.from_numpy(m)
+                scores[i, j] = s
+                present[i, j] = True
+        device = self.model.device
+        with torch.no_grad():
+            question = self.model.read(self.lm, [x.question for x in contexts])
+            agg = self.model.aggregate(question, mem.to(device), scores.to(device), present.to(device))
+            return self.model.prefix(agg)
+
+    def answer(self, context: Context) -> Answer:
+        return self.answer_many([context])[0]
+
+    def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
+        contexts = list(contexts)
+        answers = self.answerer.answer_prepared(contexts, self.name, lambda cs: {"prefix": self.prefix(cs)},
+                                                "aggregate", batch_size=batch_size)
+        for a, c in zip(answers, contexts):
+            a.info["memories"] = len(c.extras["memories"])
+        return answers

@@ -1,0 +1,57 @@
+"""Training the slot model on a tiny LM: every objective and switch runs, the loss falls, the LM never changes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from memkit.adapters.train import ContextQA
+from memkit.errors import ConfigError
+from memkit.slots import SlotModel
+from memkit.slots.train import SlotTrainConfig, choose, train_slots
+
+ITEMS = [ContextQA(["Ada Varn lives in Port Elsin."], [("Where does Ada Varn live?", "Port Elsin")]),
+         ContextQA(["Tomas Brell works for the Sorrel Company."], [("Who does Tomas Brell work for?", "Sorrel Company")]),
+         ContextQA(["Mira Okonde was born in Kessin.", "Kessin lies on the northern coast."],
+                   [("Where was Mira Okonde born?", "Kessin"), ("Where does Kessin lie?", "on the northern coast")]),
+         ContextQA(["Ilse Parrow teaches at Dunmere school."], [("Where does Ilse Parrow teach?", "Dunmere school")])]
+SMALL = dict(slots=2, mem_dim=16, key_dim=8, prefix_len=3, blocks=1, heads=2)
+
+
+def test_choose_keeps_the_gold_rows_then_the_best_others():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.8, 0.1, 0.2, 0.7]])
+    rows, present = choose(scores, [[0], [1, 2]], 2, "topk")
+    assert rows.tolist() == [[0, 1], [1, 2]] and present.all()
+    rows, present = choose(scores, [[0], [1, 2, 3]], 2, "topk")      # more gold than k: all of them
+    assert rows[0].tolist()[:2] == [0, 1] and present.tolist() == [[True, True, False], [True, True, True]]
+    rows, present = choose(scores, [[0], [1]], 2, "all")
+    assert rows.tolist() == [[0, 1, 2, 3]] * 2 and present.all()
+
+
+@pytest.mark.parametrize("objective,matching,aggregation", [("memory-aware", True, "topk"), ("qa", False, "all")])
+def test_training_lowers_the_loss_and_leaves_the_lm_bit_identical(tiny_lm, objective, matching, aggregation):
+    cfg = SlotTrainConfig(**SMALL, objective=objective, matching=matching, aggregation=aggregation, top_k=2,
+                          batch_size=4, lr=1e-2, warmup_steps=1, max_steps=12, minutes=0, eval_every=6)
+    model = SlotModel.for_lm(tiny_lm, **cfg.shape())
+    before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
+    evals = []
+    report = train_slots(tiny_lm, model, itertools.cycle(ITEMS), cfg, log=lambda line: None,
+                         evaluate=lambda m: evals.append(m.training) or {"probe": 1.0})
+    after = tiny_lm.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in tiny_lm.model.parameters())
+    assert report.steps == 12 and [e["step"] for e in report.evals] == [6, 12] and evals == [False, False]
+    assert sum(report.losses[-3:]) < sum(report.losses[:3])
+    assert not model.training
+
+
+def test_bad_training_options_are_refused(tiny_lm):
+    with pytest.raises(ConfigError, match="objective"):
+        SlotTrainConfig(objective="mac").validate()
+    with pytest.raises(ConfigError, match="batch-size"):
+        SlotTrainConfig(batch_size=1).validate()
+    model = SlotModel.for_lm(tiny_lm, **SMALL, matching=False)
+    with pytest.raises(ConfigError, match="matching"):
+        train_slots(tiny_lm, model, itertools.cycle(ITEMS), SlotTrainConfig(**SMALL, max_steps=1, minutes=0))
