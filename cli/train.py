@@ -124,6 +124,10 @@ def slots(
     top_k: Annotated[int, typer.Option(min=1, help="Memories aggregated with --aggregation topk.")] = 4,
     w_lm: Annotated[float, typer.Option(min=0, help="Weight of the memory-aware LM loss.")] = 0.3,
     w_match: Annotated[float, typer.Option(min=0, help="Weight of the self-matching loss.")] = 1.0,
+    w_contrast: Annotated[float, typer.Option(
+        min=0, help="Weight of a contrast hinge: the answer loss through another question's memories must exceed "
+                    "the loss through the question's own by --contrast-margin nats (0: off).")] = 0.0,
+    contrast_margin: Annotated[float, typer.Option(help="Margin of the contrast hinge, in nats.")] = 1.0,
     warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up.")] = 50,
     init_from: Annotated[Optional[Path], typer.Option(
         help="Go on training this saved slot model (its architecture replaces the options given here).")] = None,
@@ -144,6 +148,7 @@ def slots(
     cfg = SlotTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr, slots=slots_per_doc,
                           mem_dim=mem_dim, prefix_len=prefix_len, objective=objective, matching=matching,
                           aggregation=aggregation, top_k=top_k, w_lm=w_lm, w_match=w_match,
+                          w_contrast=w_contrast, contrast_margin=contrast_margin,
                           warmup_steps=warmup_steps, init_from=str(init_from or ""), eval_every=eval_every, seed=seed)
     _train(ctx, model, cfg, run, install_slots if install else None, out, json_out, "slot model")
 

@@ -8,8 +8,10 @@ of the batch is read into memory vectors and a key; every question too. The batc
     best-scoring documents, its own documents always among them, as retrieval should find them; ``all``: the
     whole bank, as MAC) into a prefix, and the LM, reading only that prefix, is scored on the answer tokens;
   - ``lm`` (objective ``memory-aware``): each document's own tokens predicted by the LM reading the prefix
-    aggregated from that document's memory alone, so a memory has to hold its document.
-The total is ``qa + w_lm * lm + w_match * match``, optimised by ``memkit.training.run_steps`` (AdamW, warm-up
+    aggregated from that document's memory alone, so a memory has to hold its document;
+  - ``contrast`` (optional, ``w_contrast``): a hinge asking the answer loss through another question's
+    aggregated memories (one about other documents) to exceed the loss through the question's own.
+The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast``, optimised by ``memkit.training.run_steps`` (AdamW, warm-up
 then cosine decay, clipping, a step plan that fits the time budget).
 
 Owns: ``SlotTrainConfig`` and ``train_slots``. Must not know where items come from (the world's are made by
@@ -48,6 +50,10 @@ class SlotTrainConfig(SlotShape, LoopConfig):
     w_match: float = 1.0
     """Weight of the self-matching loss (matching on)."""
     match_temperature: float = 0.05
+    w_contrast: float = 0.0
+    """Weight of a contrast hinge: the answer loss read through another question's aggregated memories must
+    exceed the loss through the question's own by ``contrast_margin`` nats (0: off)."""
+    contrast_margin: float = 1.0
     batch_size: int = 16
 
     def validate(self) -> None:
@@ -95,6 +101,15 @@ def choose(scores: torch.Tensor, gold: list[list[int]], k: int, aggregation: str
     return rows, present
 
 
+def other_rows(gold: list[list[int]]) -> list[int]:
+    """For each question, the next one (cyclically) whose documents differ from its own; itself if none does."""
+    out = []
+    for i, g in enumerate(gold):
+        n = len(gold)
+        out.append(next(((i + k) % n for k in range(1, n) if set(gold[(i + k) % n]) != set(g)), i))
+    return out
+
+
 def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfig) -> tuple[torch.Tensor, dict]:
     """The step's total loss and its parts (floats)."""
     docs = sorted({d for it in items for d in it.documents})
@@ -112,6 +127,11 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
     seqs = [answer_sequence(lm, q, a) for q, a, _ in pairs]
     parts["qa"] = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg))
     total = parts["qa"]
+    order = other_rows(gold)
+    if cfg.w_contrast > 0 and order != list(range(len(pairs))):
+        other = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg[order]))
+        parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
+        total = total + cfg.w_contrast * parts["contrast"]
     if cfg.matching and cfg.w_match > 0:
         logp = torch.log_softmax(scores / cfg.match_temperature, dim=1)
         own = torch.zeros_like(scores, dtype=torch.bool)

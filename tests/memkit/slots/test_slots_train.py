@@ -10,7 +10,7 @@ import torch
 from memkit.adapters.train import ContextQA
 from memkit.errors import ConfigError
 from memkit.slots import SlotModel
-from memkit.slots.train import SlotTrainConfig, choose, train_slots
+from memkit.slots.train import SlotTrainConfig, batch_loss, choose, other_rows, train_slots
 
 ITEMS = [ContextQA(["Ada Varn lives in Port Elsin."], [("Where does Ada Varn live?", "Port Elsin")]),
          ContextQA(["Tomas Brell works for the Sorrel Company."], [("Who does Tomas Brell work for?", "Sorrel Company")]),
@@ -45,6 +45,17 @@ def test_training_lowers_the_loss_and_leaves_the_lm_bit_identical(tiny_lm, objec
     assert report.steps == 12 and [e["step"] for e in report.evals] == [6, 12] and evals == [False, False]
     assert sum(report.losses[-3:]) < sum(report.losses[:3])
     assert not model.training
+
+
+def test_the_contrast_hinge_pairs_questions_about_other_documents(tiny_lm):
+    assert other_rows([[0], [0], [1], [2]]) == [2, 2, 3, 0]
+    assert other_rows([[0], [0]]) == [0, 1]                        # nobody to contrast with: itself
+    cfg = SlotTrainConfig(**SMALL, w_contrast=1.0, contrast_margin=50.0, batch_size=4, max_steps=1, minutes=0)
+    model = SlotModel.for_lm(tiny_lm, **cfg.shape())
+    loss, parts = batch_loss(tiny_lm, model, ITEMS, cfg)
+    assert parts["contrast"] > 40                                   # a random model is far from a 50-nat gap
+    without = SlotTrainConfig(**SMALL, batch_size=4, max_steps=1, minutes=0)
+    assert "contrast" not in batch_loss(tiny_lm, model, ITEMS, without)[1]
 
 
 def test_bad_training_options_are_refused(tiny_lm):
