@@ -27,8 +27,7 @@ class MemoryStore(Protocol):
     def find_by_hash(self, content_hash: str) -> int | None: ...
     def add_document(self, doc, records) -> object: ...          # -> .document_id, .duplicate, .memory_ids
     def search_many(self, keys, k: int, *, with_text: bool) -> list: ...  # -> per key [.memory_id, .score, .text, ...]
-    def get_document(self, document_id: int) -> object: ...      # -> .text, .source
-    def load_payload(self, memory_id: int) -> dict: ...
+    def load_payloads(self, memory_ids) -> dict: ...             # -> memory id -> named arrays
     def stream_length(self, stream: str) -> int: ...
     # optional, for stateful methods: save_state(name, tensors) and load_state(name) -> tensors | None
     # optional, for methods that weigh queries by the stored keys: key_frequencies() -> (counts [dim], n)

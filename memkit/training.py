@@ -1,10 +1,11 @@
 """The training loop the trainable parts of memkit share (the adapter generator, the slot model).
 
-Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to ``min_lr_ratio``), ``next_token_loss`` (weighted
-next-token loss of token sequences read with a delta or after a prefix) and ``run_steps``: AdamW over the given
-parameters only (the frozen LM's weights are never handed to the optimizer), gradient clipping, a step plan
-that fits a wall-clock budget (re-estimated every 10 steps from the time per step), a log line every 25 steps
-and an evaluation every ``eval_every`` steps and at the end. Knows nothing of what a step computes.
+Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to
+``min_lr_ratio``), ``next_token_loss`` (weighted next-token loss of token sequences read with a delta or after a
+prefix) and ``run_steps``: AdamW over the given parameters only (the frozen LM's weights are never handed to
+the optimizer), gradient clipping, a step plan that fits a wall-clock budget (re-estimated every 10 steps from
+the time per step), a log line every 25 steps and an evaluation every ``eval_every`` steps and at the end.
+Knows nothing of what a step computes.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Owns: the ``blobs/`` folder of a store. ``write`` puts a dict of numpy arrays in
 ``blobs/<2 hex>/<uuid hex>.safetensors`` (temp file, fsync, rename, so a reader never sees half a file) and
 returns its path relative to the store directory, the SHA-256 of its bytes and its size. ``read`` verifies that
-checksum before parsing, and keeps recently read blobs in memory (they never change). Knows nothing of SQL, documents, FAISS or models; the store maps ``BlobIntegrityError``
-to ``CorruptBlobError`` with the ids it knows.
+checksum before parsing, and keeps recently read blobs in memory (they never change). Knows nothing of SQL,
+documents, FAISS or models; the store maps ``BlobIntegrityError`` to ``CorruptBlobError`` with the ids it knows.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Owns: the SELECTs the store runs for reads (documents with their memory counts, 
 search hits, the keys that rebuild the index), each scoped to one collection. Reads of given memory ids check
 the collection on the rows found rather than in the WHERE clause: with it there, SQLite's planner walks every
 document of the collection (its index on ``collection_id``) instead of looking the ids up, and a search's cost
-grew with the store. Knows nothing of FAISS files,
-blobs' contents or models.
+grew with the store. Knows nothing of FAISS files, blobs' contents or models.
 """
 
 from __future__ import annotations

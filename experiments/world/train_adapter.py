@@ -102,8 +102,8 @@ def install(out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    recipe_main(argv, prog="python -m experiments.world.train_adapter", description=__doc__.split("\n")[0], config_cls=AdapterTrainConfig,
-                default_out="build/adapter-generator", run=run, install=install)
+    recipe_main(argv, prog="python -m experiments.world.train_adapter", description=__doc__.split("\n")[0],
+                config_cls=AdapterTrainConfig, default_out="build/adapter-generator", run=run, install=install)
 
 
 if __name__ == "__main__":

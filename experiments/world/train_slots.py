@@ -83,8 +83,8 @@ def install(out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    recipe_main(argv, prog="python -m experiments.world.train_slots", description=__doc__.split("\n")[0], config_cls=SlotTrainConfig,
-                default_out="build/slot-model", run=run, install=install)
+    recipe_main(argv, prog="python -m experiments.world.train_slots", description=__doc__.split("\n")[0],
+                config_cls=SlotTrainConfig, default_out="build/slot-model", run=run, install=install)
 
 
 if __name__ == "__main__":

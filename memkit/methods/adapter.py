@@ -29,7 +29,7 @@ from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
-from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.methods.common import EmbedderKeys, MethodConfig, TextAnswerer
 
 PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
 BASIS = "svd_"
@@ -106,18 +106,15 @@ def resolve_generator(lm, path: str) -> AdapterGenerator:
                           "-o generator=DIR") from None
 
 
-class Adapter:
+class Adapter(EmbedderKeys):
     name = "adapter"
     needs_payload = True
 
     def __init__(self, lm, config: AdapterConfig):
-        from memkit.embedders import build_embedder
-
         self.lm = lm
         self.config = config
         self.generator = resolve_generator(lm, config.generator).eval()
-        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
-        self.key_dim = self.embedder.dim
+        self.init_keys(lm, config)
         self.answerer = TextAnswerer(lm, config.max_new_tokens)
 
     def config_dict(self) -> dict:
@@ -144,22 +141,14 @@ class Adapter:
                 for key, state, arrays in zip(keys, states, tensors)]
 
     # ---- ask --------------------------------------------------------------------------------------------
-    def query_key(self, question: str):
-        return self.embedder.embed([question])[0]
-
-    def weigh_queries(self, keys, frequencies):
-        """Query keys as the key encoder weighs them by the store's key statistics (lexical: IDF)."""
-        weigh = getattr(self.embedder, "weigh_queries", None)
-        return keys if weigh is None else weigh(keys, frequencies)
-
     def search_size(self, top_k: int | None) -> int:
         return top_k or self.config.top_n
 
-    def merge_weights(self, scores: Sequence[float]) -> list[float]:
-        """Merge weight of each retrieved document (in the order given) under option ``merge``: 1 each for
-        ``sum``; for ``score`` the softmax of ``scores / temperature``, weights under ``min_weight`` set to 0 and
-        the rest renormalised (the best match always keeps its weight)."""
-        if self.config.merge == "sum" or not scores:
+    def merge_weights(self, scores: Sequence[float], merge: str | None = None) -> list[float]:
+        """Merge weight of each retrieved document (in the order given) under ``merge`` (default: the option):
+        1 each for ``sum``; for ``score`` the softmax of ``scores / temperature``, weights under ``min_weight``
+        set to 0 and the rest renormalised (the best match always keeps its weight)."""
+        if (merge or self.config.merge) == "sum" or not scores:
             return [1.0] * len(scores)
         top = max(scores)
         z = [math.exp((x - top) / self.config.temperature) for x in scores]
@@ -177,12 +166,12 @@ class Adapter:
         start = time.perf_counter()
         ranked = sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
         device = self.generator.device
-        weights = ([1.0] * len(ranked) if (merge or self.config.merge) == "sum"
-                   else self.merge_weights([r.score for r in ranked]))
+        merge = merge or self.config.merge
+        weights = self.merge_weights([r.score for r in ranked], merge)
         kept = [(r, w) for r, w in zip(ranked, weights) if w > 0 and r.payload]
         states = [AdapterState.from_arrays({k: a for k, a in r.payload.items() if not k.startswith(BASIS)},
                                            device=device) for r, _ in kept]
-        if len(states) > 1 and (merge or self.config.merge) == "score":
+        if len(states) > 1 and merge == "score":
             states = [AdapterState({n: m * (w / m.norm().clamp(min=1e-12)) for n, m in s.mats.items()}, s.tokens)
                       for s, (_, w) in zip(states, kept)]
         merged = AdapterState.total(states) if states else self.generator.empty_state()

@@ -165,7 +165,26 @@ class TextAnswerer:
         return answers
 
 
-class PassageMethod:
+class EmbedderKeys:
+    """Keys from the key encoder a method's config names (``embedder``, ``embed_layer``): the question's key,
+    and its weighting by the store's key statistics where the encoder weighs queries (lexical: IDF)."""
+
+    def init_keys(self, lm, config) -> None:
+        from memkit.embedders import build_embedder
+
+        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
+        self.key_dim = self.embedder.dim
+
+    def query_key(self, question: str):
+        return self.embedder.embed([question])[0]
+
+    def weigh_queries(self, keys, frequencies):
+        """Query keys as the key encoder weighs them by the store's key statistics."""
+        weigh = getattr(self.embedder, "weigh_queries", None)
+        return keys if weigh is None else weigh(keys, frequencies)
+
+
+class PassageMethod(EmbedderKeys):
     """What the text-reading methods share: keys from an embedder, retrieved passages fitted into the prompt.
 
     Subclasses say how a document becomes records (``encode``) and how many memories a question retrieves
@@ -176,24 +195,13 @@ class PassageMethod:
     needs_payload = False
 
     def __init__(self, lm, config):
-        from memkit.embedders import build_embedder
-
         self.lm = lm
         self.config = config
-        self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
-        self.key_dim = self.embedder.dim
+        self.init_keys(lm, config)
         self.answerer = TextAnswerer(lm, config.max_new_tokens)
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
-
-    def query_key(self, question: str):
-        return self.embedder.embed([question])[0]
-
-    def weigh_queries(self, keys, frequencies):
-        """Query keys as the key encoder weighs them by the store's key statistics (lexical: IDF)."""
-        weigh = getattr(self.embedder, "weigh_queries", None)
-        return keys if weigh is None else weigh(keys, frequencies)
 
     def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
         return self.answerer.context(question, retrieved, self.search_size(top_k))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +31,7 @@ from memkit.methods.common import MethodConfig, TextAnswerer
 
 PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
 AGGREGATIONS = ("topk", "all")
+READ_KEPT = 512
 ALL = 1_000_000_000
 """Search size that stands for the whole bank (the index returns what it holds)."""
 
@@ -83,6 +85,9 @@ class Slots:
         self.model = resolve_model(lm, config.model).eval()
         self.key_dim = self.model.config.key_dim
         self.answerer = TextAnswerer(lm, config.max_new_tokens)
+        self._read: OrderedDict[str, torch.Tensor] = OrderedDict()
+        """The memory vectors of the questions ``query_key`` read, until ``combine`` takes them (the question is
+        read once, for its key and its aggregation); a few hundred at most."""
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
@@ -106,7 +111,12 @@ class Slots:
     # ---- ask --------------------------------------------------------------------------------------------
     def query_key(self, question: str) -> np.ndarray:
         with torch.no_grad():
-            return self.model.key(self.model.read(self.lm, [question]))[0].cpu().numpy()
+            memory = self.model.read(self.lm, [question])[0]
+            key = self.model.key(memory[None])[0].cpu().numpy()
+        self._read[question] = memory
+        while len(self._read) > READ_KEPT:
+            self._read.popitem(last=False)
+        return key
 
     def search_size(self, top_k: int | None) -> int:
         return ALL if self.config.aggregation == "all" else (top_k or self.config.top_k)
@@ -118,6 +128,7 @@ class Slots:
         memories = [np.array(r.payload["slots"], dtype=np.float32) for r in ranked]
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
         extras = {"memories": memories, "scores": [r.score for r in ranked],
+                  "question": self._read.pop(question, None),
                   "timings": {"gather": (time.perf_counter() - start) * 1000}}
         return Context(question=question, sources=sources, extras=extras)
 
@@ -134,8 +145,10 @@ class Slots:
                 scores[i, j] = s
                 present[i, j] = True
         device = self.model.device
+        unread = [i for i, x in enumerate(contexts) if x.extras.get("question") is None]
         with torch.no_grad():
-            question = self.model.read(self.lm, [x.question for x in contexts])
+            read = dict(zip(unread, self.model.read(self.lm, [contexts[i].question for i in unread]))) if unread else {}
+            question = torch.stack([read[i] if i in read else x.extras["question"] for i, x in enumerate(contexts)])
             agg = self.model.aggregate(question, mem.to(device), scores.to(device), present.to(device))
             return self.model.prefix(agg)
 

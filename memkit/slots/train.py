@@ -11,8 +11,9 @@ of the batch is read into memory vectors and a key; every question too. The batc
     aggregated from that document's memory alone, so a memory has to hold its document;
   - ``contrast`` (optional, ``w_contrast``): a hinge asking the answer loss through another question's
     aggregated memories (one about other documents) to exceed the loss through the question's own.
-The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast``, optimised by ``memkit.training.run_steps`` (AdamW, warm-up
-then cosine decay, clipping, a step plan that fits the time budget).
+The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast``, optimised by
+``memkit.training.run_steps`` (AdamW, warm-up then cosine decay, clipping, a step plan that fits the time
+budget).
 
 Owns: ``SlotTrainConfig`` and ``train_slots``. Must not know where items come from (the world's are made by
 ``experiments.world.adapter_data``), storage or the CLI.
@@ -127,8 +128,8 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
     seqs = [answer_sequence(lm, q, a) for q, a, _ in pairs]
     parts["qa"] = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg))
     total = parts["qa"]
-    order = other_rows(gold)
-    if cfg.w_contrast > 0 and order != list(range(len(pairs))):
+    order = other_rows(gold) if cfg.w_contrast > 0 else list(range(len(pairs)))
+    if order != list(range(len(pairs))):
         other = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg[order]))
         parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
         total = total + cfg.w_contrast * parts["contrast"]
