@@ -16,7 +16,8 @@ def init(
     model: Annotated[Optional[str], typer.Option(
         help="Base LM: a Hugging Face hub id or a local directory. Default: the packaged world LM.")] = None,
     method: Annotated[str, typer.Option(
-        help="How documents are absorbed: closed_book, prompt or rag.")] = "rag",
+        help="How documents are absorbed: closed_book, prompt, rag, finetune, adapter (generated adapters), "
+             "slots (memory slots) or hybrid (adapters and slots together).")] = "rag",
     option: Annotated[Optional[list[str]], typer.Option(
         "--option", "-o", help="A method option KEY=VALUE (repeatable), e.g. -o chunk_tokens=64.")] = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,

@@ -128,12 +128,16 @@ def slots(
         min=0, help="Weight of a contrast hinge: the answer loss through another question's memories must exceed "
                     "the loss through the question's own by --contrast-margin nats (0: off).")] = 0.0,
     contrast_margin: Annotated[float, typer.Option(help="Margin of the contrast hinge, in nats.")] = 1.0,
+    with_adapter: Annotated[str, typer.Option(
+        help="Train the hybrid method's slot model: answer losses read the adapter of each question's own "
+             "documents too, made by this generator directory ('packaged': the world LM's).")] = "",
     warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up.")] = 50,
     init_from: Annotated[Optional[Path], typer.Option(
         help="Go on training this saved slot model (its architecture replaces the options given here).")] = None,
     eval_every: Annotated[int, typer.Option(min=1, help="Steps between probes on held-out questions.")] = 200,
     seed: Annotated[int, typer.Option(help="Seeds the model and the training worlds.")] = 0,
-    install: Annotated[bool, typer.Option(help="Package the result as the world LM's slot model.")] = False,
+    install: Annotated[bool, typer.Option(
+        help="Package the result as the world LM's slot model (the hybrid's, if trained --with-adapter).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train the memory-slot model on the world's training entities (the frozen LM never changes).
@@ -148,7 +152,7 @@ def slots(
     cfg = SlotTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr, slots=slots_per_doc,
                           mem_dim=mem_dim, prefix_len=prefix_len, objective=objective, matching=matching,
                           aggregation=aggregation, top_k=top_k, w_lm=w_lm, w_match=w_match,
-                          w_contrast=w_contrast, contrast_margin=contrast_margin,
+                          w_contrast=w_contrast, contrast_margin=contrast_margin, with_adapter=with_adapter,
                           warmup_steps=warmup_steps, init_from=str(init_from or ""), eval_every=eval_every, seed=seed)
     _train(ctx, model, cfg, run, install_slots if install else None, out, json_out, "slot model")
 

@@ -19,7 +19,8 @@ PROTOCOLS = ("stream", "sweep", "retention")
 DEFAULT_METHODS = ("closed_book", "prompt", "prompt:oracle", "rag", "finetune")
 DEFAULT_CONTEXT_TOKENS = (512, 1024, 2048, 4096, 8192)
 _SETTINGS = {"closed_book": ("none",), "finetune": ("parametric",), "prompt": ("retrieve", "oracle"),
-             "rag": ("retrieve",), "adapter": ("retrieve", "oracle"), "slots": ("retrieve", "oracle")}
+             "rag": ("retrieve",), "adapter": ("retrieve", "oracle"), "slots": ("retrieve", "oracle"),
+             "hybrid": ("retrieve", "oracle")}
 
 
 def settings_of(name: str) -> tuple[str, ...]:

@@ -11,7 +11,8 @@ Owns the cost formulas the benchmark reports, so they are written down once:
   ``closed_book`` 0; ``prompt`` ``2 * P * T_docs`` (one read of each document for its key); ``rag``
   ``2 * P * T_chunks`` (chunks overlap, so ``T_chunks`` >= ``T_docs``); ``finetune`` ``4 * P * T_trained``
   (forward plus the backward pass to the activations, every pass over every window; the frozen base needs no
-  weight gradients, so not the usual 6); any other method ``2 * P * T_docs``. Keys made by a separate
+  weight gradients, so not the usual 6); any other method ``2 * P * T_docs`` times
+  its ``reads_per_document`` (``hybrid`` reads each document twice: generator and slot model). Keys made by a separate
   embedding model are counted as if the frozen LM made them.
 * ``flops_per_question`` = answering FLOPs of the question + encode FLOPs / questions asked.
 * Peak memory: ``torch.cuda.max_memory_allocated`` since the method's run began on CUDA; elsewhere the
@@ -64,7 +65,7 @@ def encode_forward_tokens(method, lm, texts: list[str]) -> int:
         return 0
     if method.name == "rag" and hasattr(method, "chunks"):
         return sum(lm.count_tokens(t[a:b]) + lead for t in texts for a, b in method.chunks(t))
-    return sum(lm.count_tokens(t) + lead for t in texts)
+    return getattr(method, "reads_per_document", 1) * sum(lm.count_tokens(t) + lead for t in texts)
 
 
 def encode_flops(params: int, forward_tokens: int, trained_tokens: int) -> float:

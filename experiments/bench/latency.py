@@ -15,14 +15,13 @@ Owns: ``compare_latency`` and its command line. Knows the harness (``MethodSessi
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 
-from experiments.bench.config import BenchConfig, parse_options
+from experiments.bench.config import BenchConfig
 from experiments.bench.metrics import percentile
 from experiments.bench.runner import MethodSession
+from experiments.bench.script import harness_parser, load_harness, write_result
 from experiments.bench.suite import sample_questions
 from memkit.errors import ConfigError
 
@@ -83,30 +82,16 @@ def compare_latency(benchmark, lm, cfg: BenchConfig, *, n_questions: int, rounds
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.bench import benchmarks
-    from memkit.defaults import default_model
-    from memkit.lm import FrozenLM
-
-    p = argparse.ArgumentParser(prog="python -m experiments.bench.latency", description=__doc__.split("\n\n")[0])
-    p.add_argument("--benchmark", default="world", help="world, or a dataset read with --data")
-    p.add_argument("--data", default=None, help="the dataset's local file or directory")
-    p.add_argument("--methods", default="closed,adapter,adapter:oracle",
-                   help="comma-separated; the first is the reference the others are divided by")
-    p.add_argument("--n-docs", type=int, default=200, help="documents ingested into every method's store")
+    p = harness_parser("python -m experiments.bench.latency", __doc__.split("\n\n")[0],
+                       methods="closed,adapter,adapter:oracle",
+                       methods_help="comma-separated; the first is the reference the others are divided by",
+                       n_docs=200, n_docs_help="documents ingested into every method's store",
+                       batch_help="questions answered together")
     p.add_argument("--questions", type=int, default=600, help="questions per round (a seeded sample)")
     p.add_argument("--rounds", type=int, default=5, help="rounds; every method answers every question in each")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=None, help="model hub id or directory (default: the packaged world LM)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("-o", "--option", action="append", default=[], help="METHOD.OPTION=VALUE, repeatable")
-    p.add_argument("--json", default=None, help="write the result here as JSON")
     args = p.parse_args(argv)
     try:
-        cfg = BenchConfig(methods=[m.strip() for m in args.methods.split(",") if m.strip()], n_docs=args.n_docs,
-                          seed=args.seed, batch_size=args.batch_size, method_options=parse_options(args.option))
-        bench = benchmarks.load(args.benchmark, data=args.data, seed=args.seed)
-        lm = FrozenLM.load(args.model or default_model(), device=args.device)
+        cfg, bench, lm = load_harness(args)
         result = compare_latency(bench, lm, cfg, n_questions=args.questions, rounds=args.rounds,
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
     except ConfigError as e:
@@ -115,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in result["methods"]:
         print(f"{row['method']:<16} F1 {row['f1']:5.1f}  p50 ms {row['median_p50_ms']:6.2f} (rounds "
               f"{', '.join(f'{x:.2f}' for x in row['p50_ms'])})  x{row['median_ratio']:.2f} of {result['reference']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
-    return 0
+    return write_result(args, result)
 
 
 if __name__ == "__main__":

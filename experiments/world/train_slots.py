@@ -3,12 +3,14 @@
 Owns: wiring ``experiments.world.adapter_data`` items into ``memkit.slots.train.train_slots``, the probe (on
 held-out training-entity questions, the held-out items' documents as the bank: recall@1 and @5 of a question's
 own document by the slot keys, and F1 of the answers read from the prefix aggregated over the question's
-retrieved memories, beside closed book), and writing the model with its training config and log. Run as
+retrieved memories, beside closed book; with an adapter generator, also read with the delta of the question's
+own document, beside that delta alone), and writing the model with its training config and log. Run as
 ``memkit train slots`` or ``python -m experiments.world.train_slots``. Test entities are never used.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,16 +20,19 @@ from experiments.bench.metrics import f1
 from experiments.world.adapter_data import heldout_items, training_items
 from experiments.world.config_args import install_copy, recipe_main, save_trained
 from memkit.adapters.train import ContextQA
+from memkit.methods.hybrid import PACKAGED_HYBRID_SLOTS
 from memkit.methods.slots import PACKAGED_SLOTS
 from memkit.prompts import STOP, qa_prompt
 from memkit.slots import SlotModel
-from memkit.slots.train import SlotTrainConfig, choose, train_slots
+from memkit.slots.train import SlotTrainConfig, choose, own_delta, train_slots
 
 
 def probe(lm, model: SlotModel, items: list[ContextQA], *, top_k: int = 4, aggregation: str = "topk",
-          baselines: bool = False) -> dict:
+          baselines: bool = False, generator=None) -> dict:
     """Recall of each item's first question's own document among all the items' documents, and the F1 of its
-    answer read from the prefix of its retrieved memories (0-100)."""
+    answer read from the prefix of its retrieved memories (0-100); with ``generator``, the answer is read with
+    the delta of the question's own documents applied too (``hybrid_f1``; baseline: the delta alone,
+    ``adapter_f1``)."""
     docs = sorted({d for it in items for d in it.documents})
     index = {d: i for i, d in enumerate(docs)}
     questions = [it.qas[0][0] for it in items]
@@ -42,14 +47,23 @@ def probe(lm, model: SlotModel, items: list[ContextQA], *, top_k: int = 4, aggre
         r5 = sum(bool(set(order[i, :5].tolist()) & set(own[i])) for i in range(len(items))) / len(items)
         rows, present = choose(scores, [[] for _ in items], top_k, aggregation)
         agg = model.aggregate(qmem, memory[rows], scores.gather(1, rows), present)
-        preds = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP,
-                            prefix=model.prefix(agg), batch_size=16)
-    out = {"slots_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items),
-           "recall_at_1": 100 * r1, "recall_at_5": 100 * r5}
-    if baselines:
-        closed = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP, batch_size=16)
-        out["closed_f1"] = 100 * sum(f1(p, [g]) for p, g in zip(closed, golds)) / len(items)
+        prompts = [qa_prompt(q) for q in questions]
+        delta = own_delta(lm, generator, docs, own) if generator is not None else None
+        preds = lm.generate(prompts, max_new_tokens=12, stop=STOP, prefix=model.prefix(agg), batch_size=16)
+        out = {"slots_f1": _f1(preds, golds), "recall_at_1": 100 * r1, "recall_at_5": 100 * r5}
+        if delta is not None:
+            out["hybrid_f1"] = _f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, prefix=model.prefix(agg),
+                                               delta=delta, batch_size=16), golds)
+        if baselines:
+            out["closed_f1"] = _f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, batch_size=16), golds)
+            if delta is not None:
+                out["adapter_f1"] = _f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, delta=delta,
+                                                    batch_size=16), golds)
     return out
+
+
+def _f1(preds: list[str], golds: list[str]) -> float:
+    return 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(golds)
 
 
 def run(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
@@ -64,12 +78,19 @@ def run(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
         model = SlotModel.for_lm(lm, seed=cfg.seed, **cfg.shape())
     n_params = sum(p.numel() for p in model.parameters())
     log(f"slot model: {n_params / 1e6:.2f}M parameters for {lm.name}")
+    generator = None
+    if cfg.with_adapter:
+        from memkit.methods.adapter import resolve_generator
+
+        generator = resolve_generator(lm, "" if cfg.with_adapter == "packaged" else cfg.with_adapter).eval()
+        log(f"answer losses read the adapter of {cfg.with_adapter} too")
     held = heldout_items()
-    first = probe(lm, model, held, top_k=cfg.top_k, aggregation=cfg.aggregation, baselines=True)
+    settings = {"top_k": cfg.top_k, "aggregation": cfg.aggregation, "generator": generator}
+    first = probe(lm, model, held, baselines=True, **settings)
     log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
-    report = train_slots(lm, model, training_items(cfg.seed), cfg, log=log,
-                         evaluate=lambda m: probe(lm, m, held, top_k=cfg.top_k, aggregation=cfg.aggregation))
-    final = probe(lm, model, held, top_k=cfg.top_k, aggregation=cfg.aggregation, baselines=True)
+    report = train_slots(lm, model, training_items(cfg.seed), cfg, log=log, generator=generator,
+                         evaluate=lambda m: probe(lm, m, held, **settings))
+    final = probe(lm, model, held, baselines=True, **settings)
     log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
     summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
                "device": str(lm.device), "before": first, "final_probe": final}
@@ -78,8 +99,10 @@ def run(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
 
 
 def install(out: Path) -> Path:
-    """Copy a trained slot model into the package, beside the packaged world LM."""
-    return install_copy(out, PACKAGED_SLOTS)
+    """Copy a trained slot model into the package, beside the packaged world LM: as the hybrid method's when
+    it was trained with an adapter, else as the slots method's."""
+    trained = json.loads((out / "slots.json").read_text()).get("training", {})
+    return install_copy(out, PACKAGED_HYBRID_SLOTS if trained.get("with_adapter") else PACKAGED_SLOTS)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from memkit.methods.adapter import Adapter, AdapterConfig
 from memkit.methods.base import Answer, Context, Method, Record, Retrieved, Source
 from memkit.methods.closed_book import ClosedBook, ClosedBookConfig
 from memkit.methods.finetune import Finetune, FinetuneConfig
+from memkit.methods.hybrid import Hybrid, HybridConfig
 from memkit.methods.prompt import Prompt, PromptConfig
 from memkit.methods.rag import Rag, RagConfig
 from memkit.methods.slots import Slots, SlotsConfig
@@ -21,10 +22,12 @@ METHODS = {
     "finetune": (Finetune, FinetuneConfig),
     "adapter": (Adapter, AdapterConfig),
     "slots": (Slots, SlotsConfig),
+    "hybrid": (Hybrid, HybridConfig),
 }
 ALIASES = {"closed": "closed_book", "closed-book": "closed_book", "full": "prompt", "full-context": "prompt",
            "sft": "finetune", "lora": "finetune",
-           "adapters": "adapter", "generative-adapter": "adapter", "memory-slots": "slots", "cmt": "slots"}
+           "adapters": "adapter", "generative-adapter": "adapter", "memory-slots": "slots", "cmt": "slots",
+           "adapter+slots": "hybrid"}
 
 
 def canonical_name(name: str) -> str:

@@ -185,7 +185,7 @@ class Adapter(EmbedderKeys):
         extras["timings"] = {"merge": (time.perf_counter() - start) * 1000}
         return Context(question=question, sources=sources, extras=extras)
 
-    def _delta(self, contexts: list[Context]):
+    def delta(self, contexts: list[Context]):
         """One batched delta: the stored bases of single documents, an SVD (in one batch) for the rest."""
         with torch.no_grad():
             todo = [i for i, c in enumerate(contexts) if "basis" not in c.extras]
@@ -204,7 +204,7 @@ class Adapter(EmbedderKeys):
 
     def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
         contexts = list(contexts)
-        answers = self.answerer.answer_prepared(contexts, self.name, lambda cs: {"delta": self._delta(cs)},
+        answers = self.answerer.answer_prepared(contexts, self.name, lambda cs: {"delta": self.delta(cs)},
                                                 "normalise", batch_size=batch_size)
         for a, c in zip(answers, contexts):
             a.info["merged_documents"] = c.extras.get("merged", 0)
@@ -214,4 +214,4 @@ class Adapter(EmbedderKeys):
     def merged_delta(self, retrieved: list[Retrieved]):
         """The normalised delta of the sum of the states of ``retrieved`` (for export: states add)."""
         context = self.combine("", retrieved, top_k=len(retrieved), merge="sum")
-        return self._delta([context])
+        return self.delta([context])

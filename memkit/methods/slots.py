@@ -32,6 +32,8 @@ from memkit.methods.common import MethodConfig, TextAnswerer
 PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
 AGGREGATIONS = ("topk", "all")
 READ_KEPT = 512
+SLOTS = "slots"
+"""Payload name of a document's memory vectors."""
 ALL = 1_000_000_000
 """Search size that stands for the whole bank (the index returns what it holds)."""
 
@@ -105,7 +107,7 @@ class Slots:
         memory = self.memories(texts)
         with torch.no_grad():
             keys = self.model.key(memory).cpu().numpy()
-        return [[Record(kind="slots", key=keys[i], tensors={"slots": memory[i].cpu().numpy()})]
+        return [[Record(kind="slots", key=keys[i], tensors={SLOTS: memory[i].cpu().numpy()})]
                 for i in range(len(texts))]
 
     # ---- ask --------------------------------------------------------------------------------------------
@@ -124,8 +126,8 @@ class Slots:
     def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
         start = time.perf_counter()
         ranked = [r for r in sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
-                  if r.payload and "slots" in r.payload]
-        memories = [np.array(r.payload["slots"], dtype=np.float32) for r in ranked]
+                  if r.payload and SLOTS in r.payload]
+        memories = [np.array(r.payload[SLOTS], dtype=np.float32) for r in ranked]
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
         extras = {"memories": memories, "scores": [r.score for r in ranked],
                   "question": self._read.pop(question, None),

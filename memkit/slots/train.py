@@ -11,6 +11,9 @@ of the batch is read into memory vectors and a key; every question too. The batc
     aggregated from that document's memory alone, so a memory has to hold its document;
   - ``contrast`` (optional, ``w_contrast``): a hinge asking the answer loss through another question's
     aggregated memories (one about other documents) to exceed the loss through the question's own.
+With an adapter generator (``with_adapter``; the hybrid method's slot model), every answer loss is taken with
+the delta of the question's own documents' summed adapter states applied as well, so the prefix learns what
+to add to the adapter rather than to answer alone.
 The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast``, optimised by
 ``memkit.training.run_steps`` (AdamW, warm-up then cosine decay, clipping, a step plan that fits the time
 budget).
@@ -55,6 +58,9 @@ class SlotTrainConfig(SlotShape, LoopConfig):
     """Weight of a contrast hinge: the answer loss read through another question's aggregated memories must
     exceed the loss through the question's own by ``contrast_margin`` nats (0: off)."""
     contrast_margin: float = 1.0
+    with_adapter: str = ""
+    """An adapter generator's directory (``packaged``: the world LM's) whose delta, made from each question's
+    own documents, is applied while the answer losses are taken (the hybrid method's slot model); empty: none."""
     batch_size: int = 16
 
     def validate(self) -> None:
@@ -111,8 +117,21 @@ def other_rows(gold: list[list[int]]) -> list[int]:
     return out
 
 
-def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfig) -> tuple[torch.Tensor, dict]:
-    """The step's total loss and its parts (floats)."""
+def own_delta(lm, generator, docs: list[str], gold: list[list[int]]):
+    """One delta row per question: the normalised sum of the adapter states of its own documents (rows of
+    ``docs``), read without gradients."""
+    from memkit.adapters.encode import encode_documents
+    from memkit.adapters.state import AdapterState
+
+    with torch.no_grad():
+        states = encode_documents(lm, generator, docs, chunk_tokens=128)
+        return generator.delta(AdapterState.stack([AdapterState.total([states[j] for j in g]) for g in gold]))
+
+
+def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfig,
+               generator=None) -> tuple[torch.Tensor, dict]:
+    """The step's total loss and its parts (floats); with ``generator``, the answer losses read each
+    question's own adapter delta too."""
     docs = sorted({d for it in items for d in it.documents})
     index = {d: i for i, d in enumerate(docs)}
     memory = model.read(lm, docs)                                     # [D, m, e]
@@ -126,11 +145,14 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
     rows, present = rows.to(memory.device), present.to(memory.device)
     agg = model.aggregate(qmem, memory[rows], scores.gather(1, rows), present)
     seqs = [answer_sequence(lm, q, a) for q, a, _ in pairs]
-    parts["qa"] = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg))
+    delta = own_delta(lm, generator, docs, gold) if generator is not None else None
+    parts["qa"] = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg),
+                                  delta=delta)
     total = parts["qa"]
     order = other_rows(gold) if cfg.w_contrast > 0 else list(range(len(pairs)))
     if order != list(range(len(pairs))):
-        other = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg[order]))
+        other = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg[order]),
+                                delta=delta)
         parts["contrast"] = torch.relu(cfg.contrast_margin - (other - parts["qa"]))
         total = total + cfg.w_contrast * parts["contrast"]
     if cfg.matching and cfg.w_match > 0:
@@ -152,15 +174,16 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
 
 def train_slots(lm, model: SlotModel, items: Iterator[ContextQA], cfg: SlotTrainConfig, *,
                 evaluate: Callable[[SlotModel], dict] | None = None,
-                log: Callable[[str], None] = print) -> LoopReport:
-    """Train ``model`` in place on ``items``; the frozen LM's weights are never handed to the optimizer."""
+                log: Callable[[str], None] = print, generator=None) -> LoopReport:
+    """Train ``model`` in place on ``items``; the frozen LM's weights (and ``generator``'s, the adapter
+    generator read with ``with_adapter``) are never handed to the optimizer."""
     cfg.validate()
     if model.config.matching != cfg.matching:
         raise ConfigError("the slot model's matching switch differs from the run's (--matching)")
     torch.manual_seed(cfg.seed)
 
     def step_loss(step: int):
-        return batch_loss(lm, model, [next(items) for _ in range(cfg.batch_size)], cfg)
+        return batch_loss(lm, model, [next(items) for _ in range(cfg.batch_size)], cfg, generator)
 
     return run_steps(model.parameters(), step_loss, cfg, log=log,
                      evaluate=(lambda: evaluate(model)) if evaluate is not None else None,

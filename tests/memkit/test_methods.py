@@ -18,6 +18,8 @@ CASES = [
     ("finetune", {"steps": 1, "max_tokens": 32, "max_new_tokens": 8}, None),   # keeps keyless "doc" records
     ("adapter", {"generator": "TINY", "chunk_tokens": 16, "top_n": 2}, "adapter"),
     ("slots", {"model": "TINY_SLOTS", "top_k": 2, "max_new_tokens": 8}, "slots"),
+    ("hybrid", {"generator": "TINY", "model": "TINY_SLOTS", "chunk_tokens": 16, "top_n": 2, "top_k": 2,
+                "max_new_tokens": 8}, "hybrid"),
 ]
 TEXTS = [
     "Ada Varn is a lighthouse keeper who lives in Port Elsin and works for the Harbour Trust.",

@@ -121,7 +121,7 @@ def test_a_single_documents_stored_basis_gives_the_delta_of_its_state(tiny_lm, t
     contexts = [method.combine("q1", one), method.combine("q2", two, top_k=2)]
     assert "basis" in contexts[0].extras and "basis" not in contexts[1].extras
     gen = method.generator
-    got = method._delta(contexts)          # one stored basis and one SVD, in one batch
+    got = method.delta(contexts)          # one stored basis and one SVD, in one batch
     with torch.no_grad():
         want = gen.delta(AdapterState.stack([c.extras["state"] for c in contexts]))
     assert report.added and set(got.factors) == set(want.factors)

@@ -66,3 +66,23 @@ def test_bad_training_options_are_refused(tiny_lm):
     model = SlotModel.for_lm(tiny_lm, **SMALL, matching=False)
     with pytest.raises(ConfigError, match="matching"):
         train_slots(tiny_lm, model, itertools.cycle(ITEMS), SlotTrainConfig(**SMALL, max_steps=1, minutes=0))
+
+
+def test_with_an_adapter_the_answer_loss_reads_each_questions_own_delta(tiny_lm, tiny_generator_dir):
+    from memkit.adapters.generator import AdapterGenerator
+
+    generator = AdapterGenerator.load(tiny_generator_dir, tiny_lm).eval()
+    cfg = SlotTrainConfig(**SMALL, batch_size=4, lr=1e-2, warmup_steps=1, max_steps=3, minutes=0,
+                          with_adapter=str(tiny_generator_dir))
+    model = SlotModel.for_lm(tiny_lm, **cfg.shape())
+    torch.manual_seed(0)
+    plain = batch_loss(tiny_lm, model, ITEMS, cfg)[1]
+    torch.manual_seed(0)
+    read = batch_loss(tiny_lm, model, ITEMS, cfg, generator)[1]
+    assert abs(read["qa"] - plain["qa"]) > 1e-3, "the adapter changes what the answer loss reads"
+    assert read["match"] == pytest.approx(plain["match"], rel=1e-5)       # matching never reads the adapter
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    report = train_slots(tiny_lm, model, itertools.cycle(ITEMS), cfg, log=lambda line: None, generator=generator)
+    assert report.steps == 3
+    assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
+    assert all(p.grad is None for p in generator.parameters())

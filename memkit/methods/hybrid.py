@@ -1,0 +1,125 @@
+"""Adapters and memory slots together: each document is absorbed both ways, and a question is answered by the
+frozen LM with the merged adapter of its retrieved documents applied to its weights and the slot prefix
+aggregated from their memories in front of its input.
+
+A document becomes one record (kind ``hybrid``) carrying its adapter state (with its SVD basis) and its memory
+vectors, found by one key: the slot model's self-matching key (option ``keys=slots``, the default) or the
+adapter's lexical key (``keys=lexical``). A question retrieves the best matches once; the adapter merges the
+best ``top_n`` of them (by score, as the ``adapter`` method), the slot model aggregates the best ``top_k`` (or
+the whole bank with ``aggregation=all``), and both reach the LM in one generation. The options are the
+``adapter`` method's and the ``slots`` method's, with the same meanings; the slot model (option ``model``) is
+best one trained with the adapters applied (``memkit train slots --with-adapter``), which the packaged one for
+the world LM is. Knows nothing of storage or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from memkit.errors import ConfigError
+from memkit.methods.adapter import Adapter, AdapterConfig
+from memkit.methods.base import Answer, Context, Record, Retrieved
+from memkit.methods.slots import SLOTS, Slots, SlotsConfig
+
+KEYS = ("slots", "lexical")
+PACKAGED_HYBRID_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-hybrid-slots"
+"""The slot model trained with the packaged generator's adapters applied (``memkit train slots
+--with-adapter packaged``): the hybrid's default when its option ``model`` is empty, else the slots method's."""
+
+
+@dataclasses.dataclass
+class HybridConfig(AdapterConfig, SlotsConfig):
+    """Options of the hybrid: the adapter's and the slots' options, and which key finds a document."""
+
+    keys: str = "slots"
+    """Which key a document is found by: ``slots`` (the slot model's self-matching key) or ``lexical`` (the
+    adapter's key encoder, option ``embedder``)."""
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.keys not in KEYS:
+            raise ConfigError(f"option keys of method {method} must be one of {', '.join(KEYS)}, not {self.keys!r}")
+
+    def part(self, cls):
+        """The options of one part (``AdapterConfig`` or ``SlotsConfig``)."""
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+
+class Hybrid:
+    name = "hybrid"
+    needs_payload = True
+    reads_per_document = 2
+    """Each document is read twice at ingest: by the adapter generator and by the slot model."""
+
+    def __init__(self, lm, config: HybridConfig):
+        self.lm = lm
+        self.config = config
+        self.adapter = Adapter(lm, config.part(AdapterConfig))
+        slots = config.part(SlotsConfig)
+        if not slots.model and (PACKAGED_HYBRID_SLOTS / "slots.json").is_file():
+            slots.model = str(PACKAGED_HYBRID_SLOTS)
+        self.slots = Slots(lm, slots)
+        self.answerer = self.adapter.answerer
+        if config.keys == "lexical":
+            self.key_dim = self.adapter.key_dim
+            self.weigh_queries = self.adapter.weigh_queries
+        else:
+            self.key_dim = self.slots.key_dim
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    # ---- ingest -----------------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[list[Record]]:
+        adapters = self.adapter.encode(texts)
+        slots = self.slots.encode(texts)
+        out = []
+        for [a], [s] in zip(adapters, slots):
+            key = s.key if self.config.keys == "slots" else a.key
+            out.append([Record(kind="hybrid", key=key, tensors={**a.tensors, SLOTS: s.tensors[SLOTS]},
+                               meta=dict(a.meta))])
+        return out
+
+    # ---- ask --------------------------------------------------------------------------------------------
+    def query_key(self, question: str) -> np.ndarray:
+        if self.config.keys == "slots":
+            return self.slots.query_key(question)
+        return self.adapter.query_key(question)
+
+    def search_size(self, top_k: int | None) -> int:
+        return max(self.adapter.search_size(top_k), self.slots.search_size(top_k))
+
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+        states = [dataclasses.replace(r, payload={k: v for k, v in r.payload.items() if k != SLOTS})
+                  if r.payload else r for r in retrieved]
+        memories = [dataclasses.replace(r, payload={SLOTS: r.payload[SLOTS]})
+                    if r.payload and SLOTS in r.payload else r for r in retrieved]
+        a = self.adapter.combine(question, states, top_k)
+        s = self.slots.combine(question, memories, top_k)
+        seen = {x.document_id for x in a.sources}
+        sources = a.sources + [x for x in s.sources if x.document_id not in seen]
+        timings = {**a.extras.pop("timings", {}), **s.extras.pop("timings", {})}
+        return Context(question=question, sources=sources,
+                       extras={"adapter": a, "slots": s, "timings": timings})
+
+    def answer(self, context: Context) -> Answer:
+        return self.answer_many([context])[0]
+
+    def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
+        contexts = list(contexts)
+
+        def prepare(cs):
+            return {"delta": self.adapter.delta([c.extras["adapter"] for c in cs]),
+                    "prefix": self.slots.prefix([c.extras["slots"] for c in cs])}
+
+        answers = self.answerer.answer_prepared(contexts, self.name, prepare, "normalise+aggregate",
+                                                batch_size=batch_size)
+        for a, c in zip(answers, contexts):
+            a.info["merged_documents"] = c.extras["adapter"].extras.get("merged", 0)
+            a.info["merge_weights"] = c.extras["adapter"].extras.get("weights", [])
+            a.info["memories"] = len(c.extras["slots"].extras["memories"])
+        return answers
