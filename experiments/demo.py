@@ -1,5 +1,6 @@
 """The main job on the embedded default, run by ``make demo``: init a store, ingest, ask, show sources; then the
-same documents as generated adapters (asked, one exported as a peft LoRA).
+same documents as generated adapters (asked, one exported as a peft LoRA), and as adapters and memory slots
+together (the hybrid method).
 
 The documents are a few test-split entities of the synthetic world (experiments/data/demo, written by
 ``python -m experiments.world.demo_set``); the questions come with their gold answers.
@@ -25,6 +26,7 @@ if DATA.is_relative_to(Path.cwd()):
 WORK = Path(".demo")
 STORE = WORK / "store"
 ADAPTER_STORE = WORK / "adapter-store"
+HYBRID_STORE = WORK / "hybrid-store"
 
 QUESTIONS = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines() if line.strip()]
 
@@ -54,14 +56,20 @@ def ask(items: list[dict], extra: list[str], store: Path = STORE) -> int:
     return right
 
 
-def main() -> None:
-    if STORE.exists():
-        shutil.rmtree(STORE)
+def fresh_store(store: Path, init: list[str]) -> None:
+    """A new store at ``store`` (``memkit init`` with ``init``) holding the demo's documents from all three
+    kinds of input: a folder of notes, a JSONL stream, and text piped on stdin."""
+    if store.exists():
+        shutil.rmtree(store)
     WORK.mkdir(exist_ok=True)
-    run(["init", "--method", "rag", "-o", "chunk_tokens=128", "-o", "top_k=1"])
-    run(["ingest", str(DATA / "notes")])
-    run(["ingest", str(DATA / "stream.jsonl")])
-    run(["ingest", "-", "--stream", "notes"], stdin=(DATA / "stdin.txt").read_text())
+    run(["init", *init], store=store)
+    run(["ingest", str(DATA / "notes")], store=store)
+    run(["ingest", str(DATA / "stream.jsonl")], store=store)
+    run(["ingest", "-", "--stream", "notes"], stdin=(DATA / "stdin.txt").read_text(), store=store)
+
+
+def main() -> None:
+    fresh_store(STORE, ["--method", "rag", "-o", "chunk_tokens=128", "-o", "top_k=1"])
     run(["ls"])
     single = [q for q in QUESTIONS if q["type"] == "single"]
     multi = [q for q in QUESTIONS if q["type"] != "single"]
@@ -78,22 +86,24 @@ def main() -> None:
           "into an adapter state; a question merges the adapters of the documents it retrieves (weighted by how "
           "well each matches; a clear best match is used alone) and applies them to the frozen LM, and the "
           "documents never enter the prompt:")
-    if ADAPTER_STORE.exists():
-        shutil.rmtree(ADAPTER_STORE)
-    run(["init", "--method", "adapter"], store=ADAPTER_STORE)
-    run(["ingest", str(DATA / "notes")], store=ADAPTER_STORE)
-    run(["ingest", str(DATA / "stream.jsonl")], store=ADAPTER_STORE)
-    run(["ingest", "-", "--stream", "notes"], stdin=(DATA / "stdin.txt").read_text(), store=ADAPTER_STORE)
+    fresh_store(ADAPTER_STORE, ["--method", "adapter"])
     adapted = ask(single, [], store=ADAPTER_STORE)
     print("\n# The two-document questions, as adapters:")
     adapted_two = ask(multi, [], store=ADAPTER_STORE)
     print("\n# Document 1's adapter written as a standard peft LoRA for the same base model:")
     run(["export-lora", "1", "--out", str(WORK / "lora")], store=ADAPTER_STORE)
-    print(f"\nrag: {one}/{len(single)} single-document and {two}/{len(multi)} two-document answers correct; "
-          f"adapter: {adapted}/{len(single)} single-document and {adapted_two}/{len(multi)} two-document answers "
-          "correct")
-    print(f"\nThe stores are in {STORE} and {ADAPTER_STORE}; try: memkit --store {ADAPTER_STORE} ask "
-          f"\"{QUESTIONS[0]['question']}\"")
+
+    print("\n# Adapters and memory slots together (hybrid): each document is also compressed by the packaged slot "
+          "model into 8 memory vectors with a self-matching key; a question finds its documents by that key, and "
+          "the LM answers with their merged adapter on its weights and their aggregated memories as a prefix:")
+    fresh_store(HYBRID_STORE, ["--method", "hybrid"])
+    hybrid = ask(single, [], store=HYBRID_STORE)
+    hybrid_two = ask(multi, [], store=HYBRID_STORE)
+    print()
+    for name, a, b in (("rag", one, two), ("adapter", adapted, adapted_two), ("hybrid", hybrid, hybrid_two)):
+        print(f"{name}: {a}/{len(single)} single-document and {b}/{len(multi)} two-document answers correct")
+    print(f"\nThe stores are in {STORE}, {ADAPTER_STORE} and {HYBRID_STORE}; try: memkit --store {HYBRID_STORE} "
+          f"ask \"{QUESTIONS[0]['question']}\"")
 
 
 if __name__ == "__main__":

@@ -135,7 +135,8 @@ class Engine:
     def retrieve_many(self, questions: Sequence[str], n: int) -> list[list[Retrieved]]:
         """``retrieve`` for each question (the same memories), with one search (hits and their documents' texts
         in one query) and one read of the payloads for all of them."""
-        keys = [self.method.query_key(q) for q in questions]
+        batched = getattr(self.method, "query_keys", None)     # optional: the keys of many questions at once
+        keys = batched(list(questions)) if batched is not None else [self.method.query_key(q) for q in questions]
         asked = [i for i, k in enumerate(keys) if k is not None]
         out: list[list[Retrieved]] = [[] for _ in questions]
         if n <= 0 or not asked:

@@ -4,8 +4,10 @@ Owns the cost formulas the benchmark reports, so they are written down once:
 
 * ``P`` = non-embedding parameters: every parameter of the model except embedding tables (token and position),
   with the output head counted even when it shares the token embedding's weight (it is a matmul per token).
-* Answering one question: ``2 * P * (prompt tokens + generated tokens)``, prompt tokens including what the
-  tokenizer puts in front (a forward pass costs about 2 FLOPs per parameter per token). The attention-score term
+* Answering one question: ``2 * P * (prompt tokens + generated tokens + read tokens)``, prompt tokens including
+  what the tokenizer puts in front (a forward pass costs about 2 FLOPs per parameter per token); read tokens are
+  what a method reads of the question before answering (``slots``, ``hybrid``: the slot model's read, its slot
+  positions included; the slot model's own heads and cross-attention, about 2M parameters, are left out). The attention-score term
   and a LoRA's own ``2 r (d_in + d_out)`` per adapted module are left out (small at these context lengths).
 * Encoding (the method's work at ingest), amortised over the questions asked of what was ingested:
   ``closed_book`` 0; ``prompt`` ``2 * P * T_docs`` (one read of each document for its key); ``rag``

@@ -54,10 +54,11 @@ class QuestionResult:
     method: str
     setting: str
     meta: dict = field(default_factory=dict)
+    read_tokens: int = 0               # tokens a method read for the question besides the prompt (slot models)
 
     @property
     def tokens_processed(self) -> int:
-        return self.prompt_tokens + self.generated_tokens
+        return self.prompt_tokens + self.generated_tokens + self.read_tokens
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "tokens_processed": self.tokens_processed}
@@ -134,6 +135,7 @@ class MethodSession:
                     latency_ms=float(a.timings.get("total", 0.0)),
                     prompt_tokens=int(a.info.get("prompt_tokens", 0)) + len(self.lm.bos_ids),
                     generated_tokens=int(a.info.get("generated_tokens", 0)),
+                    read_tokens=int(a.info.get("read_tokens", 0)),
                     truncated=bool(a.info.get("truncated", False)),
                     sources=[self.bench_ids.get(s.document_id, str(s.document_id)) for s in a.sources],
                     gold_doc_ids=list(q.doc_ids), method=self.name, setting=self.setting))

@@ -106,6 +106,7 @@ class Method(Protocol):
 
     def query_key(self, question: str) -> np.ndarray | None:
         """The key a question searches with, or None when the method does not search. (Optional beside it:
+        ``query_keys(questions) -> list`` (the same keys, computed together: the engine uses it when present),
         ``weigh_queries(keys, frequencies)``, keys ``[q, d]`` reweighted by the store's key statistics,
         ``frequencies() -> (counts [d], n)``; the engine calls it before searching.)"""
 

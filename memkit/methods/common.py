@@ -178,6 +178,10 @@ class EmbedderKeys:
     def query_key(self, question: str):
         return self.embedder.embed([question])[0]
 
+    def query_keys(self, questions):
+        """Keys of ``questions``, embedded together."""
+        return list(self.embedder.embed(list(questions)))
+
     def weigh_queries(self, keys, frequencies):
         """Query keys as the key encoder weighs them by the store's key statistics."""
         weigh = getattr(self.embedder, "weigh_queries", None)

@@ -86,9 +86,11 @@ class Hybrid:
 
     # ---- ask --------------------------------------------------------------------------------------------
     def query_key(self, question: str) -> np.ndarray:
-        if self.config.keys == "slots":
-            return self.slots.query_key(question)
-        return self.adapter.query_key(question)
+        return self.query_keys([question])[0]
+
+    def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
+        part = self.slots if self.config.keys == "slots" else self.adapter
+        return part.query_keys(questions)
 
     def search_size(self, top_k: int | None) -> int:
         return max(self.adapter.search_size(top_k), self.slots.search_size(top_k))
@@ -122,4 +124,5 @@ class Hybrid:
             a.info["merged_documents"] = c.extras["adapter"].extras.get("merged", 0)
             a.info["merge_weights"] = c.extras["adapter"].extras.get("weights", [])
             a.info["memories"] = len(c.extras["slots"].extras["memories"])
+            a.info["read_tokens"] = self.slots.read_tokens(c.question)
         return answers

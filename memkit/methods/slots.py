@@ -112,13 +112,19 @@ class Slots:
 
     # ---- ask --------------------------------------------------------------------------------------------
     def query_key(self, question: str) -> np.ndarray:
+        return self.query_keys([question])[0]
+
+    def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
+        """Keys of ``questions``, read in batches; each question's vectors are kept for its aggregation."""
+        memory = self.memories(questions)
         with torch.no_grad():
-            memory = self.model.read(self.lm, [question])[0]
-            key = self.model.key(memory[None])[0].cpu().numpy()
-        self._read[question] = memory
+            keys = self.model.key(memory).cpu().numpy()
+        for question, vectors in zip(questions, memory):
+            self._read[question] = vectors
+            self._read.move_to_end(question)
         while len(self._read) > READ_KEPT:
             self._read.popitem(last=False)
-        return key
+        return list(keys)
 
     def search_size(self, top_k: int | None) -> int:
         return ALL if self.config.aggregation == "all" else (top_k or self.config.top_k)
@@ -163,4 +169,9 @@ class Slots:
                                                 "aggregate", batch_size=batch_size)
         for a, c in zip(answers, contexts):
             a.info["memories"] = len(c.extras["memories"])
+            a.info["read_tokens"] = self.read_tokens(c.question)
         return answers
+
+    def read_tokens(self, question: str) -> int:
+        """Tokens the slot model reads for a question (its key and aggregation): the question and the slots."""
+        return self.lm.count_tokens(question) + len(self.lm.bos_ids) + self.model.config.slots

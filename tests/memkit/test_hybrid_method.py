@@ -93,3 +93,5 @@ def test_options_are_checked(tiny_lm, tiny_generator_dir, tiny_slot_dir):
         build_method("hybrid", tiny_lm, {**base, "aggregation": "some"})
     with pytest.raises(ConfigError, match="merge"):
         build_method("hybrid", tiny_lm, {**base, "merge": "mean"})
+    with pytest.raises(ConfigError, match="another base model"):
+        build_method("hybrid", tiny_lm, {"generator": str(tiny_generator_dir)})    # the packaged slots: world LM's

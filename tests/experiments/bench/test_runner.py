@@ -72,6 +72,17 @@ def test_adapter_oracle_merges_exactly_the_stored_states_of_the_gold_documents(t
         assert result.sources == question.doc_ids and result.setting == "oracle"
 
 
+def test_a_slot_models_read_of_the_question_counts_as_tokens_processed(tiny_lm, bench, tiny_slot_dir):
+    options = {"model": str(tiny_slot_dir), "top_k": 2, "max_new_tokens": 2}
+    with MethodSession(tiny_lm, "slots", options, batch_size=3) as session:
+        session.ingest(bench.documents)
+        results = session.ask(bench.questions[:3])
+    slots = session.method.model.config.slots
+    for q, r in zip(bench.questions, results):
+        assert r.read_tokens == tiny_lm.count_tokens(q.question) + len(tiny_lm.bos_ids) + slots
+        assert r.tokens_processed == r.prompt_tokens + r.generated_tokens + r.read_tokens
+
+
 def test_settings_a_method_does_not_take_are_refused(tiny_lm):
     with pytest.raises(ConfigError, match="oracle"):
         MethodSession(tiny_lm, "rag", setting="oracle")

@@ -3,6 +3,7 @@ top-k over the whole bank equals aggregating the bank; a removed document leaves
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,10 +37,21 @@ def test_ask_aggregates_the_top_k_memories_into_a_prefix(tiny_lm, tmp_path, slot
     assert len(report.added) == 3
     answer = engine.ask(QUESTION)
     assert answer.info["memories"] == 2 and len(answer.sources) == 2
+    slots = engine.method.model.config.slots                      # the question and the slots, read for the key
+    assert answer.info["read_tokens"] == tiny_lm.count_tokens(QUESTION) + len(tiny_lm.bos_ids) + slots
     assert set(s.document_id for s in answer.sources) <= set(report.added)
     together = engine.ask_many([QUESTION, "Where does Ada Varn live?"], batch_size=2)
     assert together[0].text == answer.text                       # batched (with padding) equals alone
     engine.store.close()
+
+
+def test_questions_read_together_get_the_keys_they_get_alone(tiny_lm, tmp_path, slot_dir):
+    method = build_method("slots", tiny_lm, {"model": str(slot_dir), "batch_size": 2})
+    questions = [QUESTION, "Where does Ada Varn live?", "Who draws maps in Kessin for the Sorrel Company?"]
+    together = method.query_keys(questions)
+    for question, key in zip(questions, together):
+        np.testing.assert_allclose(key, method.query_key(question), rtol=1e-4, atol=1e-5)
+        assert question in method._read                              # kept for the question's aggregation
 
 
 def test_top_k_over_the_whole_bank_equals_aggregating_all(tiny_lm, tmp_path, slot_dir):
