@@ -42,7 +42,8 @@ def ask(
         weights = answer.info.get("merge_weights") or []
         for n, src in enumerate(answer.sources, 1):
             span = f" chars {src.span[0]}-{src.span[1]}" if src.span else ""
-            weight = f"  weight {weights[n - 1]:.2f}" if len(weights) == len(answer.sources) else ""
+            # merged sources come first (a hybrid lists the memories it aggregated after them)
+            weight = f"  weight {weights[n - 1]:.2f}" if n <= len(weights) else ""
             out.print(f"  [{n}] doc {src.document_id}  score {src.score:.3f}{weight}  {src.source}{span}",
                       markup=False)
             out.print(f"      {src.snippet}", markup=False)
