@@ -1,12 +1,14 @@
 """What the training recipes share: command-line options from a config dataclass (one ``--field-name`` per
-field, typed by its default, booleans as ``--x/--no-x``), saving a trained model with its config and log,
-copying it into the package, and the recipes' ``main``."""
+field, typed by its default, booleans as ``--x/--no-x``), a probe's mean F1, training between a probe before
+and after, saving a trained model with its config and log, copying it into the package, and the recipes'
+``main``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Callable
@@ -21,6 +23,29 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
                                 default=f.default)
         else:
             parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
+
+
+def mean_f1(preds: list[str], golds: list[str]) -> float:
+    """Mean F1 (0-100) of ``preds`` against one gold answer each."""
+    from experiments.bench.metrics import f1
+
+    return 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(golds)
+
+
+def probed_training(model, out: Path, cfg, log: Callable[[str], None], *, start: float,
+                    probe: Callable[[bool], dict], train: Callable[[Callable], object]) -> dict:
+    """``probe(baselines=True)`` before, ``train(evaluate)`` (``evaluate(model)`` probes without baselines),
+    ``probe(True)`` after, then ``save_trained``; returns the summary (``start``: the run's ``time.time()``)."""
+    first = probe(True)
+    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
+    report = train(lambda _model: probe(False))
+    final = probe(True)
+    log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
+    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1),
+               "parameters": sum(p.numel() for p in model.parameters()), "device": str(model.device),
+               "before": first, "final_probe": final}
+    save_trained(model, out, cfg, summary, report, log)
+    return summary
 
 
 def save_trained(model, out: Path, cfg, summary: dict, report, log: Callable[[str], None]) -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.bench.metrics import f1
 from experiments.world.adapter_data import heldout_items, training_items
-from experiments.world.config_args import install_copy, recipe_main, save_trained
+from experiments.world.config_args import install_copy, mean_f1, probed_training, recipe_main
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
@@ -49,14 +48,14 @@ def probe(lm, gen: AdapterGenerator, items: list[ContextQA], chunk_tokens: int, 
         shifted = AdapterState({n: m.roll(1, dims=0) for n, m in stacked.mats.items()})
         own = answer_loss(lm, seqs, gen.delta(stacked))
         other = answer_loss(lm, seqs, gen.delta(shifted))
-    out = {"adapter_f1": 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(items),
+    out = {"adapter_f1": mean_f1(preds, golds),
            "own_loss": float(own), "other_loss": float(other)}
     if baselines:
         closed = lm.generate([qa_prompt(q) for q in questions], max_new_tokens=12, stop=STOP, batch_size=16)
         read = lm.generate([qa_prompt(q, it.documents) for q, it in zip(questions, items)], max_new_tokens=12,
                            stop=STOP, batch_size=16)
-        out["closed_f1"] = 100 * sum(f1(p, [g]) for p, g in zip(closed, golds)) / len(items)
-        out["prompt_f1"] = 100 * sum(f1(p, [g]) for p, g in zip(read, golds)) / len(items)
+        out["closed_f1"] = mean_f1(closed, golds)
+        out["prompt_f1"] = mean_f1(read, golds)
     return out
 
 
@@ -82,16 +81,10 @@ def run(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
             gen.calibrate(encode_documents(lm, gen, sample, chunk_tokens=cfg.chunk_tokens))
         log(f"mean state calibrated on {len(sample)} training documents")
     held = heldout_items()
-    first = probe(lm, gen, held, cfg.chunk_tokens, baselines=True)
-    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
-    report = train_generator(lm, gen, training_items(cfg.seed), cfg,
-                             evaluate=lambda g: probe(lm, g, held, cfg.chunk_tokens), log=log)
-    final = probe(lm, gen, held, cfg.chunk_tokens, baselines=True)
-    log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
-    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
-               "device": str(lm.device), "before": first, "final_probe": final}
-    save_trained(gen, out, cfg, summary, report, log)
-    return summary
+    return probed_training(gen, out, cfg, log, start=start,
+                           probe=lambda baselines: probe(lm, gen, held, cfg.chunk_tokens, baselines=baselines),
+                           train=lambda evaluate: train_generator(lm, gen, training_items(cfg.seed), cfg,
+                                                                  evaluate=evaluate, log=log))
 
 
 def install(out: Path) -> Path:

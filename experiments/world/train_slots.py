@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.bench.metrics import f1
 from experiments.world.adapter_data import heldout_items, training_items
-from experiments.world.config_args import install_copy, recipe_main, save_trained
+from experiments.world.config_args import install_copy, mean_f1, probed_training, recipe_main
 from memkit.adapters.train import ContextQA
 from memkit.methods.hybrid import PACKAGED_HYBRID_SLOTS
 from memkit.methods.slots import PACKAGED_SLOTS
@@ -49,21 +48,18 @@ def probe(lm, model: SlotModel, items: list[ContextQA], *, top_k: int = 4, aggre
         agg = model.aggregate(qmem, memory[rows], scores.gather(1, rows), present)
         prompts = [qa_prompt(q) for q in questions]
         delta = own_delta(lm, generator, docs, own) if generator is not None else None
-        preds = lm.generate(prompts, max_new_tokens=12, stop=STOP, prefix=model.prefix(agg), batch_size=16)
-        out = {"slots_f1": _f1(preds, golds), "recall_at_1": 100 * r1, "recall_at_5": 100 * r5}
+        prefix = model.prefix(agg)
+        preds = lm.generate(prompts, max_new_tokens=12, stop=STOP, prefix=prefix, batch_size=16)
+        out = {"slots_f1": mean_f1(preds, golds), "recall_at_1": 100 * r1, "recall_at_5": 100 * r5}
         if delta is not None:
-            out["hybrid_f1"] = _f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, prefix=model.prefix(agg),
-                                               delta=delta, batch_size=16), golds)
+            out["hybrid_f1"] = mean_f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, prefix=prefix,
+                                                   delta=delta, batch_size=16), golds)
         if baselines:
-            out["closed_f1"] = _f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, batch_size=16), golds)
+            out["closed_f1"] = mean_f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, batch_size=16), golds)
             if delta is not None:
-                out["adapter_f1"] = _f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, delta=delta,
-                                                    batch_size=16), golds)
+                out["adapter_f1"] = mean_f1(lm.generate(prompts, max_new_tokens=12, stop=STOP, delta=delta,
+                                                        batch_size=16), golds)
     return out
-
-
-def _f1(preds: list[str], golds: list[str]) -> float:
-    return 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(golds)
 
 
 def run(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
@@ -86,16 +82,10 @@ def run(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
         log(f"answer losses read the adapter of {cfg.with_adapter} too")
     held = heldout_items()
     settings = {"top_k": cfg.top_k, "aggregation": cfg.aggregation, "generator": generator}
-    first = probe(lm, model, held, baselines=True, **settings)
-    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
-    report = train_slots(lm, model, training_items(cfg.seed), cfg, log=log, generator=generator,
-                         evaluate=lambda m: probe(lm, m, held, **settings))
-    final = probe(lm, model, held, baselines=True, **settings)
-    log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
-    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
-               "device": str(lm.device), "before": first, "final_probe": final}
-    save_trained(model, out, cfg, summary, report, log)
-    return summary
+    return probed_training(model, out, cfg, log, start=start,
+                           probe=lambda baselines: probe(lm, model, held, baselines=baselines, **settings),
+                           train=lambda evaluate: train_slots(lm, model, training_items(cfg.seed), cfg, log=log,
+                                                              generator=generator, evaluate=evaluate))
 
 
 def install(out: Path) -> Path:
