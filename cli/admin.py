@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import handle_errors, open_store, out, print_json, state
+from cli.common import fail, handle_errors, open_store, out, print_json, state
 
 
 def _print_pairs(data: dict) -> None:
@@ -32,10 +32,15 @@ def reindex(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Rebuild the vector index from the database (the index is a cache of it)."""
+    """Rebuild the vector index from the database (the index is a cache of it) and delete files that
+    interrupted writes left behind (blobs no memory references, temp files)."""
     with open_store(state(ctx), write=True) as store:
         count = store.reindex()
-    print_json({"vectors": count}) if json_out else typer.echo(f"rebuilt the index: {count} vectors")
+        removed = store.remove_orphans()
+    if json_out:
+        print_json({"vectors": count, "removed": removed})
+    else:
+        typer.echo(f"rebuilt the index: {count} vectors" + (f"; deleted {len(removed)} leftover file(s)" if removed else ""))
 
 
 def _environment() -> dict:
@@ -58,21 +63,32 @@ def _environment() -> dict:
 def doctor(
     ctx: typer.Context,
     skip_model: Annotated[bool, typer.Option("--skip-model", help="Do not load the store's model.")] = False,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Fix what can be fixed without the documents' sources: delete leftover files of "
+                         "interrupted writes and rebuild the index file when it is stale or damaged (takes the "
+                         "writer lock).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Check the environment (torch, CUDA, faiss build) and the store: model, blobs, index. Exit 1 on problems."""
+    """Check the environment (torch, CUDA, faiss build) and the store: its database, every blob against its
+    checksum, leftover files, the index file against the database, the model. Exit 0 healthy, 1 problems
+    found, 3 the store cannot be opened. A store being written by another process is checked for what that
+    work cannot disturb."""
     from memkit.errors import MemkitError
     from storage.errors import StoreError
 
     st = state(ctx)
-    report: dict = {"environment": _environment(), "store": str(st.store), "problems": []}
+    report: dict = {"environment": _environment(), "store": str(st.store), "problems": [], "notes": []}
     try:
-        with open_store(st) as store:
+        with open_store(st, write=repair) as store:
             info = store.info
             report["model"] = info.model_id
             report["method"] = info.method
             report["documents"] = store.count_documents()
-            report["problems"] += store.verify()
+            if repair:
+                report["repaired"] = store.repair()
+            health = store.verify()
+            report["problems"] += health.problems
+            report["notes"] += health.notes
             if not skip_model:
                 from memkit.lm import FrozenLM
 
@@ -83,7 +99,7 @@ def doctor(
                 except (MemkitError, StoreError) as exc:
                     report["problems"].append(f"model: {exc}")
     except StoreError as exc:
-        report["problems"].append(f"store: {exc}")
+        report["error"] = str(exc)
     if json_out:
         print_json(report)
     else:
@@ -91,9 +107,18 @@ def doctor(
         for key in ("store", "model", "method", "documents", "model_check"):
             if key in report:
                 out.print(f"{key}: {report[key]}", markup=False)
+        for line in report.get("repaired", []):
+            out.print(f"repaired: {line}", markup=False)
+        for note in report["notes"]:
+            out.print(f"note: {note}", markup=False)
         for problem in report["problems"]:
             out.print(f"problem: {problem}", markup=False)
-        out.print("healthy" if not report["problems"] else f"{len(report['problems'])} problem(s)", markup=False)
+        if "error" not in report:
+            out.print("healthy" if not report["problems"] else f"{len(report['problems'])} problem(s)", markup=False)
+    if "error" in report:
+        if json_out:
+            raise typer.Exit(3)
+        fail(report["error"], 3)
     if report["problems"]:
         raise typer.Exit(1)
 

@@ -1,14 +1,17 @@
 """What every command shares: the global options, opening the store, loading the engine, printing.
 
 Owns: the ``State`` the root callback fills (store path, device), ``handle_errors`` which maps library errors
-to one line on stderr and an exit code (never a traceback for an ordinary mistake), and the wiring of a
-``storage.Store`` into a ``memkit.Engine``. Knows no maths.
+to one line on stderr and an exit code (never a traceback for an ordinary mistake), ``Terminated`` and the
+SIGTERM handler that raises it (so a terminated command unwinds like an interrupted one: its ``with`` blocks
+close the store, saving the index and releasing the writer lock), and the wiring of a ``storage.Store`` into a
+``memkit.Engine``. Knows no maths.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +37,37 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State(store=Path(".memkit"))
 
 
+INTERRUPTED = "interrupted; documents already ingested are kept"
+TERMINATED = "terminated; documents already ingested are kept"
+EXIT_INTERRUPTED = 130     # 128 + SIGINT
+EXIT_TERMINATED = 143      # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process gets SIGTERM. A BaseException, like KeyboardInterrupt, so that
+    no ``except Exception`` swallows it, while ``with`` blocks and ``finally`` clauses still run."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    # One is enough: a second SIGTERM while the store closes is ignored, so the close is not cut short
+    # (SIGKILL still ends the process at once).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM raise ``Terminated`` in the main thread (call once, from the console-script entry point)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def fail(message: str, code: int = 2) -> None:
     err.print(f"error: {message}", markup=False)
     raise typer.Exit(code)
 
 
 def handle_errors(fn):
-    """Run a command; a memkit or store error becomes 'error: ...' on stderr and its exit code."""
+    """Run a command; a memkit or store error becomes 'error: ...' on stderr and its exit code; Ctrl-C (SIGINT)
+    and SIGTERM become one line and exit 130 or 143, after the command's ``with`` blocks have closed."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -49,8 +76,11 @@ def handle_errors(fn):
         except (MemkitError, StoreError) as exc:
             fail(str(exc), getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:
-            err.print("interrupted; documents already ingested are kept", markup=False)
-            raise typer.Exit(130)
+            err.print(INTERRUPTED, markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        except Terminated:
+            err.print(TERMINATED, markup=False)
+            raise typer.Exit(EXIT_TERMINATED)
 
     return wrapper
 

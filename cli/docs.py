@@ -71,14 +71,14 @@ def rm(
     doc_ids: Annotated[list[int], typer.Argument(help="Document ids to remove.", show_default=False)],
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Remove documents with their memories, blobs and index entries."""
+    """Remove documents with their memories, blobs and index entries. Every id is checked first: if one is not
+    in the store, nothing is removed."""
     with open_store(state(ctx), write=True) as store:
-        for doc_id in doc_ids:
-            store.remove_document(doc_id)
+        removed = store.remove_documents(doc_ids)
     if json_out:
-        print_json({"removed": doc_ids})
+        print_json({"removed": removed})
     else:
-        typer.echo(f"removed {len(doc_ids)} document(s): {', '.join(map(str, doc_ids))}")
+        typer.echo(f"removed {len(removed)} document(s): {', '.join(map(str, removed))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cli.common import err, handle_errors, load_engine, open_store, print_json, state
+
+LOG_EVERY_S = 60.0
+"""Off a terminal (a log), progress is a line this often."""
+
+
+def _size(value: str) -> int:
+    """A size flag's value -> bytes; a bad one is a usage error naming the flag."""
+    from memkit.documents import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if size < 1:
+        raise typer.BadParameter("must be at least 1 byte")
+    return size
 
 
 @handle_errors
@@ -25,28 +42,64 @@ def ingest(
     model: Annotated[Optional[str], typer.Option(
         help="Load the store's model from this directory instead (it must be the same model).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    max_doc_bytes: Annotated[int, typer.Option(
+        parser=_size, metavar="SIZE",
+        help="Largest document (its text, as UTF-8); a larger file, stdin or JSONL text is refused, never "
+             "truncated.")] = "8MiB",
+    max_line_bytes: Annotated[Optional[int], typer.Option(
+        parser=_size, metavar="SIZE", show_default="4 x --max-doc-bytes",
+        help="Longest JSONL line; a longer one is refused and skipped, and reading goes on with the next "
+             "line.")] = None,
+    max_input_bytes: Annotated[int, typer.Option(
+        parser=_size, metavar="SIZE",
+        help="Most bytes read in this ingest, over all inputs; past it reading stops and what was read before "
+             "is kept.")] = "4GiB",
+    allow_special: Annotated[bool, typer.Option(
+        "--allow-special",
+        help="Read FIFOs, devices and sockets named as inputs (refused by default: they may block forever or "
+             "never end; directories always skip them). Standard input (-) is always read.")] = False,
 ) -> None:
     """Add documents to the store. Duplicates (same text) are skipped; refused inputs are listed at the end
-    and make the exit code 1, while every good document is kept."""
+    and make the exit code 1, while every good document is kept.
+
+    Input is read as a stream within the --max-* limits; each refusal names the flag that raises its limit.
+    A SIZE is bytes or a number with a unit: 512K, 64M or 64MiB, 2G (powers of 1024), 64MB (powers of 1000)."""
+    from memkit.documents import ReadLimits
     from memkit.sources import iter_sources
 
+    limits = ReadLimits(max_doc_bytes=max_doc_bytes, max_line_bytes=max_line_bytes,
+                        max_input_bytes=max_input_bytes, allow_special=allow_special)
     st = state(ctx)
     with open_store(st, write=True) as store:
         engine = load_engine(st, store, model)
         engine.batch_size = batch_size
-        items = iter_sources(paths, stream=stream, fmt=fmt)
-        columns = [SpinnerColumn(), TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[note]}"), TimeElapsedColumn()]
-        with Progress(*columns, console=err, transient=True, disable=json_out) as bar:
-            task = bar.add_task("ingest", total=None, note="")
-            counts = {"added": 0, "duplicate": 0, "failed": 0}
+        items = iter_sources(paths, stream=stream, fmt=fmt, limits=limits)
+        counts = {"added": 0, "duplicate": 0, "failed": 0}
+
+        def note() -> str:
+            return f"{counts['added']} added, {counts['duplicate']} duplicate, {counts['failed']} refused"
+
+        if err.is_terminal and not json_out:
+            columns = [SpinnerColumn(), TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[note]}"), TimeElapsedColumn()]
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("ingest", total=None, note="")
+
+                def progress(event: str, item) -> None:
+                    counts[event] += 1
+                    bar.update(task, advance=1, note=note())
+
+                report = engine.ingest(items, progress=progress, limits=limits)
+        else:  # a log: a line at most once a minute, nothing for a short ingest
+            start, last = time.monotonic(), [time.monotonic()]
 
             def progress(event: str, item) -> None:
                 counts[event] += 1
-                note = f"{counts['added']} added, {counts['duplicate']} duplicate, {counts['failed']} refused"
-                bar.update(task, advance=1, note=note)
+                if time.monotonic() - last[0] >= LOG_EVERY_S:
+                    last[0] = time.monotonic()
+                    err.print(f"ingesting: {note()} ({last[0] - start:.0f}s)", markup=False)
 
-            report = engine.ingest(items, progress=progress)
+            report = engine.ingest(items, progress=progress, limits=limits)
     if json_out:
         print_json(report.to_dict())
     else:

@@ -22,7 +22,8 @@ def init(
         "--option", "-o", help="A method option KEY=VALUE (repeatable), e.g. -o chunk_tokens=64.")] = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit).")] = None,
     db_url: Annotated[Optional[str], typer.Option(
-        help="SQLAlchemy database URL (default: SQLite inside the store).")] = None,
+        help="SQLAlchemy database URL, e.g. postgresql+psycopg://user@host/db (default: SQLite inside the "
+             "store). The database holds the documents' text.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create a new store for MODEL and METHOD at --store."""
@@ -30,12 +31,14 @@ def init(
     from memkit.lm import FrozenLM
     from memkit.methods import build_method, canonical_name
     from memkit.methods.common import parse_options
-    from storage import Store
+    from storage import Store, check_db_url
     from storage.errors import StoreExistsError
 
     st = state(ctx)
     if (st.store / "store.json").exists():
         raise StoreExistsError(st.store)
+    if db_url is not None:
+        check_db_url(db_url)  # before the model loads: a bad URL costs the user no wait
     name = canonical_name(method)
     model_id = model or default_model()
     if Path(model_id).expanduser().exists():

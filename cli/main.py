@@ -1,18 +1,20 @@
 """The ``memkit`` command: the typer app, its global options, and the command groups it is made of.
 
 Owns: the root callback (``--store``, ``--device``) and registration of the commands defined one group per
-module. ``main()`` is the console-script entry point.
+module. ``main()`` is the console-script entry point; it makes SIGTERM close a command as cleanly as Ctrl-C.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli import admin, ask, bench, docs, export, ingest, init, train
-from cli.common import State
+from cli.common import EXIT_TERMINATED, TERMINATED, State, Terminated, err, install_signal_handlers
 
 app = typer.Typer(
     name="memkit",
@@ -40,8 +42,30 @@ for module in (init, ingest, ask, docs, export, admin, bench, train):
     module.register(app)
 
 
+class _Lowercase(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def log_to_stderr() -> None:
+    """The library's own warnings (a damaged index file answered around, a blob left in place) as one
+    ``warning: ...`` line each on stderr, in the command's voice; other libraries' logging is left alone."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lowercase())
+    for name in ("memkit", "storage", "experiments"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def main() -> None:
-    app()
+    install_signal_handlers()
+    log_to_stderr()
+    try:
+        app()
+    except Terminated:  # outside a command (a command maps it itself, after its store has closed)
+        err.print(TERMINATED, markup=False)
+        sys.exit(EXIT_TERMINATED)
 
 
 if __name__ == "__main__":

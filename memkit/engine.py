@@ -1,7 +1,8 @@
 """The ingest and ask loops: documents -> method -> store, and question -> store -> method -> answer.
 
-Owns: batching documents through ``method.encode``, duplicate skipping by content hash, stream positions,
-turning store hits into ``Retrieved`` values, timing each step, batched answering of many questions, and
+Owns: batching documents through ``method.encode`` (each first checked by ``validate_document``, so a bad one
+is reported as refused and never reaches the method or the store), duplicate skipping by content hash, stream
+positions, turning store hits into ``Retrieved`` values, timing each step, batched answering of many questions, and
 keeping a stateful method's own state (``StatefulMethod``) in the store: loaded when the engine is built,
 saved after each batch of ingested documents (a crash between a batch's documents and its state loses only
 that batch's training, never the documents). Talks to the store only through the
@@ -18,7 +19,7 @@ import numpy as np
 
 from memkit.errors import InputError
 from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retrieved, StatefulMethod
-from memkit.sources import SourceDocument
+from memkit.documents import ReadLimits, SourceDocument, validate_document
 
 
 class MemoryStore(Protocol):
@@ -80,15 +81,26 @@ class Engine:
                 self.store.save_state(self.method.name, tensors)
 
     # ---- ingest ---------------------------------------------------------------------------------------
-    def ingest(self, items: Iterable[SourceDocument | InputError], progress: ProgressFn | None = None) -> IngestReport:
-        """Absorb every document of ``items``; refused inputs are counted and reported, never fatal."""
+    def ingest(self, items: Iterable[SourceDocument | InputError], progress: ProgressFn | None = None, *,
+               limits: ReadLimits | None = None) -> IngestReport:
+        """Absorb every document of ``items``; refused inputs are counted and reported, never fatal.
+
+        Every item that is not an InputError goes through ``validate_document`` (within ``limits``, the default
+        ``ReadLimits()`` when None) first: one that fails is reported as refused, named by its source or else as
+        ``item N`` (counted from 1), and the rest of its batch is kept.
+        """
         start = time.perf_counter()
         report = IngestReport()
         positions: dict[str, int] = {}
         pending: list[SourceDocument] = []
         seen: set[str] = set()
         notify = progress or (lambda event, item: None)
-        for item in items:
+        for number, item in enumerate(items, start=1):
+            if not isinstance(item, InputError):
+                try:
+                    item = validate_document(item, limits)
+                except InputError as exc:
+                    item = exc if exc.source is not None else InputError(exc.reason, source=f"item {number}")
             if isinstance(item, InputError):
                 report.failed.append(item)
                 notify("failed", item)

@@ -89,7 +89,11 @@ class FrozenLM:
         self._config = model.config.get_text_config(decoder=True)
         self._eos_ids = self._collect_eos_ids()
         self._bos_ids = self._probe_lead_tokens()
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        forward = inspect.signature(model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward
+        # transformers 5.x renamed the forward's cache argument (and the output's field) from past_key_values to
+        # cache and warns on the old name; older versions and families know only past_key_values.
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
         self._linears: dict[str, torch.nn.Module] | None = None
         self._fingerprint: str | None = None
         self.last_truncated: list[bool] = []
@@ -288,7 +292,7 @@ class FrozenLM:
         ids, mask = self._pad(seqs, left=False)
         attention = mask
         if has_prefix:
-            kwargs = dict(past_key_values=self.prefix_cache(prefix, len(seqs)), use_cache=True)
+            kwargs = {self._cache_arg: self.prefix_cache(prefix, len(seqs)), "use_cache": True}
             attention = torch.cat([mask.new_ones(len(seqs), plen), mask], dim=1)
         else:
             kwargs = dict(use_cache=False)
@@ -352,8 +356,8 @@ class FrozenLM:
         last_only = dict(logits_to_keep=1) if self._keeps_logits else {}  # no [B, T, V] logits for the prompt
         for _ in range(max_new_tokens):
             out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                             past_key_values=cache, use_cache=True, **last_only)
-            cache = out.past_key_values
+                             use_cache=True, **{self._cache_arg: cache}, **last_only)
+            cache = self._returned_cache(out)
             chosen = out.logits[:, -1, :].argmax(dim=-1).tolist()
             for i, token in enumerate(chosen):
                 if done[i]:
@@ -419,13 +423,22 @@ class FrozenLM:
         ids = torch.tensor([seq], dtype=torch.long, device=self.device)
         cache = DynamicCache(config=self.model.config)
         with torch.no_grad():
-            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-        return Prefix.from_cache(out.past_key_values)
+            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: cache})
+        return Prefix.from_cache(self._returned_cache(out))
 
     # ------------------------------------------------------------------ internals
 
     def _delta(self, delta: LowRankDelta | None):
         return nullcontext() if delta is None else self.apply_delta(delta)
+
+    def _returned_cache(self, out):
+        """The cache a forward returned, read by the name this model's transformers uses (``cache`` in 5.x,
+        ``past_key_values`` before; reading the old name on 5.x warns)."""
+        if self._cache_arg == "cache":
+            cache = out.get("cache") if hasattr(out, "get") else getattr(out, "cache", None)
+            if cache is not None:
+                return cache
+        return out.past_key_values
 
     def _sequences(self, texts: Sequence[str | Sequence[int]], *, lead: bool) -> list[list[int]]:
         if isinstance(texts, str):

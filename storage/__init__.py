@@ -21,11 +21,13 @@ from storage.errors import (
     StoreFormatError,
     StoreLockedError,
 )
+from storage.database import check_url as check_db_url
 from storage.store import Store
 from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, Hit, MemoryRow, RecordIn
 
 __all__ = [
     "AddResult",
+    "check_db_url",
     "CollectionInfo",
     "CollectionNotFoundError",
     "CorruptBlobError",

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import stat
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,11 @@ BLOB_DIR = "blobs"
 SUFFIX = ".safetensors"
 CACHE_BYTES = 64 * 2**20
 """Bytes of verified blobs ``read`` keeps in memory (a store's most recently read payloads)."""
+FILE_MODE = 0o644
+"""Files a store writes: never group- or world-writable, whatever the umask (the umask may take more away)."""
+DIR_MODE = 0o755
+_BLOB_PATH = re.compile(rf"^{BLOB_DIR}/([0-9a-f]{{2}})/\1[0-9a-f]{{30}}\{SUFFIX}$")
+"""The only blob paths memkit writes: ``blobs/<2 hex>/<the same 2 hex + 30 hex>.safetensors``."""
 
 
 class BlobIntegrityError(Exception):
@@ -48,11 +56,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temp file in the same folder, fsync and ``os.replace``."""
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Writes ``data`` to ``path`` through a temp file in the same folder, fsync and ``os.replace``; the file is
+    created with ``FILE_MODE`` (no group or world write)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -61,6 +70,39 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic_with(path: Path, write: Callable[[Path], None]) -> str:
+    """``write_atomic`` for a writer that fills a file itself (``write(tmp)``, e.g. FAISS streaming an index to
+    disk, so the bytes are never held in memory twice); returns the SHA-256 of what it wrote, read back in
+    chunks."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        write(tmp)
+        os.chmod(tmp, FILE_MODE & ~_umask())  # a writer that re-creates the file gets the store's mode back
+        digest = hashlib.sha256()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux; 0o022 where /proc does not say)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 class BlobStore:
@@ -74,6 +116,12 @@ class BlobStore:
         self._cached = 0
 
     def absolute(self, rel_path: str) -> Path:
+        """The file of a blob path read from the database; a path memkit would never have written (outside
+        ``blobs/``, ``..``, absolute, another shape) raises ``BlobIntegrityError``, so a hand-edited row can
+        make the store neither read nor delete a file elsewhere."""
+        if not isinstance(rel_path, str) or not _BLOB_PATH.match(rel_path):
+            raise BlobIntegrityError(Path(str(rel_path)), "has a path memkit never writes (outside blobs/ or "
+                                     "of another shape); refused")
         return self.store_root / rel_path
 
     def write(self, tensors: dict[str, np.ndarray]) -> tuple[str, str, int]:
@@ -89,7 +137,8 @@ class BlobStore:
         name = uuid.uuid4().hex
         rel = f"{BLOB_DIR}/{name[:2]}/{name}{SUFFIX}"
         path = self.absolute(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=DIR_MODE, exist_ok=True)
+        path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
         write_atomic(path, data)
         return rel, hashlib.sha256(data).hexdigest(), len(data)
 
@@ -117,25 +166,48 @@ class BlobStore:
         return dict(tensors)
 
     def read_verified(self, rel_path: str, checksum: str) -> bytes:
+        """The bytes of a blob after checking them against ``checksum``. Only a regular file inside the store
+        is opened (no link followed, no device or FIFO read)."""
         path = self.absolute(rel_path)
         try:
-            data = path.read_bytes()
+            self._inside(path)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError as e:
             raise BlobIntegrityError(path, "is missing") from e
         except OSError as e:
             raise BlobIntegrityError(path, f"cannot be read ({e.strerror})") from e
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise BlobIntegrityError(path, "is not a regular file")
+            with os.fdopen(fd, "rb") as f:
+                fd = None
+                data = f.read()
+        except OSError as e:
+            raise BlobIntegrityError(path, f"cannot be read ({e.strerror})") from e
+        finally:
+            if fd is not None:
+                os.close(fd)
         if hashlib.sha256(data).hexdigest() != checksum:
             raise BlobIntegrityError(path, "failed its checksum")
         return data
 
+    def _inside(self, path: Path) -> None:
+        """Refuses a blob whose folder leads out of ``blobs/`` (a symlinked folder)."""
+        if path.parent.resolve().parent != self.root.resolve():
+            raise BlobIntegrityError(path, "lies outside the store's blob folder (a linked folder); refused")
+
     def exists(self, rel_path: str) -> bool:
-        return self.absolute(rel_path).is_file()
+        path = self.absolute(rel_path)
+        return path.is_file() and not path.is_symlink()
 
     def delete(self, rel_path: str) -> None:
-        """Removes a blob (and its folder once empty); a blob already gone is not an error."""
+        """Removes a blob (and its folder once empty); a blob already gone is not an error. A path memkit
+        never writes raises ``BlobIntegrityError`` and nothing is deleted."""
+        path = self.absolute(rel_path)
+        if path.parent.exists():
+            self._inside(path)
         for key in [k for k in self._cache if k[0] == rel_path]:
             self._cached -= self._cache.pop(key)[1]
-        path = self.absolute(rel_path)
         path.unlink(missing_ok=True)
         try:
             path.parent.rmdir()
@@ -143,7 +215,27 @@ class BlobStore:
             pass
 
     def list_all(self) -> list[str]:
-        """Every file under ``blobs/`` (blobs and leftover temp files), relative to the store, sorted."""
-        if not self.root.is_dir():
+        """Every entry under ``blobs/`` that is not a folder (blobs, leftover temp files, anything else),
+        relative to the store, sorted; links are listed, never followed."""
+        if not self.root.is_dir() or self.root.is_symlink():
             return []
-        return sorted(p.relative_to(self.store_root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        out = []
+        for folder, dirs, files in os.walk(self.root, followlinks=False):
+            base = Path(folder)
+            out += [(base / name).relative_to(self.store_root).as_posix() for name in files]
+            out += [(base / name).relative_to(self.store_root).as_posix() for name in dirs
+                    if (base / name).is_symlink()]
+        return sorted(out)
+
+    def remove_stray(self, rel_path: str) -> None:
+        """Deletes an entry ``list_all`` gave that no memory references (a crash's leftover): a file or link
+        directly inside ``blobs/<folder>/``; its folder goes once empty."""
+        path = self.store_root / rel_path
+        if path.parent.parent.resolve() != self.root.resolve() and path.parent.resolve() != self.root.resolve():
+            raise BlobIntegrityError(path, "is not an entry of the store's blob folder; refused")
+        path.unlink(missing_ok=True)
+        if path.parent != self.root:
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass

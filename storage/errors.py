@@ -75,11 +75,15 @@ class CorruptBlobError(StoreError):
 
 
 class DocumentNotFoundError(StoreError):
-    """A document id that the collection does not hold."""
+    """A document id (or several) that the collection does not hold: a mistake in the input, not damage."""
 
-    def __init__(self, document_id: int):
+    exit_code = 2
+
+    def __init__(self, document_id: int, *more: int, note: str = ""):
         self.document_id = document_id
-        super().__init__(f"no document with id {document_id} in this store; `memkit list` shows the ids")
+        self.document_ids = [document_id, *more]
+        which = f"id {document_id}" if not more else "ids " + ", ".join(map(str, self.document_ids))
+        super().__init__(f"no document with {which} in this store{note}; `memkit ls` shows the ids")
 
 
 class MemoryNotFoundError(StoreError):
@@ -126,3 +130,34 @@ class CorruptStateError(StoreError):
             f"method state {name!r} {reason} ({self.path}); remove that file and ingest the documents again "
             f"into a new store to rebuild it"
         )
+
+
+class CorruptDatabaseError(StoreError):
+    """The store's database file is damaged (not a database, malformed pages, emptied) or holds no memkit
+    tables. The documents live there: nothing else can rebuild it."""
+
+    def __init__(self, where: Path | str, reason: str):
+        self.where = str(where)
+        super().__init__(
+            f"the store's database {where} {reason}; restore it from a backup (the documents and their "
+            f"memories' rows live there, so nothing can be rebuilt without it)"
+        )
+
+
+class DatabaseUnavailableError(StoreError):
+    """The store's database cannot be opened or reached (missing, unreadable, a server that is down)."""
+
+    def __init__(self, where: Path | str, reason: str):
+        self.where = str(where)
+        super().__init__(f"the store's database {where} {reason}")
+
+
+class DatabaseURLError(StoreError):
+    """A database URL a store cannot be made on (unknown scheme, missing driver, a folder that does not exist)."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        super().__init__(f"cannot use database URL {url!r} (--db-url): {reason}")
+

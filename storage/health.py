@@ -1,8 +1,10 @@
 """Counting and checking a store: the numbers behind ``Store.stats`` and the problems behind ``Store.verify``.
 
 Owns: the read-only queries that summarise a collection, and the checks that compare SQL with the blob files
-and with the index (file and memory). Each problem is one line naming the document and memory it touches and,
-where there is one, the command that repairs it. Changes nothing. Knows nothing of models.
+(every referenced blob read and checksummed; files no memory references) and with the index file (readable
+and matching its checksum, the same ids as SQL, a sample of its vectors equal to the keys SQL holds). Each
+problem is one line naming what it touches and the command that repairs it; what is normal and mends itself
+(a stale index file) is a note instead. Changes nothing. Knows nothing of models.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import numpy as np
 from sqlalchemy import Engine, LargeBinary, cast, func, select
 from sqlalchemy.orm import Session
 
+from storage import queries
 from storage.blobs import BlobIntegrityError, BlobStore
-from storage.index import read_sidecar
+from storage.index import IndexFileError, VectorIndex, read_sidecar
 from storage.schema import Collection, Document, Memory
 
 
@@ -63,8 +66,13 @@ def db_bytes(engine: Engine) -> int | None:
     return sum(p.stat().st_size for p in (base, base.with_name(base.name + "-wal")) if p.exists())
 
 
-def blob_problems(s: Session, collection_id: int, blobs: BlobStore, check_checksums: bool) -> list[str]:
-    """Missing or damaged blobs of the collection, and blob files no memory of any collection references."""
+REPAIR = "`memkit doctor --repair` (or `memkit reindex`)"
+
+
+def blob_problems(s: Session, collection_id: int, blobs: BlobStore,
+                  check_checksums: bool) -> list[tuple[int, str]]:
+    """``(memory id, line)`` of each missing, damaged or refused blob of the collection (a path memkit never
+    writes is refused unread)."""
     problems = []
     rows = s.execute(
         select(Memory.id, Memory.document_id, Memory.blob_path, Memory.checksum)
@@ -79,55 +87,57 @@ def blob_problems(s: Session, collection_id: int, blobs: BlobStore, check_checks
             elif not blobs.exists(m.blob_path):
                 raise BlobIntegrityError(blobs.absolute(m.blob_path), "is missing")
         except BlobIntegrityError as e:
-            problems.append(
+            problems.append((m.id,
                 f"document {m.document_id}: blob of memory {m.id} {e.reason} ({m.blob_path}); "
-                f"remove the document and ingest it again"
-            )
-    referenced = set(s.scalars(select(Memory.blob_path).where(Memory.blob_path.is_not(None))))
-    for rel in blobs.list_all():
-        if rel not in referenced:
-            problems.append(f"orphan blob file {rel} is referenced by no memory; it can be deleted")
+                f"remove the document (`memkit rm {m.document_id}`) and ingest it again"
+            ))
     return problems
 
 
-def index_problems(s: Session, collection_id: int, held_ids: np.ndarray, index_file: Path) -> list[str]:
-    """Disagreements between the keys in SQL, the index in memory and the index file with its sidecar."""
+def orphan_blobs(s: Session, blobs: BlobStore) -> list[str]:
+    """Entries under ``blobs/`` that no memory of any collection references (a crash's leftovers)."""
+    referenced = set(s.scalars(select(Memory.blob_path).where(Memory.blob_path.is_not(None))))
+    return [rel for rel in blobs.list_all() if rel not in referenced]
+
+
+def index_check(s: Session, collection_id: int, index_file: Path, sample: int = 1000) -> tuple[list[str], list[str]]:
+    """``(problems, notes)`` of the index file against SQL. A file behind the database (a writer saves large
+    indexes now and then, and a crash leaves the last one) is a note: it is never trusted, and the next write
+    rebuilds it. A current file must load, match its checksum, hold exactly the ids of SQL's keys, and hold
+    the very keys SQL holds for a sample of ``sample`` ids spread over the collection."""
     generation, dim = s.execute(
         select(Collection.generation, Collection.key_dim).where(Collection.id == collection_id)
     ).one()
-    sql_ids = np.array(
-        sorted(
-            s.scalars(
-                select(Memory.id)
-                .join(Document, Document.id == Memory.document_id)
-                .where(Document.collection_id == collection_id, Memory.key.is_not(None))
-            )
-        ),
-        dtype=np.int64,
-    )
+    sql_ids = queries.key_ids(s, collection_id)
     if dim is None:
-        return [] if len(sql_ids) == 0 else [f"{len(sql_ids)} keys in the database but no key dimension recorded"]
-    fix = "run `memkit reindex`"
-    problems = []
+        return ([] if len(sql_ids) == 0 else [f"{len(sql_ids)} keys in the database but no key dimension recorded"]), []
     meta = read_sidecar(index_file)
-    if not index_file.exists() or meta is None:
-        problems.append(f"index file {index_file} or its sidecar is missing; {fix}")
-    else:
-        if meta["generation"] != generation:
-            problems.append(
-                f"index file {index_file} is at generation {meta['generation']}, the database at {generation}; {fix}"
-            )
-        if meta["count"] != len(sql_ids):
-            problems.append(
-                f"index file {index_file} holds {meta['count']} vectors, the database {len(sql_ids)} keys; {fix}"
-            )
-        if meta["dim"] != dim:
-            problems.append(f"index file {index_file} has dimension {meta['dim']}, the collection {dim}; {fix}")
-    held = np.sort(held_ids)
-    extra = np.setdiff1d(held, sql_ids)
-    missing = np.setdiff1d(sql_ids, held)
-    if len(extra) or len(missing):
-        problems.append(
-            f"index in memory has {len(extra)} ids the database lacks and lacks {len(missing)} keys it has; {fix}"
-        )
-    return problems
+    rewrite = "the next write rebuilds it from the database; `memkit reindex` rewrites it now"
+    if meta is None or not index_file.exists():
+        return [], [f"index file {index_file} (or its sidecar) is missing or from another memkit; {rewrite}"]
+    if meta["generation"] != generation:
+        return [], [f"index file {index_file} is at generation {meta['generation']}, the database at {generation} "
+                    f"(an interrupted or unfinished write); {rewrite}"]
+    if meta["dim"] != dim:
+        return [f"index file {index_file} has dimension {meta['dim']}, the collection {dim}; {REPAIR} rebuilds it"], []
+    try:
+        index = VectorIndex.load(index_file, meta, use_gpu=False)
+    except IndexFileError as e:
+        return [f"index file {index_file} {e}; {REPAIR} rebuilds it"], []
+    held = np.sort(index.ids())
+    if len(held) != len(sql_ids) or not np.array_equal(held, sql_ids):
+        extra, missing = np.setdiff1d(held, sql_ids), np.setdiff1d(sql_ids, held)
+        return [f"index file {index_file} holds {len(held)} vectors, the database {len(sql_ids)} keys "
+                f"({len(extra)} ids the database lacks, {len(missing)} keys missing); {REPAIR} rebuilds it"], []
+    picks = sql_ids[np.unique(np.linspace(0, len(sql_ids) - 1, num=min(sample, len(sql_ids))).astype(np.int64))] \
+        if len(sql_ids) else sql_ids
+    differ = 0
+    for start in range(0, len(picks), queries.SQL_CHUNK):
+        part = [int(i) for i in picks[start:start + queries.SQL_CHUNK]]
+        keys = queries.keys_of(s, part)
+        stored = index.vectors_of(part)
+        differ += sum(not np.array_equal(stored[j], keys[i]) for j, i in enumerate(part))
+    if differ:
+        return [f"index file {index_file}: {differ} of {len(picks)} sampled vectors differ from the keys the "
+                f"database holds; {REPAIR} rebuilds it"], []
+    return [], []

@@ -1,8 +1,11 @@
 """The vector index: exact inner-product search over memory keys, ids equal to ``memories.id``.
 
 Owns: a FAISS ``IndexIDMap2(IndexFlatIP(dim))`` in memory, and its file pair ``<name>.faiss`` (the serialised
-index) + ``<name>.json`` (``{"generation": N, "dim": D, "count": C}``), both written atomically. The index is
-a cache of the keys kept in SQL; the store decides when it is stale and rebuilds it. Keys are expected to be
+index) + ``<name>.json`` (the sidecar: ``{"generation": N, "dim": D, "count": C, "sha256": H, "removed": [ids]}``),
+both written atomically. ``load`` checks the file's bytes against the sidecar's SHA-256 before FAISS reads them,
+so a damaged or altered file is never trusted; ``removed`` lists ids deleted since the file was written (a
+removal need not rewrite a large file; ``load`` drops them). The index is a cache of the keys kept in SQL; the
+store decides when it is stale and rebuilds it. Keys are expected to be
 L2-normalised by the caller (inner product is then cosine); nothing here normalises. When faiss was built with
 GPU support and a CUDA device is present, large indexes are searched through a GPU copy; the CPU index stays
 the one that is mutated and saved. Knows nothing of SQL, documents, blobs or models.
@@ -10,6 +13,7 @@ the one that is mutated and saved. Knows nothing of SQL, documents, blobs or mod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,7 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from storage.blobs import write_atomic
+from storage.blobs import write_atomic, write_atomic_with
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +39,28 @@ def sidecar_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+class IndexFileError(ValueError):
+    """An index file that cannot be trusted: unreadable, failing its checksum, or not what its sidecar says."""
+
+
 def read_sidecar(path: Path) -> dict | None:
-    """The sidecar of index file ``path`` (``generation``, ``dim``, ``count``), or None if absent or unreadable."""
+    """The sidecar of index file ``path`` (``generation``, ``dim``, ``count``, ``sha256``, ``removed``), or None
+    if absent, unreadable or of another shape (an index file without a checksum is not trusted)."""
     try:
         meta = json.loads(sidecar_path(path).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("generation", "dim", "count")):
         return None
+    removed = meta.setdefault("removed", [])
+    if not isinstance(meta.get("sha256"), str) or not isinstance(removed, list) or \
+            not all(isinstance(i, int) for i in removed):
+        return None
     return meta
+
+
+def write_sidecar(path: Path, meta: dict) -> None:
+    write_atomic(sidecar_path(path), json.dumps(meta).encode())
 
 
 class VectorIndex:
@@ -135,27 +152,45 @@ class VectorIndex:
     def save(self, path: Path, generation: int) -> None:
         """Writes the index to ``path`` and its sidecar json, each atomically (index first, then sidecar).
 
-        A crash between the two leaves a sidecar with the old generation, which marks the file stale.
+        A crash between the two leaves a sidecar with the old generation (or checksum), which marks the file
+        stale.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, faiss.serialize_index(self._cpu).tobytes())
-        meta = {"generation": int(generation), "dim": self.dim, "count": self.ntotal}
-        write_atomic(sidecar_path(path), json.dumps(meta).encode())
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        digest = write_atomic_with(path, lambda tmp: faiss.write_index(self._cpu, str(tmp)))  # streamed to disk
+        write_sidecar(path, {"generation": int(generation), "dim": self.dim, "count": self.ntotal,
+                             "sha256": digest, "removed": []})
 
     @classmethod
-    def load(cls, path: Path, *, use_gpu: bool | None = None) -> VectorIndex:
-        """Reads an index written by ``save``; raises ``ValueError`` for a file that is not such an index."""
-        raw = np.frombuffer(Path(path).read_bytes(), dtype=np.uint8)
+    def load(cls, path: Path, meta: dict, *, use_gpu: bool | None = None) -> VectorIndex:
+        """Reads an index written by ``save``, described by its sidecar ``meta``; raises ``IndexFileError`` (one
+        line, no FAISS message) for a file whose bytes fail the checksum or that is not such an index. The ids
+        of ``meta["removed"]`` are dropped."""
         try:
-            index = faiss.deserialize_index(raw)  # already the concrete class; it owns the C++ object
-        except RuntimeError as e:
-            raise ValueError(f"{path} is not a readable FAISS index ({e})") from e
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise IndexFileError(f"cannot be read ({e.strerror})") from None
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise IndexFileError("failed its checksum (its bytes changed since memkit wrote it)")
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))  # the concrete class
+        except RuntimeError:
+            raise IndexFileError("is not a readable FAISS index") from None
+        del data
         if not isinstance(index, faiss.IndexIDMap2):
-            raise ValueError(f"{path} holds a {type(index).__name__}, expected IndexIDMap2")
+            raise IndexFileError(f"holds a {type(index).__name__}, not the IndexIDMap2 memkit writes")
+        if index.d != meta["dim"] or index.ntotal != meta["count"]:
+            raise IndexFileError(f"holds {index.ntotal} vectors of dimension {index.d}; its sidecar says "
+                                 f"{meta['count']} of dimension {meta['dim']}")
         out = cls(index.d, use_gpu=use_gpu)
         out._cpu = index
+        out.remove(meta["removed"])
         return out
+
+    def vectors_of(self, ids) -> np.ndarray:
+        """The stored vectors of ``ids`` (``[n, dim]``), for checks against the keys kept elsewhere."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        return np.stack([self._cpu.reconstruct(int(i)) for i in ids]) if len(ids) else np.empty((0, self.dim), np.float32)
 
     @classmethod
     def build(cls, dim: int, ids, vecs: np.ndarray, *, use_gpu: bool | None = None) -> VectorIndex:

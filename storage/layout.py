@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.blobs import BLOB_DIR, write_atomic
+from storage.blobs import BLOB_DIR, DIR_MODE, write_atomic
 from storage.errors import NotAStoreError, StoreExistsError, StoreFormatError
 from storage.lock import LOCK_FILE
 
@@ -87,7 +87,7 @@ class StoreLayout:
         if root.is_dir() and any(root.iterdir()):
             raise NotAStoreError(root, f"directory {root} exists and is not empty; choose another --store")
         made = not root.exists()
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         return made
 
     def remove_contents(self, *, remove_root: bool) -> None:

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from storage.errors import StoreLockedError
 
 LOCK_FILE = "write.lock"
+ACQUIRE_TRIES = 5
+"""A writer retries this many times, 20 ms apart, before it is refused: a probe (``holder``) holds the lock
+shared for a moment and must not turn a writer away."""
 
 
 class WriterLock:
@@ -36,7 +40,14 @@ class WriterLock:
             return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(ACQUIRE_TRIES):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == ACQUIRE_TRIES - 1:
+                        raise
+                    time.sleep(0.02)
         except BlockingIOError:
             pid = _read_pid(fd)
             os.close(fd)
@@ -60,6 +71,23 @@ class WriterLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def holder(self) -> int | None:
+        """Whether another process writes the store now, without taking the lock from anyone and without
+        creating the file: its pid (0 when it wrote none yet), or None when nobody holds the lock."""
+        if self._fd is not None:
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or 0
+        finally:
+            os.close(fd)  # also drops the shared lock, if it was taken
+        return None
 
     def __enter__(self) -> WriterLock:
         return self.acquire()

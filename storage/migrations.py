@@ -1,7 +1,8 @@
 """Versioned, ordered, named schema migrations, applied when a store is opened.
 
-Owns: the list ``MIGRATIONS`` and ``migrate(engine)``, which applies the ones a database has not seen, in
-order, inside one transaction, and records each in ``schema_migrations``. A migration is frozen history: it
+Owns: the list ``MIGRATIONS``, ``migrate(engine)``, which applies the ones a database has not seen, in
+order, inside one transaction, and records each in ``schema_migrations``, and ``check_current(engine)``, a
+reader's check that changes nothing. A migration is frozen history: it
 describes the tables as they were when it was written (with its own ``MetaData``, never the ORM classes of
 ``schema.py``, which follow the newest schema). To change the schema, append a migration here and change
 ``schema.py`` to match. Knows nothing of models, blobs or FAISS.
@@ -27,10 +28,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     insert,
+    inspect,
     select,
 )
 
-from storage.errors import StoreFormatError
+from storage.database import describe
+from storage.errors import CorruptDatabaseError, StoreFormatError
 from storage.schema import utc_now
 
 
@@ -112,33 +115,59 @@ _ledger = Table(
 )
 
 
-def applied_migrations(conn: Connection) -> list[str]:
-    """Names recorded in ``schema_migrations``, oldest first; empty for a fresh database."""
-    _LEDGER.create_all(conn)
+def applied_migrations(conn: Connection, *, create: bool = True) -> list[str]:
+    """Names recorded in ``schema_migrations``, oldest first; empty for a fresh database. With ``create`` off
+    a database without that table is refused (``CorruptDatabaseError``) instead of given one."""
+    if not inspect(conn).has_table(_ledger.name):
+        if not create:
+            raise CorruptDatabaseError(describe(conn.engine.url), "holds no memkit tables (it was emptied or "
+                                       "replaced, or it is another program's database)")
+        _LEDGER.create_all(conn)
     rows = conn.execute(select(_ledger.c.name, _ledger.c.applied_at)).all()
     return [name for name, _ in sorted(rows, key=lambda r: (r.applied_at, r.name))]
 
 
-def migrate(engine: Engine, migrations: list[Migration] | None = None) -> list[str]:
+def _known(done: set[str], names: list[str]) -> None:
+    unknown = sorted(done - set(names))
+    if unknown:
+        raise StoreFormatError(
+            f"the store's database has migrations this memkit does not know ({', '.join(unknown)}); "
+            f"upgrade memkit to open it"
+        )
+
+
+def migrate(engine: Engine, migrations: list[Migration] | None = None, *, create: bool = True) -> list[str]:
     """Applies the pending migrations in one transaction; returns the names it applied (oldest first).
 
-    Raises ``StoreFormatError`` when the database records a migration this code does not know (a store
-    written by a newer memkit). A migration that fails rolls back every statement of this call.
+    ``create`` (making a new store) lets an empty database be given its tables; opening an existing store
+    passes ``create=False``, so an emptied database is refused, never silently made anew. Raises
+    ``StoreFormatError`` when the database records a migration this code does not know (a store written by a
+    newer memkit). A migration that fails rolls back every statement of this call.
     """
     migrations = MIGRATIONS if migrations is None else migrations
     names = [m.name for m in migrations]
     if len(set(names)) != len(names) or names != sorted(names):
         raise ValueError(f"migration names must be unique and in order: {names}")
     with engine.begin() as conn:
-        done = set(applied_migrations(conn))
-        unknown = sorted(done - set(names))
-        if unknown:
-            raise StoreFormatError(
-                f"the store's database has migrations this memkit does not know ({', '.join(unknown)}); "
-                f"upgrade memkit to open it"
-            )
+        done = set(applied_migrations(conn, create=create))
+        _known(done, names)
         pending = [m for m in migrations if m.name not in done]
         for m in pending:
             m.apply(conn)
             conn.execute(insert(_ledger).values(name=m.name, applied_at=utc_now()))
     return [m.name for m in pending]
+
+
+def check_current(engine: Engine, migrations: list[Migration] | None = None) -> None:
+    """For a reader, which must change nothing: the database has memkit's tables and every migration this
+    code knows (``StoreFormatError`` naming the command that upgrades it otherwise)."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    with engine.connect() as conn:
+        done = set(applied_migrations(conn, create=False))
+    _known(done, [m.name for m in migrations])
+    pending = [m.name for m in migrations if m.name not in done]
+    if pending:
+        raise StoreFormatError(
+            f"the store's database was written by an older memkit ({len(pending)} upgrade(s) pending: "
+            f"{', '.join(pending)}); a command that writes (e.g. `memkit reindex`) upgrades it"
+        )

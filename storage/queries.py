@@ -98,3 +98,37 @@ def keys(s: Session, collection_id: int, batch: int = 10_000) -> Iterator[tuple[
     )
     for part in rows.partitions():
         yield [r.id for r in part], np.stack([decode_key(r.key) for r in part])
+
+
+def key_count(s: Session, collection_id: int) -> int:
+    """How many memories of the collection have a key."""
+    return s.scalar(
+        select(func.count(Memory.id))
+        .join(Document, Document.id == Memory.document_id)
+        .where(Document.collection_id == collection_id, Memory.key.is_not(None))
+    )
+
+
+def key_ids(s: Session, collection_id: int) -> np.ndarray:
+    """The ids of the collection's memories that have a key, sorted (int64)."""
+    ids = s.scalars(
+        select(Memory.id)
+        .join(Document, Document.id == Memory.document_id)
+        .where(Document.collection_id == collection_id, Memory.key.is_not(None))
+        .order_by(Memory.id)
+    )
+    return np.fromiter(ids, dtype=np.int64)
+
+
+def keys_of(s: Session, ids: list[int]) -> dict[int, np.ndarray]:
+    """``memory id -> key`` for ``ids`` (at most ``SQL_CHUNK``) that have one."""
+    rows = s.execute(select(Memory.id, Memory.key).where(Memory.id.in_(ids), Memory.key.is_not(None)))
+    return {r.id: decode_key(r.key) for r in rows}
+
+
+def existing_memories(s: Session, ids: list[int]) -> set[int]:
+    """Which of ``ids`` still have a row."""
+    out: set[int] = set()
+    for start in range(0, len(ids), SQL_CHUNK):
+        out.update(s.scalars(select(Memory.id).where(Memory.id.in_(ids[start:start + SQL_CHUNK]))))
+    return out

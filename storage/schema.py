@@ -1,7 +1,7 @@
-"""The store's SQL tables as SQLAlchemy 2.0 mapped classes, and how an engine is opened.
+"""The store's SQL tables as SQLAlchemy 2.0 mapped classes.
 
-Owns: the ORM view of the current schema (``Collection``, ``Document``, ``Memory``, ``SchemaMigration``), key
-encoding (float32 little-endian bytes) and ``make_engine``, which sets the SQLite pragmas. The tables are
+Owns: the ORM view of the current schema (``Collection``, ``Document``, ``Memory``, ``SchemaMigration``) and key
+encoding (float32 little-endian bytes); engines are opened by ``database.py``. The tables are
 *created* by ``migrations.py``, never by ``metadata.create_all``: when the schema changes, add a migration there
 and change the classes here to match (a test checks that the two agree). Knows nothing of models, blobs or FAISS.
 """
@@ -14,19 +14,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
-    Engine,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-BUSY_TIMEOUT_MS = 10_000
 
 
 def utc_now() -> str:
@@ -108,29 +103,3 @@ class Memory(Base):
     span_end: Mapped[int | None] = mapped_column(Integer)
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite: WAL journal, foreign keys on, a busy timeout, and real transactions.
-
-    pysqlite by default neither opens a transaction before DDL nor lets SQLAlchemy control BEGIN, which would
-    make migrations non-atomic; the driver's own handling is switched off and SQLAlchemy emits BEGIN itself.
-    """
-    engine = create_engine(url)
-    if engine.dialect.name != "sqlite":
-        return engine
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects)
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN")
-
-    return engine

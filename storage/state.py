@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from storage.blobs import write_atomic
+from storage.blobs import DIR_MODE, write_atomic
 
 STATE_DIR = "state"
 SUFFIX = ".safetensors"
@@ -87,7 +87,8 @@ class StateFiles:
                 raise TypeError(f"state arrays must map str to numpy arrays, got {key!r}: {type(array)}")
             arrays[key] = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
         data = st_save(arrays, metadata={"format": FORMAT, "name": name, "sha256": content_checksum(arrays)})
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.parent.mkdir(mode=DIR_MODE, exist_ok=True)
+        self.root.mkdir(mode=DIR_MODE, exist_ok=True)
         write_atomic(path, data)
         return len(data)
 

@@ -10,6 +10,7 @@ and payloads are numpy arrays made by someone else.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -20,8 +21,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage import health, queries
+from storage import health, maintenance, queries
 from storage.blobs import BlobIntegrityError, BlobStore
+from storage.database import check_url, diagnose, make_engine, open_engine
 from storage.errors import (
     CollectionNotFoundError,
     CorruptBlobError,
@@ -36,15 +38,36 @@ from storage.errors import (
 from storage.keeper import IndexKeeper
 from storage.layout import StoreLayout
 from storage.lock import WriterLock
-from storage.migrations import migrate
+from storage.migrations import check_current, migrate
 from storage.records import PreparedRecords, prepare_records
 from storage.rows import collection_info, memory_row, new_memory
-from storage.schema import Collection, Document, Memory, decode_key, make_engine, utc_now
+from storage.schema import Collection, Document, Memory, decode_key, utc_now
 from storage.search import search_joined
 from storage.state import StateFiles, StateIntegrityError
-from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, Hit, MemoryRow, RecordIn
+from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, HealthReport, Hit, MemoryRow, RecordIn
 
 log = logging.getLogger(__name__)
+
+MAX_ID = 2**63 - 1
+"""Ids and offsets past this cannot exist in any database: such a document is simply not there."""
+
+
+def _guarded(fn):
+    """For the store's methods: an unexpected error while reading the database (damage SQLite did not notice
+    turns up as a wrong value that breaks the code reading it) is checked with SQLite's own integrity check, so
+    damage is reported as ``CorruptDatabaseError``, not as the error it happened to cause."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as e:
+            diagnose(self._engine, e)
+            raise
+
+    return wrapper
 
 
 class Store:
@@ -65,10 +88,10 @@ class Store:
                 names = list(s.scalars(select(Collection.name).order_by(Collection.id)))
                 raise CollectionNotFoundError(layout.root, collection, names)
             self._info = collection_info(row)
-        self._keeper = IndexKeeper(self._session, self._info.id, layout.index_file(self._info.id))
+        self._keeper = IndexKeeper(self._session, self._info.id, layout.index_file(self._info.id),
+                                   writable=self.writable)
         self._state = StateFiles(layout.root, self._info.id)
         self._closed = False
-        self._keeper.load(save=self.writable)
 
     # ---- opening and closing -------------------------------------------------------------------------------
 
@@ -87,6 +110,8 @@ class Store:
         collection: str = "default",
     ) -> Store:
         """Makes a new store at ``path`` (which must not exist or be empty) and opens it for writing."""
+        if db_url is not None:
+            check_url(db_url)
         layout = StoreLayout(Path(path))
         root = layout.root
         made_root = layout.claim_empty()
@@ -116,8 +141,8 @@ class Store:
                         created_at=utc_now(),
                     )
                 )
-            layout.blob_dir.mkdir(exist_ok=True)
-            layout.index_dir.mkdir(exist_ok=True)
+            layout.blob_dir.mkdir(mode=0o755, exist_ok=True)
+            layout.index_dir.mkdir(mode=0o755, exist_ok=True)
             layout.write_marker(db_url)  # last: a directory is a store once its marker exists
             return cls(layout, engine, collection, lock)
         except BaseException:
@@ -129,17 +154,28 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | str, *, write: bool = False, collection: str = "default") -> Store:
-        """Opens an existing store; ``write=True`` takes the writer lock (``StoreLockedError`` if held)."""
+        """Opens an existing store; ``write=True`` takes the writer lock (``StoreLockedError`` if held).
+
+        Opening never creates anything: a missing, emptied or damaged database is refused with a store error.
+        A writer applies pending migrations; a reader changes nothing and refuses a database that needs them.
+        The vector index is not read until something searches or writes keys."""
         layout = StoreLayout(Path(path))
         marker = layout.read_marker()
-        if marker.get("db_url") is None and not layout.db_file.is_file():
-            raise StoreError(f"store {layout.root} has lost its database {layout.db_file.name}; restore that file")
         lock = WriterLock(layout.root).acquire() if write else None
         engine = None
         try:
-            engine = make_engine(layout.db_url(marker))
-            migrate(engine)
-            return cls(layout, engine, collection, lock)
+            engine = open_engine(layout.db_url(marker))
+            try:
+                if write:
+                    migrate(engine, create=False)
+                else:
+                    check_current(engine)
+                return cls(layout, engine, collection, lock)
+            except StoreError:
+                raise
+            except Exception as e:
+                diagnose(engine, e)
+                raise
         except BaseException:
             if engine is not None:
                 engine.dispose()
@@ -153,7 +189,7 @@ class Store:
             return
         self._closed = True
         try:
-            if self.writable and self._keeper.dirty:
+            if self.writable and self._keeper.loaded and self._keeper.dirty:
                 self._keeper.save()
         except OSError as e:  # the commits stand; the stale file is rebuilt on the next open
             log.warning("could not save index file for %s: %s", self.path, e)
@@ -191,6 +227,7 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------------------------
 
+    @_guarded
     def add_document(self, doc: DocumentIn, records: list[RecordIn]) -> AddResult:
         """Adds a document and its records as one unit, or returns the stored twin of a duplicate text.
 
@@ -205,9 +242,12 @@ class Store:
         existing = self.find_by_hash(digest)
         if existing is not None:
             return AddResult(existing, True, [])
+        if prepared.key_rows:
+            keeper.get()  # read (or rebuild) the index before anything is written
         written: list[str] = []
         tried_ids: list[int] = []
         old_index, old_dim = keeper.index, keeper.key_dim
+        committed = False
         try:
             blobs = []
             for record in records:
@@ -215,12 +255,17 @@ class Store:
                 if blob is not None:
                     written.append(blob[0])
                 blobs.append(blob)
-            with self._session() as s, s.begin():
-                doc_id, memory_ids, generation = self._insert(s, doc, digest, records, blobs, prepared)
-                tried_ids = [memory_ids[i] for i in prepared.key_rows]
-                if tried_ids:
-                    keeper.ensure(prepared.dim).add(tried_ids, prepared.keys)
+            with self._session() as s:
+                with s.begin():
+                    doc_id, memory_ids, generation = self._insert(s, doc, digest, records, blobs, prepared)
+                    tried_ids = [memory_ids[i] for i in prepared.key_rows]
+                    if tried_ids:
+                        keeper.ensure(prepared.dim).add(tried_ids, prepared.keys)
+                committed = True
         except BaseException as e:
+            if committed:  # interrupted after the commit (closing the session): the document is in, keep it whole
+                keeper.committed(generation)
+                raise
             if tried_ids and keeper.index is not None:
                 keeper.index.remove(tried_ids)
             keeper.index, keeper.key_dim = old_index, old_dim
@@ -261,10 +306,12 @@ class Store:
         s.flush()
         return row.id, [m.id for m in memories], collection.generation
 
+    @_guarded
     def remove_document(self, doc_id: int) -> None:
         """Deletes a document, its memories (rows, index entries) and then their blob files."""
         self._require_writable()
         removed: tuple[list[int], np.ndarray] | None = None
+        committed = False
         with self._session() as s:
             try:
                 with s.begin():
@@ -280,28 +327,62 @@ class Store:
                     s.flush()
                     generation = collection.generation
                     keyed = [(m.id, decode_key(m.key)) for m in mems if m.key is not None]
-                    if keyed and self._keeper.index is not None:
+                    if keyed and self._keeper.loaded and self._keeper.index is not None:
                         ids = [i for i, _ in keyed]
                         self._keeper.index.remove(ids)
                         removed = (ids, np.stack([v for _, v in keyed]))
+                committed = True
             except BaseException:
-                if removed is not None:  # the commit failed: put the vectors back
+                if removed is not None and not committed:  # the commit failed: put the vectors back
                     self._keeper.index.add(*removed)
                 raise
-        self._keeper.committed(generation)
+        self._keeper.committed(generation, removed=[m.id for m in mems if m.key is not None])
         for m in mems:
             if m.blob_path is not None:
                 try:
                     self._blobs.delete(m.blob_path)
-                except OSError as e:  # left as an orphan; ``verify`` reports it
-                    log.warning("could not delete blob %s: %s", m.blob_path, e)
+                except (OSError, BlobIntegrityError) as e:  # left in place; ``verify`` reports it
+                    log.warning("did not delete blob %r of document %s: %s", m.blob_path, doc_id, e)
 
+    @_guarded
+    def remove_documents(self, doc_ids: Iterable[int]) -> list[int]:
+        """Removes several documents, after checking that the collection holds every one of them (if one is
+        missing, ``DocumentNotFoundError`` names each missing id and nothing is removed). Each removal is its own
+        transaction. Returns the ids removed, each once, in the order given."""
+        ids = list(dict.fromkeys(doc_ids))
+        missing = [i for i in ids if i not in self.get_documents(ids)]
+        if missing:
+            raise DocumentNotFoundError(*missing, note="; nothing was removed")
+        for doc_id in ids:
+            self.remove_document(doc_id)
+        return ids
+
+    @_guarded
     def reindex(self) -> int:
         """Rebuilds the index from the keys in SQL and saves it; returns the number of vectors."""
         self._require_writable()
         self._keeper.rebuild()
         self._keeper.save()
         return self._keeper.ntotal
+
+    @_guarded
+    def remove_orphans(self) -> list[str]:
+        """Deletes what interrupted writes left behind: blob files no memory references and temp files of atomic
+        writes; returns their paths relative to the store. Only the writer may: another writer's fresh blobs are
+        unreferenced until its commit."""
+        self._require_writable()
+        return maintenance.remove_orphans(self._session, self._blobs, self._layout, self._state.root)
+
+    @_guarded
+    def repair(self) -> list[str]:
+        """Rebuilds what is derived and removes leftovers: orphan blobs and temp files go, and the index file is
+        rewritten from SQL when it is missing, stale, damaged or disagrees. Documents whose blobs are damaged
+        cannot be repaired here (their text must be ingested again). Returns one line per thing done."""
+        self._require_writable()
+        done = [f"deleted {rel} (referenced by nothing)" for rel in self.remove_orphans()]
+        if maintenance.index_needs_rebuild(self._session, self._info.id, self._keeper.path):
+            done.append(f"rebuilt the index from the database: {self.reindex()} vectors")
+        return done
 
     # ---- method state --------------------------------------------------------------------------------------
 
@@ -326,9 +407,10 @@ class Store:
             raise DocumentNotFoundError(doc_id)
         return row
 
+    @_guarded
     def get_documents(self, doc_ids: Iterable[int]) -> dict[int, DocumentRow]:
         """The documents of ``doc_ids`` that this collection holds, by id, in one query per 500 ids."""
-        ids = sorted(set(doc_ids))
+        ids = sorted(i for i in set(doc_ids) if 0 <= i <= MAX_ID)
         out: dict[int, DocumentRow] = {}
         with self._session() as s:
             for start in range(0, len(ids), queries.SQL_CHUNK):
@@ -338,30 +420,37 @@ class Store:
                     out[row.id] = row
         return out
 
+    @_guarded
     def find_by_hash(self, content_hash: str) -> int | None:
         """The id of the document whose text has this SHA-256 hex digest, or None."""
         with self._session() as s:
             query = select(Document.id).where(Document.collection_id == self._info.id)
             return s.scalar(query.where(Document.content_hash == content_hash))
 
+    @_guarded
     def list_documents(self, limit: int | None = None, offset: int = 0, stream: str | None = None) -> list[DocumentRow]:
         """Documents ordered by id, optionally only those of one stream."""
         query = select(Document)
         if stream is not None:
             query = query.where(Document.stream == stream)
-        query = query.order_by(Document.id).offset(offset).limit(limit)
+        if offset > MAX_ID or (limit is not None and limit <= 0):
+            return []
+        query = query.order_by(Document.id).offset(offset).limit(None if limit is None else min(limit, MAX_ID))
         with self._session() as s:
             return queries.documents(s, self._info.id, self._info.name, query)
 
+    @_guarded
     def count_documents(self) -> int:
         with self._session() as s:
             return s.scalar(select(func.count(Document.id)).where(Document.collection_id == self._info.id))
 
+    @_guarded
     def stream_length(self, stream: str) -> int:
         """The position the next document of ``stream`` takes: its document count, or past its largest position."""
         with self._session() as s:
             return queries.stream_length(s, self._info.id, stream)
 
+    @_guarded
     def memories(self, doc_id: int) -> list[MemoryRow]:
         """The memory records of a document, in the order they were given; ``DocumentNotFoundError`` if absent."""
         self.get_document(doc_id)
@@ -369,6 +458,7 @@ class Store:
             rows = s.scalars(select(Memory).where(Memory.document_id == doc_id).order_by(Memory.id))
             return [memory_row(m) for m in rows]
 
+    @_guarded
     def get_memory(self, memory_id: int) -> MemoryRow:
         return memory_row(self._memory(memory_id))
 
@@ -376,10 +466,13 @@ class Store:
         """The payload tensors of a memory, after verifying its checksum (``CorruptBlobError`` otherwise)."""
         return self.load_payloads([memory_id])[memory_id]
 
+    @_guarded
     def load_payloads(self, memory_ids: Iterable[int]) -> dict[int, dict[str, np.ndarray]]:
         """``load_payload`` of many memories, their rows read in one query per 500 ids; a memory this collection
         does not hold raises ``MemoryNotFoundError``."""
         ids = sorted(set(memory_ids))
+        if any(not 0 <= i <= MAX_ID for i in ids):
+            raise MemoryNotFoundError(next(i for i in ids if not 0 <= i <= MAX_ID))
         refs: dict[int, tuple[int, str | None, str | None]] = {}
         with self._session() as s:
             for start in range(0, len(ids), queries.SQL_CHUNK):
@@ -402,6 +495,7 @@ class Store:
             raise ValueError(f"search takes one 1-D key, got shape {list(key.shape)}; use search_many for a batch")
         return self.search_many(key[None, :], k, kinds)[0]
 
+    @_guarded
     def search_many(self, keys: np.ndarray, k: int, kinds: set[str] | None = None, *,
                     with_text: bool = False) -> list[list[Hit]]:
         """``search`` for each row of ``keys`` ([q, d]); optionally only memories whose kind is in ``kinds``;
@@ -409,23 +503,23 @@ class Store:
         keys = np.ascontiguousarray(keys, dtype=np.float32)
         if keys.ndim != 2:
             raise ValueError(f"search_many takes keys of shape [q, d], got {list(keys.shape)}")
-        if not self.writable:
-            self._keeper.refresh()
+        index = self._keeper.refresh() if not self.writable else self._keeper.get()
         index, dim = self._keeper.index, self._keeper.key_dim
         if dim is not None and keys.shape[1] != dim:
             raise DimensionMismatchError(dim, keys.shape[1], what="query key")
         return search_joined(index, self._session, self._info.id, keys, k, kinds, with_text)
 
+    @_guarded
     def key_frequencies(self) -> tuple[np.ndarray, int]:
         """``(counts, n)``: per key dimension, how many of the ``n`` indexed memories have a non-zero entry
         there (what a sparse key encoder weighs queries by; ``memkit.embedders.LexicalEmbedder``)."""
-        if not self.writable:
-            self._keeper.refresh()
+        self._keeper.refresh() if not self.writable else self._keeper.get()
         index = self._keeper.index
         if index is None or index.ntotal == 0:
             return np.zeros(self._keeper.key_dim or 0, dtype=np.int64), 0
         return index.key_frequencies(), index.ntotal
 
+    @_guarded
     def stats(self) -> dict:
         """Counts and sizes: documents, memories (and by kind), streams, generation, index vectors, and bytes:
         ``blob_bytes`` (payload files), ``key_bytes`` (keys in SQL), ``text_bytes`` (document texts, UTF-8),
@@ -433,7 +527,7 @@ class Store:
         with self._session() as s:
             out = health.collection_stats(s, self._info.id)
         out.update(
-            index_vectors=self._keeper.ntotal,
+            index_vectors=self._keeper.count(),
             key_dim=self._keeper.key_dim,
             db_bytes=health.db_bytes(self._engine),
             state_bytes=self._state.total_bytes(),
@@ -442,19 +536,22 @@ class Store:
         )
         return out
 
-    def verify(self, check_blobs: bool = True) -> list[str]:
-        """Problems found, one line each (empty when healthy): damaged, missing or orphan blobs, stale index."""
-        if self.writable and self._keeper.dirty:
+    @_guarded
+    def verify(self, check_blobs: bool = True, sample: int = 1000) -> HealthReport:
+        """Checks the store: the database (SQLite's quick check), every blob of the collection (read and
+        checksummed, or only found without ``check_blobs``), method state files, leftovers no memory references,
+        and the index file against SQL (ids, and ``sample`` of its vectors against the keys SQL holds). While
+        another process writes, what its work in progress would make look wrong (a lagging index file, blobs not
+        yet committed) is a note, not a problem. Changes nothing (a writer first saves an index it holds
+        unsaved)."""
+        if self.writable and self._keeper.loaded and self._keeper.dirty:
             try:
                 self._keeper.save()  # bring the file up to date first; what still differs is a problem
             except OSError as e:
                 log.warning("could not save index file for %s: %s", self.path, e)
-        with self._session() as s:
-            problems = health.blob_problems(s, self._info.id, self._blobs, check_blobs)
-            problems += health.index_problems(s, self._info.id, self._keeper.ids(), self._keeper.path)
-        if check_blobs:
-            problems += self._state.problems()
-        return problems
+        return maintenance.verify(self._session, self._engine, self._info.id, self._blobs, self._state,
+                                  self._keeper.path, WriterLock(self._layout.root), writer=self.writable,
+                                  check_blobs=check_blobs, sample=sample)
 
     # ---- internals -----------------------------------------------------------------------------------------
 

@@ -136,3 +136,20 @@ class CollectionInfo:
     key_dim: int | None
     """Length of every key in the collection; None until the first key is added."""
     created_at: str
+
+
+@dataclass
+class HealthReport:
+    """What ``Store.verify`` found."""
+
+    problems: list[str] = field(default_factory=list)
+    """Damage or disagreement, one line each, naming what it touches and the command that repairs it."""
+    notes: list[str] = field(default_factory=list)
+    """States that are normal and mend themselves (an index file that a writer has not saved yet, or that
+    a crash left behind; checks left out while another process writes), one line each."""
+    writer_pid: int | None = None
+    """The pid of another process that held the writer lock during the check (0: held, pid unknown)."""
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems

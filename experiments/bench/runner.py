@@ -25,7 +25,7 @@ from experiments.bench.metrics import exact_match, f1
 from memkit.engine import Engine
 from memkit.errors import ConfigError
 from memkit.methods import METHODS, Retrieved, build_method, canonical_name
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 from storage.types import content_hash
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
 import torch
 
 from memkit.adapters.encode import encode_documents
@@ -16,18 +17,24 @@ TEXTS = ["Ada Varn lives in Port Elsin and keeps the lighthouse there.",
          "Mira Okonde leads the Harbour Trust of the northern coast."]
 
 
-def test_cli_adapter_store_exports_a_lora_peft_loads_identically(memkit, model_dir, tiny_generator_dir, tmp_path):
+@pytest.fixture
+def adapter_store(memkit, model_dir, tiny_generator_dir, tmp_path):
+    r = memkit("init", "--model", model_dir, "--method", "adapter", "-o", f"generator={tiny_generator_dir}",
+               "-o", "chunk_tokens=16")
+    assert r.exit_code == 0, r.output + r.stderr
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": t, "id": f"d{i}"}) + "\n" for i, t in enumerate(TEXTS)))
+    assert memkit("ingest", docs).exit_code == 0
+    return memkit
+
+
+def test_cli_adapter_store_exports_a_lora_peft_loads_identically(adapter_store, model_dir, tiny_generator_dir,
+                                                                 tmp_path):
     from peft import PeftModel
 
     from memkit.lm import FrozenLM
 
-    run = memkit
-    r = run("init", "--model", model_dir, "--method", "adapter", "-o", f"generator={tiny_generator_dir}",
-            "-o", "chunk_tokens=16")
-    assert r.exit_code == 0, r.output + r.stderr
-    docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": t, "id": f"d{i}"}) + "\n" for i, t in enumerate(TEXTS)))
-    assert run("ingest", docs).exit_code == 0
+    run = adapter_store
     answer = run.json("ask", "Who leads the Harbour Trust?")
     assert answer["method"] == "adapter" and answer["sources"]
     ids = [d["id"] for d in run.json("ls")][:2]
@@ -48,3 +55,47 @@ def test_cli_adapter_store_exports_a_lora_peft_loads_identically(memkit, model_d
     assert other("init", "--model", model_dir, "--method", "rag").exit_code == 0
     r = other("export-lora", "1", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "only adapter stores" in r.stderr
+
+
+def test_export_lora_refuses_to_overwrite_a_file_or_a_foreign_directory_before_loading_the_model(
+        adapter_store, tmp_path, monkeypatch):
+    import cli.export
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(cli.export, "load_engine", no_model)
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes")
+    r = adapter_store("export-lora", "1", "--out", mine)
+    assert r.exit_code == 2
+    assert r.stderr == f"error: --out {mine} is a file; name a new or empty directory to write the LoRA into\n"
+    assert mine.read_text() == "my notes"
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"mine": true}')
+    r = adapter_store("export-lora", "1", "--out", folder)
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: --out {folder} is a directory holding other files; name a new or empty directory "
+                        "(only a previous export-lora output, which holds memkit_lora.json, is replaced)\n")
+    assert (folder / "adapter_config.json").read_text() == '{"mine": true}'
+
+    r = adapter_store("export-lora", "1", "--out", mine / "lora")
+    assert r.exit_code == 2
+    assert r.stderr == f"error: --out {mine / 'lora'} cannot be created: {mine} is a file, not a directory\n"
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_export_lora_writes_a_new_path_an_empty_directory_and_over_a_previous_export(adapter_store, tmp_path):
+    ids = [d["id"] for d in adapter_store.json("ls")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out in (tmp_path / "new" / "lora", empty):
+        info = adapter_store.json("export-lora", ids[0], "--out", out)
+        assert info["documents"] == ids[:1]
+        assert {p.name for p in out.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors",
+                                                    "memkit_lora.json"}
+    first = (empty / "adapter_model.safetensors").read_bytes()
+    info = adapter_store.json("export-lora", *ids[:2], "--out", empty)   # a previous export is replaced
+    assert info["documents"] == ids[:2] and (empty / "adapter_model.safetensors").read_bytes() != first

@@ -42,6 +42,45 @@ def test_malformed_jsonl_reports_line_and_keeps_good_lines(rag_store, tmp_path):
     assert [rag_store.json("show", d["id"])["text"] for d in docs] == ["first good line", "last good line"]
 
 
+BAD_LINES = [   # (line, what its refusal says): each of these once aborted the whole ingest with a traceback
+    ('{"text": "huge timestamp", "timestamp": 1e20}', "'timestamp' 1e+20 is out of range"),
+    ('{"text": "negative timestamp", "timestamp": -1e15}', "'timestamp' -1000000000000000.0 is out of range"),
+    ('{"text": "not a number", "timestamp": NaN}', "NaN is not a JSON number"),
+    ('{"text": "empty source", "source": ""}', "'source' is empty"),
+    ('{"text": "long integer", "n": ' + "7" * 5000 + "}", "a number of more than 4300 digits"),
+    ('{"text": "deep", "nest": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ('{"text": "lone \\ud800 surrogate"}', "lone surrogate (\\ud800"),
+    ('{"text": "bad date", "timestamp": "not a date"}', "is not a date; use ISO 8601"),
+    ('{"text": "nul \\u0000 inside"}', "NUL character"),
+]
+
+
+def test_every_bad_jsonl_line_is_reported_and_every_good_line_kept(rag_store, tmp_path):
+    good = [json.dumps({"text": f"good line number {i}", "timestamp": "2024-05-01T12:00:00Z"}) for i in range(4)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(good[:2] + [line for line, _ in BAD_LINES] + good[2:]) + "\n")
+    result = rag_store("ingest", path)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output + result.stderr
+    assert "ingested 4 document(s)" in result.stdout and f"{len(BAD_LINES)} input(s) refused" in result.stdout
+    refused = [line for line in result.stderr.splitlines() if line.startswith("refused: ")]
+    assert len(refused) == len(BAD_LINES)
+    for number, (line, (_, reason)) in enumerate(zip(refused, BAD_LINES), start=3):
+        assert line.startswith(f"refused: {path}:{number}: ") and reason in line, (reason, line)
+    docs = rag_store.json("ls")
+    assert [rag_store.json("show", d["id"])["text"] for d in docs] == [f"good line number {i}" for i in range(4)]
+    assert {d["timestamp"] for d in docs} == {"2024-05-01T12:00:00+00:00"}
+
+
+def test_json_error_names_its_column_once(rag_store, tmp_path):
+    path = tmp_path / "ctl.jsonl"
+    path.write_bytes(b'{"text": "a\x01b"}\n')
+    result = rag_store("ingest", path)
+    assert result.exit_code == 1
+    assert f"{path}:1: not valid JSON: Invalid control character (column 12)" in result.stderr
+    assert "at at" not in result.stderr
+
+
 def test_nonexistent_path(rag_store, tmp_path):
     result = rag_store("ingest", tmp_path / "missing.txt")
     assert result.exit_code == 1 and "no such file" in result.stderr

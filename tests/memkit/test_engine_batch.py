@@ -7,7 +7,7 @@ import pytest
 from memkit.engine import Engine
 from memkit.errors import InputError
 from memkit.methods import Retrieved, build_method
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 
 

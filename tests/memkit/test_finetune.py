@@ -13,7 +13,7 @@ from memkit.errors import ConfigError
 from memkit.lora import resolve_targets
 from memkit.methods import build_method
 from memkit.methods.finetune import NO_SOURCES
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 
 

@@ -12,7 +12,7 @@ from memkit.errors import ConfigError
 from memkit.methods import build_method
 from memkit.methods.slots import SLOTS
 from memkit.prompts import STOP, qa_prompt
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 
 TEXTS = ["Ada Varn lives in Port Elsin and keeps the lighthouse there.",

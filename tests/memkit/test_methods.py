@@ -8,7 +8,7 @@ import pytest
 from memkit.engine import Engine
 from memkit.errors import ConfigError, InputError
 from memkit.methods import METHODS, Method, build_method
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 
 CASES = [

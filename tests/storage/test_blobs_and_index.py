@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from storage.blobs import BlobIntegrityError, BlobStore
-from storage.index import VectorIndex, gpu_available, read_sidecar
+from storage.index import IndexFileError, VectorIndex, gpu_available, read_sidecar
 from storehelpers import brute_force, unit_rows
 
 
@@ -113,15 +113,35 @@ def test_index_save_load_round_trip_with_sidecar(tmp_path, rng):
     index = VectorIndex.build(6, np.arange(30) * 7, vecs, use_gpu=False)
     path = tmp_path / "index" / "3.faiss"
     index.save(path, generation=41)
-    assert read_sidecar(path) == {"generation": 41, "dim": 6, "count": 30}
+    meta = read_sidecar(path)
+    assert {k: meta[k] for k in ("generation", "dim", "count", "removed")} == {
+        "generation": 41, "dim": 6, "count": 30, "removed": []}
+    assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert sorted(p.name for p in path.parent.iterdir()) == ["3.faiss", "3.json"]  # no temp files
-    loaded = VectorIndex.load(path, use_gpu=False)
+    loaded = VectorIndex.load(path, meta, use_gpu=False)
     assert loaded.dim == 6 and loaded.ntotal == 30
     q = unit_rows(rng, 5, 6)
     assert [f.tolist() for f in loaded.search(q, 4)[1]] == [f.tolist() for f in index.search(q, 4)[1]]
+    assert np.array_equal(loaded.vectors_of([7, 21]), vecs[[1, 3]])
+    dropped = VectorIndex.load(path, dict(meta, removed=[0, 7]), use_gpu=False)  # removals listed later
+    assert dropped.ntotal == 28 and 7 not in dropped.ids().tolist()
+
+
+def test_index_file_damage_is_one_clean_line_never_a_faiss_message(tmp_path, rng):
+    index = VectorIndex.build(6, np.arange(30), unit_rows(rng, 30, 6), use_gpu=False)
+    path = tmp_path / "1.faiss"
+    index.save(path, generation=1)
+    meta = read_sidecar(path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x40  # a vector altered: FAISS would still load it
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexFileError, match="checksum"):
+        VectorIndex.load(path, meta)
     path.write_bytes(b"garbage")
-    with pytest.raises(ValueError):
-        VectorIndex.load(path)
+    with pytest.raises(IndexFileError) as err:
+        VectorIndex.load(path, dict(meta, sha256=hashlib.sha256(b"garbage").hexdigest()))
+    assert str(err.value) == "is not a readable FAISS index"
+    assert read_sidecar(tmp_path / "none.faiss") is None
 
 
 @pytest.mark.gpu

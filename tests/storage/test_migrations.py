@@ -7,7 +7,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, UniqueConstraint, inspe
 
 from storage import Store, StoreFormatError
 from storage.migrations import MIGRATIONS, Migration, applied_migrations, migrate
-from storage.schema import Base, make_engine
+from storage.database import make_engine
+from storage.schema import Base
 
 
 def _ledger(engine) -> list[tuple[str, str]]:

@@ -56,7 +56,7 @@ def test_open_of_a_directory_that_is_not_a_store(tmp_path):
 def test_store_whose_database_is_gone_is_not_silently_recreated(make_store, tmp_path):
     make_store().close()
     (tmp_path / "store" / "memkit.db").unlink()
-    with pytest.raises(StoreError, match="lost its database"):
+    with pytest.raises(StoreError, match="does not exist; restore it"):
         Store.open(tmp_path / "store")
     assert not (tmp_path / "store" / "memkit.db").exists()
 
@@ -134,24 +134,31 @@ def test_reader_cannot_write_and_closed_store_cannot_write(make_store, tmp_path)
         writer.add_document(doc(0), [])
 
 
-def test_every_store_error_is_one_line_with_exit_code_3(tmp_path):
-    samples = [
+def test_every_store_error_is_one_line_with_its_exit_code(tmp_path):
+    damage = [
         store_errors.NotAStoreError(tmp_path),
         store_errors.StoreExistsError(tmp_path),
         store_errors.StoreLockedError(tmp_path, 4321),
         store_errors.ModelMismatchError(tmp_path, "a", "b"),
         store_errors.CorruptBlobError(7, 9, tmp_path / "blobs" / "x"),
-        store_errors.DocumentNotFoundError(5),
         store_errors.MemoryNotFoundError(5),
         store_errors.CollectionNotFoundError(tmp_path, "x", ["default"]),
         store_errors.DimensionMismatchError(8, 4),
         store_errors.StoreFormatError("newer store"),
+        store_errors.CorruptDatabaseError(tmp_path / "memkit.db", "is damaged (malformed)"),
+        store_errors.DatabaseUnavailableError(tmp_path / "memkit.db", "does not exist"),
     ]
-    for e in samples:
-        assert isinstance(e, StoreError) and e.exit_code == 3
+    mistakes = [  # the user's input, not the store, is wrong: exit 2 like any bad option
+        store_errors.DocumentNotFoundError(5),
+        store_errors.DocumentNotFoundError(5, 6, note="; nothing was removed"),
+        store_errors.DatabaseURLError("bogus://x", "unknown scheme"),
+    ]
+    for e in damage + mistakes:
+        assert isinstance(e, StoreError) and e.exit_code == (2 if e in mistakes else 3)
         assert "\n" not in str(e) and str(e)
-    assert "pid 4321" in str(samples[2]) and "wait for it to finish" in str(samples[2])
-    assert "memory 9 of document 7" in str(samples[4]) and "memkit doctor" in str(samples[4])
+    assert "pid 4321" in str(damage[2]) and "wait for it to finish" in str(damage[2])
+    assert "memory 9 of document 7" in str(damage[4]) and "memkit doctor" in str(damage[4])
+    assert "ids 5, 6 in this store; nothing was removed; `memkit ls`" in str(mistakes[1])
 
 
 def test_content_hash_is_sha256_of_utf8_text():

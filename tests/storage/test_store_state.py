@@ -79,9 +79,9 @@ def test_a_flipped_byte_is_caught_by_load_and_verify(make_store, rng):
     with pytest.raises(CorruptStateError, match="checksum") as err:
         store.load_state("finetune")
     assert "finetune" in str(err.value)
-    problems = store.verify()
+    problems = store.verify().problems
     assert len(problems) == 1 and "finetune" in problems[0] and "checksum" in problems[0]
-    assert store.verify(check_blobs=False) == []
+    assert store.verify(check_blobs=False).problems == []
 
 
 def test_a_file_that_is_not_a_state_is_refused(make_store, rng):

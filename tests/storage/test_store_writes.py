@@ -82,7 +82,7 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
     assert store.find_by_hash(new.content_hash) is None
     assert _snapshot(store, probes) == before
     assert _memory_rows(store) == 60
-    assert store.verify() == []
+    assert store.verify().problems == []
 
     monkeypatch.undo()
     records[1].meta = {}
@@ -117,7 +117,7 @@ def test_remove_document_removes_rows_blobs_and_index_entries(filled, rng):
     assert _memory_rows(store) == 59  # the cascade took the memory row
     assert store.stats()["index_vectors"] == 59
     assert all(h.document_id != target.id for h in store.search(keys[9], 60))
-    assert store.verify() == []
+    assert store.verify().problems == []
     with pytest.raises(DocumentNotFoundError):
         store.remove_document(target.id)
 

@@ -7,7 +7,8 @@ import json
 from experiments.world.__main__ import main
 from experiments.world.export import export_split, load_world_benchmark
 from memkit.errors import InputError
-from memkit.sources import SourceDocument, iter_sources
+from memkit.documents import SourceDocument
+from memkit.sources import iter_sources
 
 from worldhelpers import SMALL
 
@@ -23,7 +24,8 @@ def test_export_round_trip_is_ingestible(tmp_path):
     assert not [i for i in items if isinstance(i, InputError)]
     docs = [i for i in items if isinstance(i, SourceDocument)]
     assert [d.external_id for d in docs] == [r["id"] for r in rows]
-    assert docs[0].meta["kind"] == rows[0]["kind"] and docs[0].timestamp == rows[0]["timestamp"]
+    assert docs[0].meta["kind"] == rows[0]["kind"]
+    assert docs[0].timestamp == rows[0]["timestamp"] + "T00:00:00+00:00"  # dates normalised to UTC datetimes
     qs = [json.loads(line) for line in (tmp_path / "questions.jsonl").read_text().splitlines()]
     ids = {r["id"] for r in rows}
     assert len(qs) == counts["questions"] and all(set(q["doc_ids"]) <= ids and q["answers"] for q in qs)

@@ -11,7 +11,7 @@ from memkit.adapters.state import AdapterState
 from memkit.engine import Engine
 from memkit.errors import ConfigError
 from memkit.methods import build_method
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 
 TEXTS = ["Ada Varn lives in Port Elsin and keeps the lighthouse there.",

@@ -10,7 +10,7 @@ import torch
 from memkit.engine import Engine
 from memkit.errors import ConfigError
 from memkit.methods import build_method
-from memkit.sources import SourceDocument
+from memkit.documents import SourceDocument
 from storage import Store
 
 TEXTS = ["Ada Varn lives in Port Elsin and keeps the lighthouse there.",

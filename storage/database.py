@@ -1,0 +1,171 @@
+"""Opening the store's SQL database, and what its failures mean to a user.
+
+Owns: checking a database URL before a store is made on it (``check_url``), checking that an existing SQLite
+file is a database before connecting to it, so that opening never creates one (``open_engine``), the engine's
+SQLite settings (WAL, foreign keys, a busy timeout, real transactions), and the translation of the driver's
+errors into store errors in the one place every statement passes through (the engine's ``handle_error``
+event): a damaged file becomes ``CorruptDatabaseError``, a database that cannot be opened or reached
+``DatabaseUnavailableError``; every other error (a constraint, a busy database) passes through unchanged.
+Damage SQLite does not notice while reading (a page of garbage read as values) surfaces as some other error
+in the code that reads it; ``diagnose`` then runs SQLite's own check and names the damage instead.
+Knows nothing of tables, blobs or FAISS.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from storage.errors import CorruptDatabaseError, DatabaseUnavailableError, DatabaseURLError
+
+BUSY_TIMEOUT_MS = 10_000
+SQLITE_HEADER = b"SQLite format 3\x00"
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")
+
+
+def describe(url: str | URL) -> str:
+    """A URL as it may be shown to a user: the password hidden; a SQLite file as its path."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    path = sqlite_path(parsed)
+    return str(path) if path is not None else parsed.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL, or None for another database or SQLite in memory."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    database = url.database
+    if database.startswith("file:"):  # URI form: file:PATH?...
+        database = database[5:].split("?", 1)[0]
+    return Path(database)
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed, with its driver importable; ``DatabaseURLError`` (naming --db-url) otherwise."""
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise DatabaseURLError(url, str(e).splitlines()[0]) from None
+    except ImportError as e:
+        raise DatabaseURLError(url, f"its driver is not installed ({e})") from None
+    return parsed
+
+
+def check_url(url: str) -> URL:
+    """Checks a URL a new store would be made on: parseable, a known driver, and for SQLite a folder that
+    exists and a path that is not something other than a file. Touches nothing."""
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    if path is not None:
+        folder = path.parent if path.parent != Path("") else Path(".")
+        if not folder.is_dir():
+            raise DatabaseURLError(url, f"folder {folder} does not exist; create it first or choose another path")
+        if path.exists() and not path.is_file():
+            raise DatabaseURLError(url, f"{path} exists and is not a file")
+    return parsed
+
+
+def require_sqlite_file(path: Path) -> None:
+    """Checks that an existing store's SQLite file is there and looks like a database, before any connection
+    (which would create a missing file, or turn an emptied one into a fresh database)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DatabaseUnavailableError(path, "does not exist; restore it from a backup") from None
+    except OSError as e:
+        raise DatabaseUnavailableError(path, f"cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DatabaseUnavailableError(path, "is not a regular file")
+    if info.st_size == 0:
+        raise CorruptDatabaseError(path, "is empty (0 bytes): it was emptied or replaced")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise DatabaseUnavailableError(path, f"cannot be read ({e.strerror})") from None
+    if head != SQLITE_HEADER:
+        raise CorruptDatabaseError(path, "does not start with a SQLite header")
+
+
+def integrity_problems(engine: Engine, limit: int = 20) -> list[str]:
+    """What SQLite's ``PRAGMA quick_check`` finds wrong with the database (empty when sound; always empty for
+    other databases, which check themselves). Reads every page: seconds on a database of gigabytes."""
+    if engine.dialect.name != "sqlite":
+        return []
+    with engine.connect() as conn:
+        rows = [str(r) for r in conn.exec_driver_sql(f"PRAGMA quick_check({int(limit)})").scalars()]
+    if rows == ["ok"]:
+        return []
+    lines = [line.strip() for row in rows for line in row.splitlines()]
+    return [line for line in lines if line and not line.startswith("***")]
+
+
+def diagnose(engine: Engine, error: BaseException) -> None:
+    """Called with an unexpected error raised while reading the database: raises ``CorruptDatabaseError``
+    (from ``error``) when SQLite finds the file damaged, else returns so the caller re-raises ``error``."""
+    try:
+        problems = integrity_problems(engine, limit=3)
+    except CorruptDatabaseError as e:
+        raise e from error
+    except Exception:  # the check itself could not run: the original error says more
+        return
+    if problems:
+        raise CorruptDatabaseError(describe(engine.url), f"is damaged ({problems[0]})") from error
+
+
+def open_engine(url: str) -> Engine:
+    """An engine on an existing store's database; a SQLite file is checked first and never created."""
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    if path is not None:
+        require_sqlite_file(path)
+    return make_engine(url)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` whose driver errors are translated into store errors; on SQLite: WAL journal,
+    foreign keys on, a busy timeout, and real transactions.
+
+    pysqlite by default neither opens a transaction before DDL nor lets SQLAlchemy control BEGIN, which would
+    make migrations non-atomic; the driver's own handling is switched off and SQLAlchemy emits BEGIN itself.
+    """
+    engine = create_engine(url)
+    where = describe(engine.url)
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(context) -> None:  # noqa: ANN001 (SQLAlchemy's ExceptionContext)
+        error = context.original_exception
+        name = getattr(error, "sqlite_errorname", None) or ""
+        if name.startswith(_CORRUPT):
+            raise CorruptDatabaseError(where, f"is damaged ({error})") from error
+        if name.startswith(_UNAVAILABLE):
+            raise DatabaseUnavailableError(where, f"cannot be used ({error})") from error
+        if engine.dialect.name != "sqlite" and (context.connection is None or context.is_disconnect):
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DatabaseUnavailableError(where, f"cannot be reached ({first})") from error
+
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
