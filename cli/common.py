@@ -37,8 +37,8 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State(store=Path(".memkit"))
 
 
-INTERRUPTED = "interrupted; documents already ingested are kept"
-TERMINATED = "terminated; documents already ingested are kept"
+INTERRUPTED = "interrupted; what was already written is kept, whole"
+TERMINATED = "terminated; what was already written is kept, whole"
 EXIT_INTERRUPTED = 130     # 128 + SIGINT
 EXIT_TERMINATED = 143      # 128 + SIGTERM
 

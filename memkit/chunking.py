@@ -2,8 +2,9 @@
 
 Owns: the split of a text into overlapping windows of at most N tokens of a given tokenizer, each window a
 character span of the original text, so nothing is dropped and every chunk can be shown as its source. A long
-text is tokenized a segment at a time (cut after a line break, else a space) and only the token offsets are kept,
-as a compact array: tokenizing megabytes at once costs the tokenizer's Python objects hundreds of bytes a token.
+text is tokenized a segment at a time (cut just before a line break, else a space, so the whitespace begins the
+next segment as it begins the next token) and only the token offsets are kept, as a compact array: tokenizing
+megabytes at once costs the tokenizer's Python objects hundreds of bytes a token.
 Knows nothing of models beyond a Hugging Face fast tokenizer, nor of storage.
 """
 
@@ -16,8 +17,10 @@ SEGMENT_CHARS = 1 << 16
 
 
 def _segments(text: str, size: int):
-    """``(start, end)`` pieces of ``text`` of at most ``size`` characters, each cut after a line break or a space
-    in its second half when there is one, so tokens are rarely split."""
+    """``(start, end)`` pieces of ``text`` of at most ``size`` characters, each cut just before the last line
+    break (else space) of its second half when there is one. Byte-level BPE pre-tokenizers start a token at
+    such whitespace, so the pieces tokenize as the whole text does; a piece with no whitespace is cut at its
+    size, splitting at most one token."""
     start = 0
     while start < len(text):
         end = min(len(text), start + size)
@@ -25,8 +28,8 @@ def _segments(text: str, size: int):
             cut = text.rfind("\n", start + size // 2, end)
             if cut < 0:
                 cut = text.rfind(" ", start + size // 2, end)
-            if cut >= 0:
-                end = cut + 1
+            if cut > start:
+                end = cut
         yield start, end
         start = end
 

@@ -39,6 +39,9 @@ MAX_INT_DIGITS = 4300
 """The longest integer memkit reads from JSON (Python's own limit for converting integers to and from text)."""
 _MAX_INT = 10 ** MAX_INT_DIGITS
 _MAX_LIMIT = 1 << 50            # no limit above 1 PiB: beyond what any machine reads, within what a read takes
+MAX_DOC_LIMIT = 512 * MiB
+"""The most ``--max-doc-bytes`` may be: SQLite keeps a text of at most 10^9 bytes, and a document far larger
+than the default costs memory in proportion while it is ingested."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
@@ -71,8 +74,10 @@ def parse_size(text: str) -> int:
 class ReadLimits:
     """What one ingest may read, and how much of it at a time; checked here, once, when it is made.
 
-    Each refusal names the flag of the limit it hit, so a user can raise it. Memory stays bounded by about
-    ``max(max_doc_bytes, line_bytes)`` plus what the document costs once read, whatever the input.
+    Each refusal names the flag of the limit it hit, so a user can raise it. The bytes read and held at a time
+    are bounded by ``max(max_doc_bytes, line_bytes)`` whatever the input; what they become once parsed is
+    bounded by them in turn (a JSONL line of nested empty lists costs some 25 times its bytes as Python
+    objects), and a document then costs what its method makes of it.
     """
 
     max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES
@@ -97,8 +102,9 @@ class ReadLimits:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{flag} must be a whole number of bytes of at least 1, not {value!r}")
-            if value > _MAX_LIMIT:
-                raise ConfigError(f"{flag} must be at most {format_size(_MAX_LIMIT)}, not {value}")
+            top = MAX_DOC_LIMIT if name == "max_doc_bytes" else _MAX_LIMIT
+            if value > top:
+                raise ConfigError(f"{flag} must be at most {format_size(top)}, not {value}")
         if not isinstance(self.allow_special, bool):
             raise ConfigError(f"allow_special (--allow-special) must be True or False, not {self.allow_special!r}")
 
@@ -249,6 +255,19 @@ def validate_document(doc, limits: ReadLimits | None = None, *, source: str | No
         if problem:
             refuse(f"field {clip(key)!r} {problem}")
     return doc
+
+
+def validate_question(question) -> str:
+    """``question`` itself when a model can read it: a non-empty string of valid Unicode (a lone surrogate, e.g.
+    from a byte of the command line that is not UTF-8, cannot be tokenized); otherwise an InputError."""
+    if not isinstance(question, str):
+        raise InputError(f"the question must be a string, not {type(question).__name__}")
+    if not question.strip():
+        raise InputError("the question is empty")
+    problem = _string_problem(question)
+    if problem:
+        raise InputError(f"the question {problem}; pass it as UTF-8 text")
+    return question
 
 
 DEFAULT_LIMITS = ReadLimits()

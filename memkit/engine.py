@@ -19,7 +19,7 @@ import numpy as np
 
 from memkit.errors import InputError
 from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retrieved, StatefulMethod
-from memkit.documents import ReadLimits, SourceDocument, validate_document
+from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 
 
 class MemoryStore(Protocol):
@@ -194,8 +194,7 @@ class Engine:
         if retrieved is not None and len(retrieved) != len(questions):
             raise InputError(f"{len(retrieved)} lists of memories given for {len(questions)} questions")
         for q in questions:
-            if not q.strip():
-                raise InputError("the question is empty")
+            validate_question(q)
         share = 0.0
         if retrieved is None:
             t0 = time.perf_counter()
@@ -216,8 +215,7 @@ class Engine:
                  retrieve_ms: float = 0.0) -> Context:
         """The method's context for ``question`` from ``given`` memories (searched here when None);
         ``retrieve_ms`` is the time already spent finding ``given``, if this engine found them."""
-        if not question.strip():
-            raise InputError("the question is empty")
+        validate_question(question)
         t0 = time.perf_counter()
         retrieved = given if given is not None else self.retrieve(question, self.method.search_size(top_k))
         t1 = time.perf_counter()

@@ -15,21 +15,19 @@ import re
 import stat
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from storage.files import DIR_MODE, StoreFileError, read_regular, write_atomic
+
 BLOB_DIR = "blobs"
 SUFFIX = ".safetensors"
 CACHE_BYTES = 64 * 2**20
 """Bytes of verified blobs ``read`` keeps in memory (a store's most recently read payloads)."""
-FILE_MODE = 0o644
-"""Files a store writes: never group- or world-writable, whatever the umask (the umask may take more away)."""
-DIR_MODE = 0o755
-_BLOB_PATH = re.compile(rf"^{BLOB_DIR}/([0-9a-f]{{2}})/\1[0-9a-f]{{30}}\{SUFFIX}$")
+_BLOB_PATH = re.compile(rf"{BLOB_DIR}/([0-9a-f]{{2}})/\1[0-9a-f]{{30}}\{SUFFIX}")
 """The only blob paths memkit writes: ``blobs/<2 hex>/<the same 2 hex + 30 hex>.safetensors``."""
 
 
@@ -40,69 +38,6 @@ class BlobIntegrityError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
-
-
-def fsync_dir(path: Path) -> None:
-    """Makes a rename or create inside ``path`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Writes ``data`` to ``path`` through a temp file in the same folder, fsync and ``os.replace``; the file is
-    created with ``FILE_MODE`` (no group or world write)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def write_atomic_with(path: Path, write: Callable[[Path], None]) -> str:
-    """``write_atomic`` for a writer that fills a file itself (``write(tmp)``, e.g. FAISS streaming an index to
-    disk, so the bytes are never held in memory twice); returns the SHA-256 of what it wrote, read back in
-    chunks."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-        write(tmp)
-        os.chmod(tmp, FILE_MODE & ~_umask())  # a writer that re-creates the file gets the store's mode back
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return digest.hexdigest()
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it (Linux; 0o022 where /proc does not say)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
 
 
 class BlobStore:
@@ -119,7 +54,7 @@ class BlobStore:
         """The file of a blob path read from the database; a path memkit would never have written (outside
         ``blobs/``, ``..``, absolute, another shape) raises ``BlobIntegrityError``, so a hand-edited row can
         make the store neither read nor delete a file elsewhere."""
-        if not isinstance(rel_path, str) or not _BLOB_PATH.match(rel_path):
+        if not isinstance(rel_path, str) or not _BLOB_PATH.fullmatch(rel_path):
             raise BlobIntegrityError(Path(str(rel_path)), "has a path memkit never writes (outside blobs/ or "
                                      "of another shape); refused")
         return self.store_root / rel_path
@@ -166,46 +101,55 @@ class BlobStore:
         return dict(tensors)
 
     def read_verified(self, rel_path: str, checksum: str) -> bytes:
-        """The bytes of a blob after checking them against ``checksum``. Only a regular file inside the store
-        is opened (no link followed, no device or FIFO read)."""
+        """The bytes of a blob after checking them against ``checksum``. Only a regular file in a real folder of
+        ``blobs/`` is read (no link followed, no device or FIFO opened)."""
         path = self.absolute(rel_path)
+        self._inside(path)
         try:
-            self._inside(path)
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            data = read_regular(path)
         except FileNotFoundError as e:
             raise BlobIntegrityError(path, "is missing") from e
+        except StoreFileError as e:
+            raise BlobIntegrityError(path, f"is refused: {e}") from e
         except OSError as e:
             raise BlobIntegrityError(path, f"cannot be read ({e.strerror})") from e
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise BlobIntegrityError(path, "is not a regular file")
-            with os.fdopen(fd, "rb") as f:
-                fd = None
-                data = f.read()
-        except OSError as e:
-            raise BlobIntegrityError(path, f"cannot be read ({e.strerror})") from e
-        finally:
-            if fd is not None:
-                os.close(fd)
         if hashlib.sha256(data).hexdigest() != checksum:
             raise BlobIntegrityError(path, "failed its checksum")
         return data
 
+    def _real_folders(self, path: Path) -> bool:
+        """Whether every folder from ``blobs/`` down to ``path``'s own is a real folder, not a link (checked
+        without resolving, so a link loop cannot hang or crash it); a folder not there yet counts as real."""
+        folder = self.store_root
+        for part in path.parent.relative_to(self.store_root).parts:
+            folder = folder / part
+            try:
+                mode = os.lstat(folder).st_mode
+            except FileNotFoundError:
+                return True
+            except OSError:
+                return False
+            if not stat.S_ISDIR(mode):
+                return False
+        return True
+
     def _inside(self, path: Path) -> None:
-        """Refuses a blob whose folder leads out of ``blobs/`` (a symlinked folder)."""
-        if path.parent.resolve().parent != self.root.resolve():
-            raise BlobIntegrityError(path, "lies outside the store's blob folder (a linked folder); refused")
+        """Refuses a blob reached through a linked folder (which could lead out of the store)."""
+        if not self._real_folders(path):
+            raise BlobIntegrityError(path, "lies in a linked or odd folder, possibly outside the store; refused")
 
     def exists(self, rel_path: str) -> bool:
         path = self.absolute(rel_path)
-        return path.is_file() and not path.is_symlink()
+        try:
+            return self._real_folders(path) and stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False
 
     def delete(self, rel_path: str) -> None:
         """Removes a blob (and its folder once empty); a blob already gone is not an error. A path memkit
-        never writes raises ``BlobIntegrityError`` and nothing is deleted."""
+        never writes, or one reached through a linked folder, raises ``BlobIntegrityError``; nothing is deleted."""
         path = self.absolute(rel_path)
-        if path.parent.exists():
-            self._inside(path)
+        self._inside(path)
         for key in [k for k in self._cache if k[0] == rel_path]:
             self._cached -= self._cache.pop(key)[1]
         path.unlink(missing_ok=True)
@@ -215,10 +159,10 @@ class BlobStore:
             pass
 
     def list_all(self) -> list[str]:
-        """Every entry under ``blobs/`` that is not a folder (blobs, leftover temp files, anything else),
-        relative to the store, sorted; links are listed, never followed."""
-        if not self.root.is_dir() or self.root.is_symlink():
-            return []
+        """Every entry under ``blobs/`` that is not a real folder (blobs, leftover temp files, links, anything
+        else), relative to the store, sorted; links are listed, never followed."""
+        if not self._real_folders(self.root / "x"):
+            return [BLOB_DIR]
         out = []
         for folder, dirs, files in os.walk(self.root, followlinks=False):
             base = Path(folder)
@@ -228,14 +172,19 @@ class BlobStore:
         return sorted(out)
 
     def remove_stray(self, rel_path: str) -> None:
-        """Deletes an entry ``list_all`` gave that no memory references (a crash's leftover): a file or link
-        directly inside ``blobs/<folder>/``; its folder goes once empty."""
+        """Deletes an entry ``list_all`` gave that no memory references (a crash's leftover, or anything else
+        found there): the file or link itself (a link is never followed), then its folders while they are
+        empty, up to ``blobs/``."""
+        parts = Path(rel_path).parts
         path = self.store_root / rel_path
-        if path.parent.parent.resolve() != self.root.resolve() and path.parent.resolve() != self.root.resolve():
+        if len(parts) < 2 or parts[0] != BLOB_DIR or ".." in parts or Path(rel_path).is_absolute() \
+                or not self._real_folders(path):
             raise BlobIntegrityError(path, "is not an entry of the store's blob folder; refused")
         path.unlink(missing_ok=True)
-        if path.parent != self.root:
+        folder = path.parent
+        while folder != self.root:
             try:
-                path.parent.rmdir()
+                folder.rmdir()
             except OSError:
-                pass
+                break
+            folder = folder.parent

@@ -13,6 +13,7 @@ Knows nothing of tables, blobs or FAISS.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -22,12 +23,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from storage.errors import CorruptDatabaseError, DatabaseUnavailableError, DatabaseURLError
+from storage.errors import CorruptDatabaseError, DatabaseUnavailableError, DatabaseURLError, StoreError
 
 BUSY_TIMEOUT_MS = 10_000
 SQLITE_HEADER = b"SQLite format 3\x00"
 _CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-_UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")
+_UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH",
+                "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_TOOBIG", "SQLITE_NOMEM")
 
 
 def describe(url: str | URL) -> str:
@@ -47,15 +49,22 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
-def parse_url(url: str) -> URL:
-    """``url`` parsed, with its driver importable; ``DatabaseURLError`` (naming --db-url) otherwise."""
+def parse_url(url: str, origin: str = "--db-url") -> URL:
+    """``url`` parsed, with its driver importable; ``DatabaseURLError`` naming where the URL came from (a flag
+    or the store's ``store.json``) otherwise. A password is never shown."""
     try:
         parsed = make_url(url)
-        parsed.get_dialect()
+        shown = parsed.render_as_string(hide_password=True)
+    except (ArgumentError, ValueError) as e:
+        raise DatabaseURLError("(unparseable)", str(e).splitlines()[0], origin) from None
+    try:
+        dialect = parsed.get_dialect()
+        if hasattr(dialect, "import_dbapi"):
+            dialect.import_dbapi()  # the driver itself, so a missing one is named now, not as a traceback later
     except (ArgumentError, NoSuchModuleError, ValueError) as e:
-        raise DatabaseURLError(url, str(e).splitlines()[0]) from None
+        raise DatabaseURLError(shown, str(e).splitlines()[0], origin) from None
     except ImportError as e:
-        raise DatabaseURLError(url, f"its driver is not installed ({e})") from None
+        raise DatabaseURLError(shown, f"its driver is not installed ({e})", origin) from None
     return parsed
 
 
@@ -63,13 +72,16 @@ def check_url(url: str) -> URL:
     """Checks a URL a new store would be made on: parseable, a known driver, and for SQLite a folder that
     exists and a path that is not something other than a file. Touches nothing."""
     parsed = parse_url(url)
+    shown = parsed.render_as_string(hide_password=True)
     path = sqlite_path(parsed)
+    if parsed.get_backend_name() == "sqlite" and path is None:
+        raise DatabaseURLError(shown, "a SQLite database in memory would vanish with the command; give a file")
     if path is not None:
         folder = path.parent if path.parent != Path("") else Path(".")
         if not folder.is_dir():
-            raise DatabaseURLError(url, f"folder {folder} does not exist; create it first or choose another path")
+            raise DatabaseURLError(shown, f"folder {folder} does not exist; create it first or choose another path")
         if path.exists() and not path.is_file():
-            raise DatabaseURLError(url, f"{path} exists and is not a file")
+            raise DatabaseURLError(shown, f"{path} exists and is not a file")
     return parsed
 
 
@@ -121,17 +133,19 @@ def diagnose(engine: Engine, error: BaseException) -> None:
         raise CorruptDatabaseError(describe(engine.url), f"is damaged ({problems[0]})") from error
 
 
-def open_engine(url: str) -> Engine:
-    """An engine on an existing store's database; a SQLite file is checked first and never created."""
-    parsed = parse_url(url)
+def open_engine(url: str, *, write: bool) -> Engine:
+    """An engine on an existing store's database (the URL from its ``store.json``); a SQLite file is checked
+    first and never created, and only a writer may switch it to WAL."""
+    parsed = parse_url(url, origin="store.json")
     path = sqlite_path(parsed)
     if path is not None:
         require_sqlite_file(path)
-    return make_engine(url)
+    return make_engine(url, wal=write)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` whose driver errors are translated into store errors; on SQLite: WAL journal,
+def make_engine(url: str, *, wal: bool = True) -> Engine:
+    """An engine for ``url`` whose driver errors are translated into store errors; on SQLite: the WAL journal
+    (set by a writer, ``wal``; it is then the file's lasting mode, so readers, which change nothing, find it),
     foreign keys on, a busy timeout, and real transactions.
 
     pysqlite by default neither opens a transaction before DDL nor lets SQLAlchemy control BEGIN, which would
@@ -160,7 +174,8 @@ def make_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -169,3 +184,37 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be sent to the database (a lone surrogate cannot be encoded)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def guarded(fn):
+    """For the methods of an object holding ``_engine`` and ``_guarding`` (the ``Store``): an unexpected error
+    while reading the database (damage SQLite did not notice turns up as a wrong value that breaks the code
+    reading it) is checked with SQLite's own integrity check, so damage is reported as
+    ``CorruptDatabaseError``, not as the error it happened to cause."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        outer = not self._guarding  # a guarded method calling another checks once, at the outermost call
+        self._guarding = True
+        try:
+            return fn(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as e:
+            if outer:
+                diagnose(self._engine, e)
+            raise
+        finally:
+            if outer:
+                self._guarding = False
+
+    return wrapper

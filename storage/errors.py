@@ -157,7 +157,7 @@ class DatabaseURLError(StoreError):
 
     exit_code = 2
 
-    def __init__(self, url: str, reason: str):
+    def __init__(self, url: str, reason: str, origin: str = "--db-url"):
         self.url = url
-        super().__init__(f"cannot use database URL {url!r} (--db-url): {reason}")
+        super().__init__(f"cannot use database URL {url!r} ({origin}): {reason}")
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from storage import queries
 from storage.blobs import BlobIntegrityError, BlobStore
-from storage.index import IndexFileError, VectorIndex, read_sidecar
+from storage.index import IndexFileError, VectorIndex, index_file_present, read_sidecar
 from storage.schema import Collection, Document, Memory
 
 
@@ -113,8 +113,12 @@ def index_check(s: Session, collection_id: int, index_file: Path, sample: int = 
         return ([] if len(sql_ids) == 0 else [f"{len(sql_ids)} keys in the database but no key dimension recorded"]), []
     meta = read_sidecar(index_file)
     rewrite = "the next write rebuilds it from the database; `memkit reindex` rewrites it now"
-    if meta is None or not index_file.exists():
-        return [], [f"index file {index_file} (or its sidecar) is missing or from another memkit; {rewrite}"]
+    if meta is None and index_file_present(index_file):
+        return [f"index file {index_file} has no usable sidecar (damaged, or written by an older memkit "
+                f"without a checksum), so it is never used and every search rebuilds the index; {REPAIR} "
+                f"rewrites it"], []
+    if meta is None or not index_file_present(index_file):
+        return [], [f"index file {index_file} (or its sidecar) is missing; {rewrite}"]
     if meta["generation"] != generation:
         return [], [f"index file {index_file} is at generation {meta['generation']}, the database at {generation} "
                     f"(an interrupted or unfinished write); {rewrite}"]

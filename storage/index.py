@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from storage.blobs import write_atomic, write_atomic_with
+from storage.files import open_regular, read_regular, write_atomic, write_atomic_with
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,15 @@ class IndexFileError(ValueError):
     """An index file that cannot be trusted: unreadable, failing its checksum, or not what its sidecar says."""
 
 
+SIDECAR_MAX_BYTES = 64 << 20
+"""A sidecar is a few numbers and the ids removed since its index file was written; past this it is not one."""
+
+
 def read_sidecar(path: Path) -> dict | None:
     """The sidecar of index file ``path`` (``generation``, ``dim``, ``count``, ``sha256``, ``removed``), or None
     if absent, unreadable or of another shape (an index file without a checksum is not trusted)."""
     try:
-        meta = json.loads(sidecar_path(path).read_text())
+        meta = json.loads(read_regular(sidecar_path(path), SIDECAR_MAX_BYTES))
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or not all(isinstance(meta.get(k), int) for k in ("generation", "dim", "count")):
@@ -57,6 +62,27 @@ def read_sidecar(path: Path) -> dict | None:
             not all(isinstance(i, int) for i in removed):
         return None
     return meta
+
+
+def index_file_present(path: Path) -> bool:
+    """Whether something is at the index file's path (whatever it is; a link is not followed)."""
+    try:
+        os.lstat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _read_exactly(f, n: int) -> bytes:
+    """``n`` bytes of ``f``, fewer only at its end (a raw file may return less than asked)."""
+    parts, got = [], 0
+    while got < n:
+        part = f.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def write_sidecar(path: Path, meta: dict) -> None:
@@ -167,16 +193,20 @@ class VectorIndex:
         line, no FAISS message) for a file whose bytes fail the checksum or that is not such an index. The ids
         of ``meta["removed"]`` are dropped."""
         try:
-            data = Path(path).read_bytes()
+            f = open_regular(Path(path))
         except OSError as e:
-            raise IndexFileError(f"cannot be read ({e.strerror})") from None
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            raise IndexFileError("failed its checksum (its bytes changed since memkit wrote it)")
-        try:
-            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))  # the concrete class
-        except RuntimeError:
-            raise IndexFileError("is not a readable FAISS index") from None
-        del data
+            raise IndexFileError(f"cannot be read ({e.strerror or e})") from None
+        with f:  # one open file for both passes: a writer's rename cannot swap it between them
+            digest = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+            if digest.hexdigest() != meta["sha256"]:  # checked before FAISS reads a byte of it
+                raise IndexFileError("failed its checksum (its bytes changed since memkit wrote it)")
+            f.seek(0)
+            try:  # FAISS reads straight from the file: the index is held in memory once
+                index = faiss.read_index(faiss.PyCallbackIOReader(lambda n: _read_exactly(f, n)))
+            except RuntimeError:
+                raise IndexFileError("is not a readable FAISS index") from None
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexFileError(f"holds a {type(index).__name__}, not the IndexIDMap2 memkit writes")
         if index.d != meta["dim"] or index.ntotal != meta["count"]:

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import queries
-from storage.index import IndexFileError, VectorIndex, read_sidecar, write_sidecar
+from storage.index import IndexFileError, VectorIndex, index_file_present, read_sidecar, write_sidecar
 from storage.schema import Collection
 
 log = logging.getLogger(__name__)
@@ -70,28 +70,38 @@ class IndexKeeper:
         return self.index
 
     def load(self) -> None:
-        """Loads the file when it matches SQL, else rebuilds from SQL (and writes the file when writable)."""
+        """Loads the file when it matches SQL, else rebuilds from SQL (and writes the file when writable). A
+        reader that finds the file damaged, or an index file without a usable sidecar (an older memkit's),
+        says so once in a warning; a file merely behind the database (a writer saves large indexes now and
+        then, a crash leaves the last one) is rebuilt without one."""
         self.file_problem = None
         for _ in range(3):  # a writer may replace the pair while we read it: read again
             with self._session() as s:
                 generation, dim = self._state(s)
             meta = read_sidecar(self.path)
+            if dim is not None and meta is None and index_file_present(self.path):
+                self.file_problem = (f"index file {self.path} has no usable sidecar (damaged, or written by an "
+                                     f"older memkit without a checksum)")
+                break
             if dim is None or meta is None or meta["generation"] != generation or meta["dim"] != dim:
                 break
             try:
                 index = VectorIndex.load(self.path, meta)
             except IndexFileError as e:
-                if read_sidecar(self.path) != meta:
+                with self._session() as s:
+                    moved = self._state(s)[0] != generation
+                if moved or read_sidecar(self.path) != meta:  # a writer saved a newer file meanwhile
                     continue
                 self.file_problem = f"index file {self.path} {e}"
-                log.warning("%s; searching the keys the database holds instead (`memkit reindex` rewrites it)",
-                            self.file_problem)
                 break
             if read_sidecar(self.path) != meta:
                 continue
             self.index, self.generation, self.key_dim, self.loaded = index, generation, dim, True
             self.dirty = bool(meta["removed"])  # the file still holds removed vectors: a writer compacts it
             return
+        if self.file_problem and not self.writable:  # a writer rewrites the file at once: nothing to say
+            log.warning("%s; searching the keys the database holds instead (`memkit reindex` rewrites it)",
+                        self.file_problem)
         self.rebuild()
         if self.writable:
             self.save()

@@ -12,7 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.blobs import BLOB_DIR, DIR_MODE, write_atomic
+from storage.blobs import BLOB_DIR
+from storage.files import DIR_MODE, read_regular, write_atomic
 from storage.errors import NotAStoreError, StoreExistsError, StoreFormatError
 from storage.lock import LOCK_FILE
 
@@ -20,6 +21,8 @@ FORMAT = 1
 MARKER = "store.json"
 DB_FILE = "memkit.db"
 INDEX_DIR = "index"
+MARKER_MAX_BYTES = 1 << 16
+"""``store.json`` is a few lines; anything larger is not a marker memkit wrote."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class StoreLayout:
         if not self.root.is_dir():
             raise NotAStoreError(self.root)
         try:
-            marker = json.loads(self.marker.read_text())
+            marker = json.loads(read_regular(self.marker, MARKER_MAX_BYTES))
         except FileNotFoundError:
             raise NotAStoreError(self.root) from None
         except (OSError, ValueError) as e:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
-from storage.errors import StoreLockedError
+from storage.errors import StoreError, StoreLockedError
 
 LOCK_FILE = "write.lock"
 ACQUIRE_TRIES = 5
@@ -38,7 +39,7 @@ class WriterLock:
     def acquire(self) -> WriterLock:
         if self._fd is not None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(self.path, os.O_RDWR | os.O_CREAT)
         try:
             for attempt in range(ACQUIRE_TRIES):
                 try:
@@ -78,8 +79,8 @@ class WriterLock:
         if self._fd is not None:
             return None
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
+            fd = _open_lock(self.path, os.O_RDONLY)
+        except FileNotFoundError:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -94,6 +95,22 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    """The lock file's descriptor: never through a link, never waiting on a FIFO, and only a regular file
+    (``StoreError`` otherwise: a store given by someone else may hold anything there)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise StoreError(f"cannot open the store's lock file {path} ({e.strerror}); it must be a regular file "
+                         f"memkit can write (remove it if another program put something there)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreError(f"the store's lock file {path} is not a regular file; remove it (memkit makes it anew)")
+    return fd
 
 
 def _read_pid(fd: int) -> int | None:

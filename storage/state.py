@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from storage.blobs import DIR_MODE, write_atomic
+from storage.files import DIR_MODE, StoreFileError, read_regular, write_atomic
 
 STATE_DIR = "state"
 SUFFIX = ".safetensors"
@@ -96,9 +96,11 @@ class StateFiles:
         """The arrays of state ``name`` after checking them, or None when no such state was saved."""
         path = self.path(name)
         try:
-            data = path.read_bytes()
+            data = read_regular(path)
         except FileNotFoundError:
             return None
+        except StoreFileError as e:
+            raise StateIntegrityError(path, f"is refused: {e}") from e
         except OSError as e:
             raise StateIntegrityError(path, f"cannot be read ({e.strerror})") from e
         return self._parse(path, data)

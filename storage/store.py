@@ -10,7 +10,6 @@ and payloads are numpy arrays made by someone else.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage import health, maintenance, queries
 from storage.blobs import BlobIntegrityError, BlobStore
-from storage.database import check_url, diagnose, make_engine, open_engine
+from storage.database import check_url, diagnose, encodable, guarded, make_engine, open_engine
 from storage.errors import (
     CollectionNotFoundError,
     CorruptBlobError,
@@ -52,24 +51,6 @@ MAX_ID = 2**63 - 1
 """Ids and offsets past this cannot exist in any database: such a document is simply not there."""
 
 
-def _guarded(fn):
-    """For the store's methods: an unexpected error while reading the database (damage SQLite did not notice
-    turns up as a wrong value that breaks the code reading it) is checked with SQLite's own integrity check, so
-    damage is reported as ``CorruptDatabaseError``, not as the error it happened to cause."""
-
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except StoreError:
-            raise
-        except Exception as e:
-            diagnose(self._engine, e)
-            raise
-
-    return wrapper
-
-
 class Store:
     """A memkit store opened for reading, or for writing by the one process holding its lock.
 
@@ -79,6 +60,7 @@ class Store:
     def __init__(self, layout: StoreLayout, engine: Engine, collection: str, lock: WriterLock | None):
         self._layout = layout
         self._engine = engine
+        self._guarding = False
         self._session = sessionmaker(engine, expire_on_commit=False)
         self._lock = lock
         self._blobs = BlobStore(layout.root)
@@ -164,7 +146,7 @@ class Store:
         lock = WriterLock(layout.root).acquire() if write else None
         engine = None
         try:
-            engine = open_engine(layout.db_url(marker))
+            engine = open_engine(layout.db_url(marker), write=write)
             try:
                 if write:
                     migrate(engine, create=False)
@@ -227,7 +209,7 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def add_document(self, doc: DocumentIn, records: list[RecordIn]) -> AddResult:
         """Adds a document and its records as one unit, or returns the stored twin of a duplicate text.
 
@@ -248,6 +230,7 @@ class Store:
         tried_ids: list[int] = []
         old_index, old_dim = keeper.index, keeper.key_dim
         committed = False
+        doc_id = None
         try:
             blobs = []
             for record in records:
@@ -263,7 +246,10 @@ class Store:
                         keeper.ensure(prepared.dim).add(tried_ids, prepared.keys)
                 committed = True
         except BaseException as e:
-            if committed:  # interrupted after the commit (closing the session): the document is in, keep it whole
+            # Interrupted (Ctrl-C, SIGTERM) after the COMMIT, in SQLAlchemy's bookkeeping around it: the document
+            # is in, so keep it whole. The flag misses the last moments of the commit; the database does not.
+            if committed or (doc_id is not None and not isinstance(e, IntegrityError)
+                             and self._holds(doc_id, digest)):
                 keeper.committed(generation)
                 raise
             if tried_ids and keeper.index is not None:
@@ -306,7 +292,7 @@ class Store:
         s.flush()
         return row.id, [m.id for m in memories], collection.generation
 
-    @_guarded
+    @guarded
     def remove_document(self, doc_id: int) -> None:
         """Deletes a document, its memories (rows, index entries) and then their blob files."""
         self._require_writable()
@@ -333,7 +319,7 @@ class Store:
                         removed = (ids, np.stack([v for _, v in keyed]))
                 committed = True
             except BaseException:
-                if removed is not None and not committed:  # the commit failed: put the vectors back
+                if removed is not None and not committed and self._holds(doc_id):  # not removed: put them back
                     self._keeper.index.add(*removed)
                 raise
         self._keeper.committed(generation, removed=[m.id for m in mems if m.key is not None])
@@ -344,20 +330,21 @@ class Store:
                 except (OSError, BlobIntegrityError) as e:  # left in place; ``verify`` reports it
                     log.warning("did not delete blob %r of document %s: %s", m.blob_path, doc_id, e)
 
-    @_guarded
+    @guarded
     def remove_documents(self, doc_ids: Iterable[int]) -> list[int]:
         """Removes several documents, after checking that the collection holds every one of them (if one is
         missing, ``DocumentNotFoundError`` names each missing id and nothing is removed). Each removal is its own
         transaction. Returns the ids removed, each once, in the order given."""
         ids = list(dict.fromkeys(doc_ids))
-        missing = [i for i in ids if i not in self.get_documents(ids)]
+        found = self.get_documents(ids)
+        missing = [i for i in ids if i not in found]
         if missing:
             raise DocumentNotFoundError(*missing, note="; nothing was removed")
         for doc_id in ids:
             self.remove_document(doc_id)
         return ids
 
-    @_guarded
+    @guarded
     def reindex(self) -> int:
         """Rebuilds the index from the keys in SQL and saves it; returns the number of vectors."""
         self._require_writable()
@@ -365,7 +352,7 @@ class Store:
         self._keeper.save()
         return self._keeper.ntotal
 
-    @_guarded
+    @guarded
     def remove_orphans(self) -> list[str]:
         """Deletes what interrupted writes left behind: blob files no memory references and temp files of atomic
         writes; returns their paths relative to the store. Only the writer may: another writer's fresh blobs are
@@ -373,7 +360,7 @@ class Store:
         self._require_writable()
         return maintenance.remove_orphans(self._session, self._blobs, self._layout, self._state.root)
 
-    @_guarded
+    @guarded
     def repair(self) -> list[str]:
         """Rebuilds what is derived and removes leftovers: orphan blobs and temp files go, and the index file is
         rewritten from SQL when it is missing, stale, damaged or disagrees. Documents whose blobs are damaged
@@ -407,7 +394,7 @@ class Store:
             raise DocumentNotFoundError(doc_id)
         return row
 
-    @_guarded
+    @guarded
     def get_documents(self, doc_ids: Iterable[int]) -> dict[int, DocumentRow]:
         """The documents of ``doc_ids`` that this collection holds, by id, in one query per 500 ids."""
         ids = sorted(i for i in set(doc_ids) if 0 <= i <= MAX_ID)
@@ -420,18 +407,20 @@ class Store:
                     out[row.id] = row
         return out
 
-    @_guarded
+    @guarded
     def find_by_hash(self, content_hash: str) -> int | None:
         """The id of the document whose text has this SHA-256 hex digest, or None."""
         with self._session() as s:
             query = select(Document.id).where(Document.collection_id == self._info.id)
             return s.scalar(query.where(Document.content_hash == content_hash))
 
-    @_guarded
+    @guarded
     def list_documents(self, limit: int | None = None, offset: int = 0, stream: str | None = None) -> list[DocumentRow]:
         """Documents ordered by id, optionally only those of one stream."""
         query = select(Document)
         if stream is not None:
+            if not encodable(stream):  # no document's stream can hold a lone surrogate (a bad byte in argv)
+                return []
             query = query.where(Document.stream == stream)
         if offset > MAX_ID or (limit is not None and limit <= 0):
             return []
@@ -439,18 +428,18 @@ class Store:
         with self._session() as s:
             return queries.documents(s, self._info.id, self._info.name, query)
 
-    @_guarded
+    @guarded
     def count_documents(self) -> int:
         with self._session() as s:
             return s.scalar(select(func.count(Document.id)).where(Document.collection_id == self._info.id))
 
-    @_guarded
+    @guarded
     def stream_length(self, stream: str) -> int:
         """The position the next document of ``stream`` takes: its document count, or past its largest position."""
         with self._session() as s:
             return queries.stream_length(s, self._info.id, stream)
 
-    @_guarded
+    @guarded
     def memories(self, doc_id: int) -> list[MemoryRow]:
         """The memory records of a document, in the order they were given; ``DocumentNotFoundError`` if absent."""
         self.get_document(doc_id)
@@ -458,7 +447,7 @@ class Store:
             rows = s.scalars(select(Memory).where(Memory.document_id == doc_id).order_by(Memory.id))
             return [memory_row(m) for m in rows]
 
-    @_guarded
+    @guarded
     def get_memory(self, memory_id: int) -> MemoryRow:
         return memory_row(self._memory(memory_id))
 
@@ -466,7 +455,7 @@ class Store:
         """The payload tensors of a memory, after verifying its checksum (``CorruptBlobError`` otherwise)."""
         return self.load_payloads([memory_id])[memory_id]
 
-    @_guarded
+    @guarded
     def load_payloads(self, memory_ids: Iterable[int]) -> dict[int, dict[str, np.ndarray]]:
         """``load_payload`` of many memories, their rows read in one query per 500 ids; a memory this collection
         does not hold raises ``MemoryNotFoundError``."""
@@ -495,7 +484,7 @@ class Store:
             raise ValueError(f"search takes one 1-D key, got shape {list(key.shape)}; use search_many for a batch")
         return self.search_many(key[None, :], k, kinds)[0]
 
-    @_guarded
+    @guarded
     def search_many(self, keys: np.ndarray, k: int, kinds: set[str] | None = None, *,
                     with_text: bool = False) -> list[list[Hit]]:
         """``search`` for each row of ``keys`` ([q, d]); optionally only memories whose kind is in ``kinds``;
@@ -503,23 +492,23 @@ class Store:
         keys = np.ascontiguousarray(keys, dtype=np.float32)
         if keys.ndim != 2:
             raise ValueError(f"search_many takes keys of shape [q, d], got {list(keys.shape)}")
-        index = self._keeper.refresh() if not self.writable else self._keeper.get()
+        self._follow()
         index, dim = self._keeper.index, self._keeper.key_dim
         if dim is not None and keys.shape[1] != dim:
             raise DimensionMismatchError(dim, keys.shape[1], what="query key")
         return search_joined(index, self._session, self._info.id, keys, k, kinds, with_text)
 
-    @_guarded
+    @guarded
     def key_frequencies(self) -> tuple[np.ndarray, int]:
         """``(counts, n)``: per key dimension, how many of the ``n`` indexed memories have a non-zero entry
         there (what a sparse key encoder weighs queries by; ``memkit.embedders.LexicalEmbedder``)."""
-        self._keeper.refresh() if not self.writable else self._keeper.get()
+        self._follow()
         index = self._keeper.index
         if index is None or index.ntotal == 0:
             return np.zeros(self._keeper.key_dim or 0, dtype=np.int64), 0
         return index.key_frequencies(), index.ntotal
 
-    @_guarded
+    @guarded
     def stats(self) -> dict:
         """Counts and sizes: documents, memories (and by kind), streams, generation, index vectors, and bytes:
         ``blob_bytes`` (payload files), ``key_bytes`` (keys in SQL), ``text_bytes`` (document texts, UTF-8),
@@ -536,7 +525,7 @@ class Store:
         )
         return out
 
-    @_guarded
+    @guarded
     def verify(self, check_blobs: bool = True, sample: int = 1000) -> HealthReport:
         """Checks the store: the database (SQLite's quick check), every blob of the collection (read and
         checksummed, or only found without ``check_blobs``), method state files, leftovers no memory references,
@@ -554,6 +543,23 @@ class Store:
                                   check_blobs=check_blobs, sample=sample)
 
     # ---- internals -----------------------------------------------------------------------------------------
+
+    def _follow(self) -> None:
+        """The index, loaded if need be; a reader also follows the writer's commits."""
+        if self.writable:
+            self._keeper.get()
+        else:
+            self._keeper.refresh()
+
+    def _holds(self, doc_id: int, digest: str | None = None) -> bool:
+        """Whether the database holds document ``doc_id`` (with text ``digest``), asked afresh; when even that
+        fails, the answer that keeps files: True."""
+        try:
+            with self._session() as s:
+                row = s.execute(select(Document.content_hash).where(Document.id == doc_id)).first()
+        except Exception:
+            return True
+        return row is not None and (digest is None or row.content_hash == digest)
 
     def _require_writable(self) -> None:
         if self._closed:

@@ -284,3 +284,13 @@ def test_commands_that_do_not_search_never_read_the_index(filled_store, monkeypa
     rebuilt = memkit.json("ask", question)["sources"]
     assert [(s["document_id"], round(s["score"], 5)) for s in after] == \
         [(s["document_id"], round(s["score"], 5)) for s in rebuilt]
+
+
+def test_arguments_that_are_not_utf8_are_one_line_not_a_traceback(filled_store):
+    """A byte of the command line that is not UTF-8 reaches Python as a lone surrogate."""
+    memkit = filled_store
+    result = memkit("ls", "--stream", "\udcff")
+    assert result.exit_code == 0 and "no documents" in result.stdout
+    result = memkit("ask", "who \udcff")
+    assert result.exit_code == 2 and "the question contains a lone surrogate" in result.stderr
+    assert "Traceback" not in result.output + result.stderr

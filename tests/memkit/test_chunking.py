@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from experiments.tiny_model import build_tokenizer
@@ -43,10 +42,8 @@ def test_a_long_text_is_cut_in_segments_into_the_same_kind_of_windows(tokenizer)
     from memkit.chunking import token_offsets
 
     whole = token_offsets(tokenizer, TEXT, segment_chars=len(TEXT))
-    pieces = token_offsets(tokenizer, TEXT, segment_chars=300)  # ten segments, each cut after a space
-    assert pieces[0, 0] == 0 and pieces[-1, 1] == len(TEXT) and (pieces[:, 1] > pieces[:, 0]).all()
-    assert (pieces[1:, 0] >= pieces[:-1, 1]).all(), "tokens in order, none overlapping"
-    assert abs(len(pieces) - len(whole)) <= len(TEXT) // 300 + 1  # at most a token more per cut
+    pieces = token_offsets(tokenizer, TEXT, segment_chars=300)  # ten segments, each cut before a space
+    assert pieces.tolist() == whole.tolist()  # the same tokens as one call on the whole text
     spans = token_spans(tokenizer, TEXT, 32, 8, segment_chars=300)
     assert spans[0][0] == 0 and spans[-1][1] == len(TEXT)
     for (a0, b0), (a1, b1) in zip(spans, spans[1:]):

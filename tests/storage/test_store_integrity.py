@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from storage import CorruptBlobError, Store
@@ -64,3 +65,86 @@ def test_index_file_disagreeing_with_sql_is_reported_by_a_reader(filled):
     with Store.open(store.path, write=True) as writer:
         assert writer.repair() == ["rebuilt the index from the database: 60 vectors"]
         assert writer.verify().problems == []
+
+
+def test_an_interrupt_just_after_the_commit_keeps_the_document_whole(make_store, rng):
+    """Ctrl-C or SIGTERM landing in SQLAlchemy's bookkeeping right after COMMIT: the document is in the
+    database, so its blobs and index entries must stay."""
+    import numpy as np
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from storehelpers import doc, keyed, unit_rows
+
+    store = make_store()
+    key = unit_rows(rng, 1)[0]
+    assert store.search(key, 1) == []  # the index is loaded: the add's one commit is the document's
+    fired = []
+
+    def interrupt(*args):
+        if not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    event.listen(Session, "after_commit", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.add_document(doc(0), [keyed(key, tensors={"x": np.ones(3, np.float32)})])
+    finally:
+        event.remove(Session, "after_commit", interrupt)
+    assert fired and store.count_documents() == 1
+    memory = store.memories(1)[0]
+    assert store.load_payload(memory.id)["x"].tolist() == [1.0, 1.0, 1.0]
+    assert store.search(key, 1)[0].memory_id == memory.id
+    assert store.verify().problems == []
+
+
+def test_files_of_the_store_that_are_not_regular_files_are_refused_not_waited_on(filled, tmp_path):
+    import os
+
+    from storage import StoreError
+
+    store, _ = filled
+    store.reindex()
+    store.close()
+    root = store.path
+    sidecar = root / "index" / "1.json"
+    sidecar.unlink()
+    os.mkfifo(sidecar)  # a FIFO where the sidecar was: read, it would block for ever
+    with Store.open(root) as reader:
+        assert reader.stats()["index_vectors"] == 60
+        assert len(reader.search(np.ones(16, np.float32) / 4, 3)) == 3  # rebuilt from SQL
+    sidecar.unlink()
+    index_file = root / "index" / "1.faiss"
+    index_file.unlink()
+    index_file.symlink_to("/dev/zero")  # read, it would fill the memory
+    with Store.open(root) as reader:
+        problems = reader.verify().problems
+    assert any("no usable sidecar" in p for p in problems)
+    (root / "write.lock").unlink(missing_ok=True)
+    os.mkfifo(root / "write.lock")
+    with pytest.raises(StoreError, match="not a regular file"):
+        Store.open(root, write=True)
+    (root / "write.lock").unlink()
+    (root / "store.json").rename(root / "marker.bak")
+    os.mkfifo(root / "store.json")
+    with pytest.raises(StoreError, match="not a regular file"):
+        Store.open(root)
+
+
+def test_anything_nested_or_linked_under_blobs_is_reported_and_repaired(filled, tmp_path):
+    store, _ = filled
+    nested = store.path / "blobs" / "ab" / "cd" / "junk"
+    nested.parent.mkdir(parents=True)
+    nested.write_text("x")
+    loop = store.path / "blobs" / "zz"
+    loop.symlink_to("zz")  # a link loop: never followed, never resolved
+    outside = tmp_path / "keep-me"
+    outside.mkdir()
+    (outside / "precious").write_text("not the store's")
+    (store.path / "blobs" / "yy").symlink_to(outside)
+    problems = store.verify().problems
+    assert sum("orphan" in p for p in problems) == 3
+    assert sorted(store.remove_orphans()) == ["blobs/ab/cd/junk", "blobs/yy", "blobs/zz"]
+    assert store.verify().problems == [] and (outside / "precious").read_text() == "not the store's"
+    assert store.load_payload(store.memories(1)[0].id)

@@ -168,3 +168,53 @@ def test_content_hash_is_sha256_of_utf8_text():
     assert d.content_hash == hashlib.sha256("héllo wörld".encode("utf-8")).hexdigest()
     r = RecordIn(kind="chunk", key=np.zeros(3, np.float32))
     assert r.tensors == {} and r.meta == {} and r.span is None
+
+
+def test_a_reader_leaves_the_database_file_exactly_as_it_was(make_store, tmp_path):
+    """A store on a database in rollback-journal mode (another tool may have set it): a reader does not switch
+    it to WAL, nor write anything else; only a writer may."""
+    import sqlite3
+
+    make_store().close()
+    db = tmp_path / "store" / "memkit.db"
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    con.close()
+    before = db.read_bytes()
+    with Store.open(tmp_path / "store") as reader:
+        reader.list_documents(), reader.stats(), reader.verify()
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "store").iterdir() if p.name.startswith("memkit.db")) == ["memkit.db"]
+    with Store.open(tmp_path / "store", write=True):
+        pass
+    assert db.read_bytes()[18:20] == b"\x02\x02"  # the writer put it back in WAL mode
+
+
+def test_an_in_memory_database_url_is_refused(tmp_path):
+    from storage import StoreError
+
+    with pytest.raises(StoreError, match="in memory") as err:
+        Store.create(tmp_path / "s", model_id="m", model_revision=None, model_fingerprint="f", method="rag",
+                     method_config={}, key_dim=None, db_url="sqlite://")
+    assert err.value.exit_code == 2 and not (tmp_path / "s").exists()
+    with pytest.raises(StoreError, match="driver") as err:  # no such driver here; the password is never shown
+        Store.create(tmp_path / "s", model_id="m", model_revision=None, model_fingerprint="f", method="rag",
+                     method_config={}, key_dim=None, db_url="postgresql+nosuchdriver://u:secret@h/db")
+    assert "secret" not in str(err.value) and "u:***@h/db" in str(err.value) and err.value.exit_code == 2
+
+
+def test_removing_many_ids_checks_them_in_one_read(filled):
+    from sqlalchemy import event
+
+    from storage import DocumentNotFoundError
+
+    store, _ = filled
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+    event.listen(store._engine, "before_cursor_execute", listener)
+    try:
+        with pytest.raises(DocumentNotFoundError, match="nothing was removed"):
+            store.remove_documents([*range(1, 50), 10_000])
+    finally:
+        event.remove(store._engine, "before_cursor_execute", listener)
+    assert len(statements) <= 3 and store.count_documents() == 60
