@@ -59,8 +59,15 @@ class BlobStore:
                                      "of another shape); refused")
         return self.store_root / rel_path
 
-    def write(self, tensors: dict[str, np.ndarray]) -> tuple[str, str, int]:
-        """Saves ``tensors`` as a new blob; returns ``(relative_path, sha256_hex, nbytes)``."""
+    @staticmethod
+    def new_path() -> str:
+        """A fresh blob path (relative to the store), for ``write(tensors, rel=...)``."""
+        name = uuid.uuid4().hex
+        return f"{BLOB_DIR}/{name[:2]}/{name}{SUFFIX}"
+
+    def write(self, tensors: dict[str, np.ndarray], rel: str | None = None) -> tuple[str, str, int]:
+        """Saves ``tensors`` as a new blob (at ``rel`` from ``new_path``, or a fresh path); returns
+        ``(relative_path, sha256_hex, nbytes)``."""
         if not tensors:
             raise ValueError("a blob needs at least one tensor")
         arrays = {}
@@ -69,8 +76,7 @@ class BlobStore:
                 raise TypeError(f"payload tensors must map str to numpy arrays, got {name!r}: {type(array)}")
             arrays[name] = np.ascontiguousarray(array)
         data = st_save(arrays)
-        name = uuid.uuid4().hex
-        rel = f"{BLOB_DIR}/{name[:2]}/{name}{SUFFIX}"
+        rel = rel or self.new_path()
         path = self.absolute(rel)
         self.root.mkdir(mode=DIR_MODE, exist_ok=True)
         path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
@@ -157,6 +163,14 @@ class BlobStore:
             path.parent.rmdir()
         except OSError:  # not empty, or already gone
             pass
+
+    def with_temps(self, rel_path: str) -> list[str]:
+        """``rel_path`` and the temp files an interrupted atomic write of it may have left beside it."""
+        path = self.absolute(rel_path)
+        if not self._real_folders(path) or not path.parent.is_dir():
+            return [rel_path]
+        temps = sorted(p.relative_to(self.store_root).as_posix() for p in path.parent.glob(f".{path.name}.*.tmp"))
+        return [rel_path, *temps]
 
     def list_all(self) -> list[str]:
         """Every entry under ``blobs/`` that is not a real folder (blobs, leftover temp files, links, anything

@@ -111,6 +111,21 @@ def open_regular(path: Path, max_bytes: int | None = None) -> BinaryIO:
         raise
 
 
+def open_regular_fd(path: Path, flags: int) -> int:
+    """A descriptor of ``path`` opened with ``flags`` (created with ``FILE_MODE`` if asked) when it is a regular
+    file: never through a link, never waiting on a FIFO; ``StoreFileError`` otherwise."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise StoreFileError(f"{path} cannot be opened ({e.strerror}); a store's files are regular files") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreFileError(f"{path} is not a regular file")
+    return fd
+
+
 def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
     """The bytes of ``path`` through ``open_regular``; a link (``ELOOP``) reads as ``StoreFileError`` too."""
     try:

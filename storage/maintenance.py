@@ -24,20 +24,25 @@ from storage.types import HealthReport
 
 
 def verify(session: Callable[[], Session], engine: Engine, collection_id: int, blobs: BlobStore,
-           states: StateFiles, index_file: Path, lock: WriterLock, *, writer: bool, check_blobs: bool,
-           sample: int) -> HealthReport:
+           states: StateFiles, index_file: Path, lock: WriterLock, pending: list[str], *, writer: bool,
+           check_blobs: bool, sample: int) -> HealthReport:
     """The health of one collection. ``writer``: the caller holds the writer lock, so nothing else writes.
     Otherwise the lock is probed before and after the checks; while another process holds it, a lagging index
     file and unreferenced blobs are its work in progress (a note), and a blob whose row it removed meanwhile
-    is no damage."""
+    is no damage. An unreferenced blob listed in ``pending`` (``write.pending``, with the temp files of its
+    atomic write) was left by a writer that died before its commit: a note, since the next writer deletes it."""
     report = HealthReport()
     report.writer_pid = None if writer else lock.holder()
     derived = HealthReport()  # the findings a writer's work in progress would disturb
     with session() as s:
         damaged = health.blob_problems(s, collection_id, blobs, check_blobs)
         if report.writer_pid is None:
-            derived.problems += [f"orphan blob file {rel} is referenced by no memory (left by an interrupted "
-                                 f"write); {health.REPAIR} deletes it" for rel in health.orphan_blobs(s, blobs)]
+            orphans = health.orphan_blobs(s, blobs)
+            listed = set(pending)
+            derived.notes += [f"blob file {rel} was being written when a writer stopped, before its commit; the "
+                              f"next write deletes it (so does {health.REPAIR})" for rel in orphans if rel in listed]
+            derived.problems += [f"orphan blob file {rel} is referenced by no memory; {health.REPAIR} deletes it"
+                                 for rel in orphans if rel not in listed]
             problems, notes = health.index_check(s, collection_id, index_file, sample)
             derived.problems += problems
             derived.notes += notes

@@ -132,3 +132,12 @@ def existing_memories(s: Session, ids: list[int]) -> set[int]:
     for start in range(0, len(ids), SQL_CHUNK):
         out.update(s.scalars(select(Memory.id).where(Memory.id.in_(ids[start:start + SQL_CHUNK]))))
     return out
+
+
+def referenced_blobs(s: Session, rel_paths: list[str]) -> set[str]:
+    """Which of ``rel_paths`` some memory (of any collection) references."""
+    out: set[str] = set()
+    for start in range(0, len(rel_paths), SQL_CHUNK):
+        part = rel_paths[start:start + SQL_CHUNK]
+        out.update(s.scalars(select(Memory.blob_path).where(Memory.blob_path.in_(part))))
+    return out

@@ -37,6 +37,7 @@ from storage.errors import (
 from storage.keeper import IndexKeeper
 from storage.layout import StoreLayout
 from storage.lock import WriterLock
+from storage.pending import PendingBlobs
 from storage.migrations import check_current, migrate
 from storage.records import PreparedRecords, prepare_records
 from storage.rows import collection_info, memory_row, new_memory
@@ -64,6 +65,7 @@ class Store:
         self._session = sessionmaker(engine, expire_on_commit=False)
         self._lock = lock
         self._blobs = BlobStore(layout.root)
+        self._pending = PendingBlobs(layout.root)
         with self._session() as s:
             row = s.scalar(select(Collection).where(Collection.name == collection))
             if row is None:
@@ -152,7 +154,10 @@ class Store:
                     migrate(engine, create=False)
                 else:
                     check_current(engine)
-                return cls(layout, engine, collection, lock)
+                store = cls(layout, engine, collection, lock)
+                if write:
+                    store._recover_pending()
+                return store
             except StoreError:
                 raise
             except Exception as e:
@@ -232,9 +237,11 @@ class Store:
         committed = False
         doc_id = None
         try:
-            blobs = []
-            for record in records:
-                blob = self._blobs.write(record.tensors) if record.tensors else None
+            paths = [self._blobs.new_path() if record.tensors else None for record in records]
+            self._pending.add(p for p in paths if p is not None)  # listed before written: a crash's leftovers
+            blobs = []                                               # are found by the next writer
+            for record, rel in zip(records, paths):
+                blob = self._blobs.write(record.tensors, rel) if rel is not None else None
                 if blob is not None:
                     written.append(blob[0])
                 blobs.append(blob)
@@ -251,17 +258,20 @@ class Store:
             if committed or (doc_id is not None and not isinstance(e, IntegrityError)
                              and self._holds(doc_id, digest)):
                 keeper.committed(generation)
+                self._pending.clear()
                 raise
             if tried_ids and keeper.index is not None:
                 keeper.index.remove(tried_ids)
             keeper.index, keeper.key_dim = old_index, old_dim
             for rel in written:
                 self._blobs.delete(rel)
+            self._pending.clear()
             if isinstance(e, IntegrityError):  # the same text committed since our check (another writer)
                 existing = self.find_by_hash(digest)
                 if existing is not None:
                     return AddResult(existing, True, [])
             raise
+        self._pending.clear()
         keeper.committed(generation)
         return AddResult(doc_id, False, memory_ids)
 
@@ -358,7 +368,9 @@ class Store:
         writes; returns their paths relative to the store. Only the writer may: another writer's fresh blobs are
         unreferenced until its commit."""
         self._require_writable()
-        return maintenance.remove_orphans(self._session, self._blobs, self._layout, self._state.root)
+        removed = maintenance.remove_orphans(self._session, self._blobs, self._layout, self._state.root)
+        self._pending.clear()
+        return removed
 
     @guarded
     def repair(self) -> list[str]:
@@ -539,10 +551,35 @@ class Store:
             except OSError as e:
                 log.warning("could not save index file for %s: %s", self.path, e)
         return maintenance.verify(self._session, self._engine, self._info.id, self._blobs, self._state,
-                                  self._keeper.path, WriterLock(self._layout.root), writer=self.writable,
-                                  check_blobs=check_blobs, sample=sample)
+                                  self._keeper.path, WriterLock(self._layout.root),
+                                  [left for rel in self._pending.read() for left in self._safe_temps(rel)],
+                                  writer=self.writable, check_blobs=check_blobs, sample=sample)
 
     # ---- internals -----------------------------------------------------------------------------------------
+
+    def _recover_pending(self) -> None:
+        """For a writer opening the store: deletes the blobs a crashed writer listed and never committed."""
+        def referenced(rels: list[str]) -> set[str]:
+            with self._session() as s:
+                return queries.referenced_blobs(s, rels)
+
+        def delete(rel: str) -> None:
+            try:
+                for left in self._blobs.with_temps(rel)[1:]:
+                    self._blobs.remove_stray(left)
+                self._blobs.delete(rel)
+            except (OSError, BlobIntegrityError) as e:
+                log.warning("did not delete %r, left by an interrupted write: %s", rel, e)
+
+        gone = self._pending.recover(referenced, delete)
+        if gone:
+            log.info("deleted %d blob(s) an interrupted write left behind", len(gone))
+
+    def _safe_temps(self, rel: str) -> list[str]:
+        try:
+            return self._blobs.with_temps(rel)
+        except BlobIntegrityError:  # a line memkit did not write: judged like any other file
+            return []
 
     def _follow(self) -> None:
         """The index, loaded if need be; a reader also follows the writer's commits."""

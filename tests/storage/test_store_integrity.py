@@ -148,3 +148,33 @@ def test_anything_nested_or_linked_under_blobs_is_reported_and_repaired(filled, 
     assert sorted(store.remove_orphans()) == ["blobs/ab/cd/junk", "blobs/yy", "blobs/zz"]
     assert store.verify().problems == [] and (outside / "precious").read_text() == "not the store's"
     assert store.load_payload(store.memories(1)[0].id)
+
+
+def test_a_writer_killed_between_its_blobs_and_its_commit_leaves_a_note_the_next_writer_mends(filled):
+    import subprocess
+    import sys
+    import textwrap
+
+    store, _ = filled
+    store.close()
+    before = set(store._blobs.list_all())
+    code = textwrap.dedent(f"""
+        import os, numpy as np
+        from storage import Store, DocumentIn, RecordIn
+        store = Store.open({str(store.path)!r}, write=True)
+        store._insert = lambda *a, **k: os._exit(9)   # killed after the blob is on disk, before the commit
+        key = np.ones(16, np.float32) / 4
+        store.add_document(DocumentIn(text="never committed", source="x"),
+                           [RecordIn(kind="chunk", key=key, tensors={{"x": np.ones(2, np.float32)}})])
+        """)
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    with Store.open(store.path) as reader:
+        (left,) = set(reader._blobs.list_all()) - before
+        temp = store.path / left.replace(left.rsplit("/", 1)[1], "." + left.rsplit("/", 1)[1] + ".1a2b3c4d.tmp")
+        temp.write_bytes(b"half a blob")  # as a kill in the middle of its atomic write leaves one
+        report = reader.verify()
+    assert report.problems == [] and sum("before its commit" in n for n in report.notes) == 2
+    with Store.open(store.path, write=True) as writer:  # the next writer deletes both on opening
+        assert set(writer._blobs.list_all()) == before
+        assert writer.verify().problems == [] and writer.verify().notes == []
+    assert (store.path / "write.pending").read_bytes() == b""

@@ -58,11 +58,11 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
     if where == "blob_write":
         real, calls = BlobStore.write, []
 
-        def write(self, tensors):
+        def write(self, tensors, rel=None):
             calls.append(1)
             if len(calls) == 2:
                 raise OSError("disk full on the second record")
-            return real(self, tensors)
+            return real(self, tensors, rel)
 
         monkeypatch.setattr(BlobStore, "write", write)
     elif where == "index_add":
@@ -93,7 +93,7 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
 
 def test_failed_first_add_does_not_fix_the_key_dimension(make_store, rng, monkeypatch):
     store = make_store(key_dim=None)
-    monkeypatch.setattr(BlobStore, "write", lambda self, tensors: (_ for _ in ()).throw(OSError("no space")))
+    monkeypatch.setattr(BlobStore, "write", lambda self, tensors, rel=None: (_ for _ in ()).throw(OSError("no space")))
     with pytest.raises(OSError):
         store.add_document(doc(0), [keyed(unit_rows(rng, 1, 8)[0], tensors={"a": np.ones(2, np.float32)})])
     assert store.info.key_dim is None
