@@ -11,6 +11,7 @@ run without a hub. The world LM (a trained model) is a different thing.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -74,12 +75,21 @@ def tiny_config(family: str, vocab_size: int, *, hidden: int = 32, layers: int =
     raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
 
 
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+"""A chat template in the style of instruct models (role markers, each turn closed by the end-of-sequence token)."""
+
+
 def build_tiny_model(family: str, out_dir: str | Path, *, seed: int = 0, max_positions: int = 256,
-                     tokenizer: PreTrainedTokenizerFast | None = None) -> Path:
-    """Build a tiny random ``family`` model and its tokenizer, saved to ``out_dir``."""
+                     tokenizer: PreTrainedTokenizerFast | None = None, chat: bool = False) -> Path:
+    """Build a tiny random ``family`` model and its tokenizer, saved to ``out_dir``; with ``chat``, the tokenizer
+    carries ``CHAT_TEMPLATE``, as an instruct model's does (a given ``tokenizer`` is copied, never changed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = tokenizer or build_tokenizer()
+    if chat:
+        tok = copy.deepcopy(tok)
+        tok.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = tiny_config(family, len(tok), max_positions=max_positions)
     model = AutoModelForCausalLM.from_config(config)

@@ -1,9 +1,10 @@
 """The frozen language model every memory method reads through.
 
-Owns: loading any Hugging Face causal LM and its tokenizer by local directory or hub id (device and dtype
-choice, no network when a local copy is named), freezing it (``requires_grad=False`` on every weight, eval mode),
-a fingerprint of its config and vocabulary, tokenising, hidden states and pooled embeddings, logits, and
-deterministic greedy generation with a KV cache. Memory reaches the model only through the two hook points of
+Owns: loading any Hugging Face causal LM and its tokenizer by local directory or hub id (device, dtype or a
+device_map spreading it over devices; no network when a local copy is named), freezing it (``requires_grad=False`` on every weight, eval mode),
+a fingerprint of its config and vocabulary, tokenising, hidden states and pooled embeddings, logits,
+deterministic greedy generation with a KV cache, and gradient checkpointing through its layers while training
+what reads through it (``recomputing``). Memory reaches the model only through the two hook points of
 ``memkit.hooks``: a low-rank delta on named linear modules and a per-layer key/value prefix.
 
 Must not know: storage, SQL, FAISS, the CLI, or which memory method is calling. It never changes a base weight.
@@ -28,12 +29,14 @@ from memkit.hooks import (
     LowRankDelta,
     Prefix,
     build_prefix_cache,
+    decoder_layers,
     delta_hooks,
     linear_modules,
     module_shape,
     target_module_names,
 )
 from memkit.loading import load_pretrained, resolve_device, resolve_dtype
+from memkit.recompute import recomputing
 
 __all__ = ["FrozenLM", "LowRankDelta", "Prefix", "load_pretrained", "resolve_device", "resolve_dtype"]
 
@@ -65,15 +68,20 @@ class FrozenLM:
 
     @classmethod
     def load(cls, name_or_path: str, *, revision: str | None = None, device: str = "auto", dtype: str = "auto",
-             trust_remote_code: bool = False) -> FrozenLM:
-        """Load from a local directory (never touching the network) or a hub id (cache first, then the hub)."""
+             trust_remote_code: bool = False, device_map: str | dict | None = None) -> FrozenLM:
+        """Load from a local directory (never touching the network) or a hub id (cache first, then the hub).
+        ``device_map`` (e.g. ``auto``: a model larger than one device, spread over the GPUs and the CPU) is handed
+        to ``from_pretrained``, which places the weights; ``device`` then only chooses the ``auto`` dtype, and
+        inputs go where the input embeddings are."""
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         model, tokenizer = load_pretrained(AutoModelForCausalLM, AutoTokenizer, name_or_path, revision=revision,
-                                           dtype=torch_dtype, trust_remote_code=trust_remote_code)
+                                           dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                           device_map=device_map)
         local = os.path.expanduser(name_or_path)
         name = str(Path(local).resolve()) if os.path.isdir(local) else name_or_path
-        model.to(dev)
+        if device_map is None:
+            model.to(dev)
         return cls(model, tokenizer, name=name, revision=revision)
 
     def __init__(self, model, tokenizer, *, name: str, revision: str | None = None):
@@ -111,7 +119,8 @@ class FrozenLM:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the input embeddings' device (the model's, unless a ``device_map`` spread it)."""
+        return self.model.get_input_embeddings().weight.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -228,14 +237,19 @@ class FrozenLM:
                         max_length: int | None = None) -> torch.Tensor:
         """The last layer's hidden states (after the final norm) ``[B, m, d]`` at ``m`` learnt input vectors
         ``slots [m, d]`` read right after each text (left padding puts them at the same positions in every row).
-        Texts keep their last tokens when longer than ``max_length`` (at most ``max_context - m``). Gradients
-        flow to ``slots`` (and to anything else trainable) when the caller has grad enabled; the LM's own
-        weights stay frozen."""
+        Every text is read whole: one longer than ``max_length`` tokens (``bos_ids`` included; at most
+        ``max_context - m``) is refused with a ``ConfigError``, never cut, so a caller cuts long texts into
+        windows first (``SlotModel.windows``). Gradients flow to ``slots`` (and to anything else trainable) when
+        the caller has grad enabled; the LM's own weights stay frozen."""
         m = int(slots.shape[0])
-        limit = self.max_context - m if max_length is None else max(1, min(max_length, self.max_context - m))
+        limit = self.max_context - m if max_length is None else min(max_length, self.max_context - m)
         if limit < 1:
             raise ConfigError(f"{m} slots leave no room for text in a context of {self.max_context} tokens")
-        seqs = [s[-limit:] for s in self._sequences(texts, lead=True)]
+        seqs = self._sequences(texts, lead=True)
+        longest = max(len(s) for s in seqs)
+        if longest > limit:
+            raise ConfigError(f"a text of {longest} tokens is longer than the {limit} read into slots at once; cut "
+                              f"it into windows first (SlotModel.windows)")
         ids, mask = self._pad(seqs, left=True)
         table = self.model.get_input_embeddings()
         embeds = torch.cat([table(ids), slots.to(table.weight.dtype)[None].expand(len(seqs), -1, -1)], dim=1)
@@ -405,6 +419,14 @@ class FrozenLM:
     def apply_delta(self, delta: LowRankDelta) -> Iterator[None]:
         """Add ``delta`` to its modules' outputs inside the context; base weights are never touched."""
         with delta_hooks(self.linear_modules(), delta):
+            yield
+
+    @contextmanager
+    def recomputing(self) -> Iterator[None]:
+        """Gradient checkpointing while open: each decoder layer's activations are recomputed in the backward pass
+        instead of kept (less memory for about one more forward pass), with the model still in eval mode (no
+        dropout) and deltas and prefixes read exactly as without it (``memkit.recompute``)."""
+        with recomputing(decoder_layers(self.model, self.num_layers)[1]):
             yield
 
     def prefix_cache(self, prefix: Prefix, batch_size: int) -> DynamicCache:

@@ -1,8 +1,9 @@
 """Loading Hugging Face models and tokenizers by local directory or hub id, and choosing device and dtype.
 
 Owns: the rules for where a model comes from (a local directory with no network attempt; a hub id from the
-local cache, then the hub), one-line errors that say how to point at a local copy, quiet loading, and the
-``auto`` device/dtype choice. Knows nothing of memory methods, storage or the CLI.
+local cache, then the hub), one-line errors that say how to point at a local copy, quiet loading, the
+``auto`` device/dtype choice (a launched process's own GPU), and handing a ``device_map`` to ``from_pretrained``.
+Knows nothing of memory methods, storage or the CLI.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from memkit.errors import ConfigError, ModelLoadError
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; otherwise a torch device string that exists here."""
+    """``auto`` is CUDA when available (under a launcher of several processes, this process's GPU: ``cuda:N``
+    with N its ``LOCAL_RANK``), else CPU; otherwise a torch device string that exists here."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local, world = os.environ.get("LOCAL_RANK", "").strip(), os.environ.get("WORLD_SIZE", "").strip()
+        if local.isdigit() and world.isdigit() and int(world) > 1:
+            return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
+        return torch.device("cuda")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -84,8 +91,10 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def load_pretrained(model_cls, tokenizer_cls, name_or_path: str, *, revision: str | None = None,
-                    dtype: torch.dtype | None = None, trust_remote_code: bool = False):
-    """``(model, tokenizer)`` from ``model_cls``/``tokenizer_cls`` (transformers Auto classes), on the CPU.
+                    dtype: torch.dtype | None = None, trust_remote_code: bool = False,
+                    device_map: str | dict | None = None):
+    """``(model, tokenizer)`` from ``model_cls``/``tokenizer_cls`` (transformers Auto classes), on the CPU, or
+    placed by ``device_map`` (``from_pretrained``'s: ``auto``, ``cpu``, ``cuda:0``, a dict of module names).
 
     A directory that exists loads with ``local_files_only`` and no network attempt; a name that looks like a
     path but does not exist fails at once; anything else is a hub id, read from the local cache first and then
@@ -95,6 +104,8 @@ def load_pretrained(model_cls, tokenizer_cls, name_or_path: str, *, revision: st
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
     if dtype is not None:
         kw["dtype"] = dtype
+    if device_map is not None:
+        kw["device_map"] = device_map
     with _quiet_transformers():
         if os.path.exists(local):
             if not os.path.isdir(local):
@@ -124,6 +135,6 @@ def load_pretrained(model_cls, tokenizer_cls, name_or_path: str, *, revision: st
 
 def _from_pretrained(model_cls, tokenizer_cls, source: str, *, local_only: bool, **kw):
     tokenizer = tokenizer_cls.from_pretrained(source, local_files_only=local_only, **{
-        k: v for k, v in kw.items() if k != "dtype"})
+        k: v for k, v in kw.items() if k not in ("dtype", "device_map")})
     model = model_cls.from_pretrained(source, local_files_only=local_only, **kw)
     return model, tokenizer

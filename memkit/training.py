@@ -2,23 +2,43 @@
 
 Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to
 ``min_lr_ratio``), ``next_token_loss`` (weighted next-token loss of token sequences read with a delta or after a
-prefix) and ``run_steps``: AdamW over the given parameters only (the frozen LM's weights are never handed to
-the optimizer), gradient clipping, a step plan that fits a wall-clock budget (re-estimated every 10 steps from
-the time per step), a log line every 25 steps and an evaluation every ``eval_every`` steps and at the end.
-Knows nothing of what a step computes.
+prefix), ``ItemBatches`` and ``part_rng`` (each micro-batch's items and randomness as a function of its step and
+part alone) and ``run_steps``: AdamW over one module's trainable parameters only (the frozen LM's weights are
+never handed to the optimizer), gradient accumulation over micro-batches, data parallelism over processes
+(gradients averaged by ``memkit.distributed``), bf16 autocast, gradient checkpointing through the frozen LM,
+gradient clipping, a step plan that fits a wall-clock budget (re-estimated every 10 steps from the time per
+step), a log line every 25 steps, an evaluation every ``eval_every`` steps and at the end, and checkpoints every
+``checkpoint_every`` steps and at the end (``memkit.checkpoint``) from which ``resume`` goes on.
+
+Determinism: a step's micro-batch ``part`` of ``parts`` is computed by ``step_loss(step, part, parts)``, before
+which torch's generator is seeded from ``(seed, step, part)``; callers derive the data and any other randomness
+from ``(step, part, parts)`` too. So nothing about the data needs checkpointing, ``W`` processes with
+``grad_accum`` A train as one process with ``grad_accum`` W x A (up to the order floats are summed in), and a run
+with ``max_steps`` that is stopped and resumed ends bit-identical to one that never stopped (on CPU). A run on a
+time budget (``minutes``) re-plans its total from the measured speed, which moves the learning-rate schedule: it
+resumes with the budget left, but is not bit-reproducible.
+
+Knows nothing of what a step computes, of models beyond the frozen LM's ``recomputing()``, storage or the CLI.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
+import random
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from memkit.errors import ConfigError
+from memkit import checkpoint, distributed
+from memkit.errors import ConfigError, MemkitError
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -32,19 +52,45 @@ class LoopConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_steps: int = 0
-    """Stop after this many steps (0: the time budget decides)."""
+    """Stop after this many optimizer steps (0: the time budget decides)."""
     minutes: float = 20.0
-    """Wall-clock budget."""
+    """Wall-clock budget, counted over a run and its resumptions."""
     seed: int = 0
     eval_every: int = 200
     init_from: str = ""
     """A saved model to go on training (its architecture options replace this run's); empty: a fresh one."""
+    batch_size: int = 16
+    """Items per optimizer step, split evenly over the processes and each one's micro-batches (--grad-accum)."""
+    grad_accum: int = 1
+    """Micro-batches per process per optimizer step (gradient accumulation): the same step in less memory."""
+    precision: str = "fp32"
+    """fp32, or bf16: the loss computed under bfloat16 autocast (CPU or a CUDA GPU that has bfloat16); the trained
+    parameters and the optimizer stay float32."""
+    grad_checkpointing: bool = False
+    """Recompute the frozen LM's layer activations in the backward pass instead of keeping them (less memory,
+    about one more forward pass of time)."""
+    checkpoint_every: int = 100
+    """Optimizer steps between checkpoints, written to the run's checkpoint directory (0: none)."""
+    resume: str = ""
+    """A checkpoint directory (a run's checkpoint directory, or one checkpoint in it) to go on from; empty: start
+    afresh."""
 
     def validate(self) -> None:
         if self.max_steps <= 0 and self.minutes <= 0:
             raise ConfigError("give a budget: --minutes or --max-steps")
         if self.eval_every < 1:
             raise ConfigError("--eval-every must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        if self.grad_accum < 1:
+            raise ConfigError("--grad-accum must be at least 1")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"--batch-size {self.batch_size} does not split into --grad-accum {self.grad_accum} "
+                              f"micro-batches; make --batch-size a multiple of --grad-accum")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision is one of {', '.join(PRECISIONS)}")
+        if self.checkpoint_every < 0:
+            raise ConfigError("--checkpoint-every must be 0 (no checkpoints) or more")
 
 
 @dataclass
@@ -52,11 +98,17 @@ class LoopReport:
     steps: int = 0
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
+    """The loss of every optimizer step (the mean over its micro-batches and processes)."""
     evals: list[dict] = field(default_factory=list)
+    resumed_at: int | None = None
+    """The step a resumed run went on from (None: it started afresh)."""
 
     def to_dict(self) -> dict:
-        return {"steps": self.steps, "seconds": round(self.seconds, 1), "loss_every_10": self.losses[::10],
-                "evals": self.evals}
+        out = {"steps": self.steps, "seconds": round(self.seconds, 1), "loss_every_10": self.losses[::10],
+               "evals": self.evals}
+        if self.resumed_at is not None:
+            out["resumed_at"] = self.resumed_at
+        return out
 
 
 def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, delta=None,
@@ -84,49 +136,183 @@ def learning_rate(step: int, total: int, *, lr: float, warmup_steps: int, min_lr
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def run_steps(params: Iterable[torch.nn.Parameter], step_loss: Callable[[int], tuple[torch.Tensor, dict]], cfg, *,
-              evaluate: Callable[[], dict] | None = None, log: Callable[[str], None] = print,
-              modes: Callable[[bool], None] | None = None) -> LoopReport:
-    """Run ``step_loss(step) -> (loss, parts)`` and optimise ``params`` until ``cfg.max_steps`` or
-    ``cfg.minutes`` run out. ``cfg`` carries lr, warmup_steps, min_lr_ratio, weight_decay, max_grad_norm,
-    max_steps, minutes and eval_every; ``modes(training)`` switches the trained module between train and
-    eval."""
-    params = list(params)
+# ------------------------------------------------------------------------------------------ data by position
+
+def _seed_of(*key) -> int:
+    digest = hashlib.sha256("/".join(str(k) for k in key).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def part_rng(seed: int, step: int, part: int) -> random.Random:
+    """The random generator of micro-batch ``part`` of optimizer step ``step``: the same wherever and whenever
+    that micro-batch is computed (another process, a resumed run)."""
+    return random.Random(_seed_of("memkit-part", seed, step, part))
+
+
+class ItemBatches:
+    """The training items of each optimizer step, drawn from one deterministic stream of items: step ``s`` gets
+    the items at positions ``[s*B, (s+1)*B)`` and its micro-batch ``p`` of ``P`` the ``p``-th ``B/P`` of them.
+
+    Items are drawn from the stream as they are first asked for and dropped once a later position is asked for,
+    so parts must be asked for in order (as the loop does); asking for a later step first (a resumed run, or a
+    process whose parts come later) draws and drops the items before it. Every process and every resumption
+    must therefore get the same stream, item for item (e.g. built from the run's seed).
+    """
+
+    def __init__(self, items: Iterable, batch_size: int):
+        if batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        self.batch_size = batch_size
+        self._items: Iterator = iter(items)
+        self._start = 0                  # stream position of _held[0]
+        self._held: list = []
+
+    def _draw(self, count: int) -> list:
+        got = list(itertools.islice(self._items, count))
+        if len(got) < count:
+            raise MemkitError(f"the training items ran out after {self._start + len(self._held) + len(got)}; give "
+                              f"an endless stream or fewer --max-steps")
+        return got
+
+    def items(self, start: int, stop: int) -> list:
+        """The items at stream positions ``[start, stop)``, none of them before one asked for earlier."""
+        if start < self._start:
+            raise ValueError(f"items from position {start} were asked for after position {self._start}")
+        end = self._start + len(self._held)
+        if start >= end:
+            self._draw(start - end)      # skipped: drawn and dropped
+            self._held, self._start = [], start
+        else:
+            del self._held[: start - self._start]
+            self._start = start
+        missing = stop - (self._start + len(self._held))
+        if missing > 0:
+            self._held += self._draw(missing)
+        return self._held[: stop - start]
+
+    def part(self, step: int, part: int, parts: int) -> list:
+        """Micro-batch ``part`` of ``parts`` of optimizer step ``step``."""
+        if parts < 1 or self.batch_size % parts:
+            raise ConfigError(f"--batch-size {self.batch_size} does not split into {parts} micro-batches "
+                              f"(processes x --grad-accum); make it a multiple of {parts}")
+        size = self.batch_size // parts
+        first = step * self.batch_size + part * size
+        return self.items(first, first + size)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+def _autocast(precision: str, device: torch.device) -> Callable[[], object]:
+    """A factory of the context the loss is computed in."""
+    if precision == "fp32":
+        return nullcontext
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--precision bf16 is not supported on {device.type}; use --precision fp32")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--precision bf16 needs a GPU with bfloat16 support, which this one lacks; use "
+                          "--precision fp32")
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _config_dict(cfg) -> dict:
+    try:
+        return asdict(cfg)
+    except TypeError:
+        return {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
+
+
+def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int], tuple[torch.Tensor, dict]],
+              cfg: LoopConfig, *, evaluate: Callable[[], dict] | None = None, log: Callable[[str], None] = print,
+              modes: Callable[[bool], None] | None = None, checkpoint_dir=None, lm=None) -> LoopReport:
+    """Optimise ``params_module``'s trainable parameters until ``cfg.max_steps`` or ``cfg.minutes`` run out.
+
+    Each optimizer step ``step`` is ``parts = processes x cfg.grad_accum`` micro-batches; this process computes
+    ``step_loss(step, part, parts) -> (loss, parts_dict)`` for ``part = rank * grad_accum + j``, ``j`` in
+    ``range(grad_accum)``, and back-propagates ``loss / grad_accum``; gradients are then averaged over the
+    processes, clipped, and AdamW steps. ``modes(training)`` switches the trained module between train and eval
+    (default: ``params_module.train``). ``lm``: the frozen LM, needed for ``cfg.grad_checkpointing``. With
+    ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` steps and at the end;
+    ``cfg.resume`` goes on from one. Only rank 0 logs, evaluates (``evaluate() -> scores``) and writes."""
+    cfg.validate()
+    group = distributed.current()
+    accum = cfg.grad_accum
+    parts = group.world * accum
+    if cfg.batch_size % parts:
+        raise ConfigError(f"--batch-size {cfg.batch_size} does not split into {parts} micro-batches ({group.world} "
+                          f"processes x --grad-accum {accum}); make it a multiple of {parts}")
+    named = [(n, p) for n, p in params_module.named_parameters() if p.requires_grad]
+    names, params = [n for n, _ in named], [p for _, p in named]
+    device = params[0].device if params else torch.device("cpu")
+    autocast = _autocast(cfg.precision, device)
+    if cfg.grad_checkpointing and lm is None:
+        raise ConfigError("--grad-checkpointing recomputes the frozen LM, and this training reads none; leave it out")
+    recompute = lm.recomputing if cfg.grad_checkpointing else nullcontext
+    modes = modes or params_module.train
+    say = log if group.main else (lambda _line: None)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    config = _config_dict(cfg)
     report = LoopReport()
-    budget = cfg.minutes * 60
     total = cfg.max_steps or 10**9
-    start = time.time()
-    step = 0
+    step, elapsed = 0, 0.0
+    if cfg.resume:
+        saved = checkpoint.load(cfg.resume, module=params_module, optimizer=opt, names=names, config=config,
+                                world=group.world, grad_accum=accum)
+        step, elapsed = saved.step, saved.seconds
+        total = cfg.max_steps or max(saved.total, step + 1)
+        report.losses, report.evals, report.resumed_at = saved.losses, saved.evals, step
+        say(f"resumed from {saved.path} at step {step} ({elapsed:.0f}s spent)")
+    elif checkpoint_dir is not None and group.main and checkpoint.latest_step(checkpoint_dir) is not None:
+        say(f"{checkpoint_dir} holds an earlier run's checkpoint; this run's first checkpoint replaces it")
+    saving = checkpoint_dir is not None and cfg.checkpoint_every > 0 and group.main
+
+    def save() -> None:
+        checkpoint.save(checkpoint_dir, module=params_module, optimizer=opt, names=names, step=step, total=total,
+                        seconds=time.time() - start, losses=report.losses, evals=report.evals, config=config,
+                        world=group.world, grad_accum=accum)
+
+    budget = cfg.minutes * 60
+    start = time.time() - elapsed
     while step < total:
         lr = learning_rate(step, total, lr=cfg.lr, warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
         for g in opt.param_groups:
             g["lr"] = lr
-        if modes:
-            modes(True)
-        loss, parts = step_loss(step)
-        loss.backward()
+        modes(True)
+        loss_sum, shown = 0.0, {}
+        for j in range(accum):
+            part = group.rank * accum + j
+            torch.manual_seed(_seed_of("memkit-torch", cfg.seed, step, part))
+            with autocast(), recompute():
+                loss, info = step_loss(step, part, parts)
+            (loss / accum).backward()
+            loss_sum += float(loss.detach())
+            for k, v in info.items():
+                shown[k] = shown.get(k, 0.0) + v / accum
+        distributed.average_gradients(params, group)
+        loss_sum = distributed.sum_values([loss_sum], group, device)[0]
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        report.losses.append(float(loss.detach()))
+        report.losses.append(loss_sum / parts)
         if not cfg.max_steps and step >= 10 and step % 10 == 0:
             per_step = (time.time() - start) / step
-            total = max(step + 1, cfg.warmup_steps + 20, int(budget / per_step * 0.95))
+            planned = max(step + 1, cfg.warmup_steps + 20, int(budget / per_step * 0.95))
+            total = distributed.from_main(planned, group, device)
         if step % 25 == 0:
             recent = report.losses[-25:]
-            log(f"step {step}/{total} loss {sum(recent) / len(recent):.3f} "
-                + " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + f" lr {lr:.1e} {time.time() - start:.0f}s")
-        if evaluate is not None and (step % cfg.eval_every == 0 or step == total):
-            if modes:
-                modes(False)
+            say(f"step {step}/{total} loss {sum(recent) / len(recent):.3f} "
+                + " ".join(f"{k} {v:.3f}" for k, v in shown.items()) + f" lr {lr:.1e} {time.time() - start:.0f}s")
+        if evaluate is not None and group.main and (step % cfg.eval_every == 0 or step == total):
+            modes(False)
             scores = evaluate()
             report.evals.append({"step": step, **scores})
-            log(f"eval at step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
+            say(f"eval at step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
+        if saving and (step % cfg.checkpoint_every == 0 or step == total):
+            save()
+    if saving and checkpoint.latest_step(checkpoint_dir) != step:
+        save()                          # a resumed run with nothing left to do: its checkpoint, once
     report.steps = step
     report.seconds = time.time() - start
-    if modes:
-        modes(False)
+    modes(False)
     return report

@@ -19,20 +19,21 @@ the CLI or how contexts are chunked (``memkit.adapters.encode``).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from memkit import artifacts
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.hooks import LowRankDelta
+from memkit.prompts import PROMPT_FORMATS
 
 CONFIG_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
+KIND = artifacts.ArtifactKind("generator", CONFIG_FILE, WEIGHTS_FILE, "memkit train adapter")
 NORMS = ("svd", "frobenius")
 KEY_SOURCES = ("hidden", "input")
 
@@ -78,6 +79,8 @@ class GeneratorConfig:
     """Fingerprint of the frozen LM the generator was built for (architecture and tokenizer)."""
     base_weights: str = ""
     """Digest of that LM's weights (``FrozenLM.weights_digest``): another checkpoint is refused too."""
+    prompt_format: str = "plain"
+    """The prompt format the generator was trained with (``memkit.prompts``); its method answers in it."""
 
     def validate(self) -> None:
         if not self.targets or len(self.targets) != len(self.layers) or len(self.targets) != len(self.shapes):
@@ -92,6 +95,8 @@ class GeneratorConfig:
         if self.key_source not in KEY_SOURCES:
             raise ConfigError(f"generator option key_source must be one of {', '.join(KEY_SOURCES)}, "
                               f"not {self.key_source!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"generator option prompt_format must be one of {', '.join(PROMPT_FORMATS)}")
         if self.norm not in NORMS:
             raise ConfigError(f"generator option norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
 
@@ -203,7 +208,7 @@ class AdapterGenerator(nn.Module):
     @classmethod
     def for_lm(cls, lm, targets: list[str], *, state_rank: int = 64, svd_rank: int = 16, alpha: float = 64.0,
                norm: str = "svd", center: bool = False, key_source: str = "hidden", base_rank: int = 0,
-               mean_state: bool = False, seed: int = 0) -> AdapterGenerator:
+               mean_state: bool = False, prompt_format: str = "plain", seed: int = 0) -> AdapterGenerator:
         """A fresh generator (B = 0) for ``targets`` of ``lm``, on its device, in float32."""
         layer_of = {name: i for i, name in enumerate(lm.target_modules("attn_out"))}
         layer_of.update({name: i for i, name in enumerate(lm.target_modules("mlp_out"))})
@@ -214,7 +219,8 @@ class AdapterGenerator(nn.Module):
                                  shapes=[list(lm.module_shape(n)) for n in targets], hidden=lm.hidden_size,
                                  state_rank=state_rank, svd_rank=svd_rank, alpha=alpha, norm=norm, center=center,
                                  key_source=key_source, base_rank=base_rank, mean_state=mean_state,
-                                 base_model=lm.fingerprint, base_weights=lm.weights_digest)
+                                 base_model=lm.fingerprint, base_weights=lm.weights_digest,
+                                 prompt_format=prompt_format)
         torch.manual_seed(seed)
         return cls(config).to(lm.device)
 
@@ -287,29 +293,22 @@ class AdapterGenerator(nn.Module):
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Weights (safetensors) and generator.json (config plus ``extra``, e.g. how it was trained)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(out / WEIGHTS_FILE))
-        (out / CONFIG_FILE).write_text(json.dumps({"config": asdict(self.config), **(extra or {})}, indent=2) + "\n")
-        return out
+        """Weights (safetensors) and generator.json (format, config, plus ``extra``: how it was trained, on which
+        data, with which prompt format); see ``memkit.artifacts``."""
+        return artifacts.save(directory, KIND, self.config, self, extra)
 
     @classmethod
     def load(cls, directory: str | Path, lm=None) -> AdapterGenerator:
-        """A saved generator; with ``lm``, refuses one built for another base model."""
-        src = Path(directory)
-        if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
-            raise ConfigError(f"{src} holds no generator ({CONFIG_FILE} and {WEIGHTS_FILE}); train one with "
-                              "`memkit train adapter`")
-        meta = json.loads((src / CONFIG_FILE).read_text())
-        config = GeneratorConfig(**meta["config"])
-        if lm is not None and ((config.base_model and config.base_model != lm.fingerprint)
-                               or (config.base_weights and config.base_weights != lm.weights_digest)):
-            raise ConfigError(f"the generator in {src} was trained for another base model "
-                              f"({config.base_model[:12]}, this one is {lm.fingerprint[:12]}); train one for it")
-        gen = cls(config)
-        gen.load_state_dict(load_file(str(src / WEIGHTS_FILE)))
+        """A saved generator; with ``lm``, refuses one built for another base model. Every refusal is one line
+        (``memkit.artifacts``)."""
+        meta = artifacts.read_meta(directory, KIND)
+        config = artifacts.build_config(GeneratorConfig, meta["config"], KIND, directory)
+        artifacts.check_base(config, lm, KIND, directory)
+        try:
+            gen = cls(config)
+        except (ConfigError, ValueError, TypeError) as e:
+            raise ConfigError(f"the generator in {directory} has settings this memkit cannot build ({e})") from None
+        artifacts.load_weights(gen, directory, KIND)
         return gen.to(lm.device) if lm is not None else gen
 
 

@@ -5,7 +5,8 @@ chunks, gradients on the generator's maps); the item's context state is the sum 
 now and then the states of other items' documents (``merge_extra``), so the generator learns adapters that
 survive retrieve-and-merge. With the normalised delta of that state applied, and the documents nowhere in the
 prompt, three next-token losses:
-  - ``qa``: the item's questions, one after another in memkit's prompt format, loss on the answer tokens;
+  - ``qa``: the item's questions, one after another in the run's prompt format (``prompt_format``: memkit's
+    plain layout or the tokenizer's chat template, ``memkit.prompts.QAFormat``), loss on the answer tokens;
   - ``reconstruction``: the item's first document itself (re-predicting text the adapter has read);
   - ``completion``: for a document of several chunks, a later chunk read with the adapter of the earlier ones
     (self-supervised; ``completion`` weight, documents of at least two chunks).
@@ -13,8 +14,11 @@ prompt, three next-token losses:
     (``contrast_order``) against the own one.
 The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``; the first
 ``pretrain_steps`` steps (self-supervised pretraining) use reconstruction and completion alone. Optimised by
-``memkit.training.run_steps`` (AdamW, linear warm-up then cosine decay, gradient clipping; the run stops at
-``max_steps`` or on its wall-clock budget).
+``memkit.training.run_steps`` (AdamW, linear warm-up then cosine decay, gradient clipping, accumulation over
+micro-batches and processes, checkpoints; the run stops at ``max_steps`` or on its wall-clock budget). A step's
+micro-batch holds its share of the step's items, and the merges and completion chunks it draws come from a
+generator of its own (``part_rng``), so a step computes the same wherever its parts run. The contrast hinge and
+merged states pair items within one micro-batch.
 
 Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
 made by ``experiments.world.adapter_data``), storage or the CLI.
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 
@@ -32,8 +36,8 @@ from memkit.adapters.encode import chunk_ids, encode_documents
 from memkit.adapters.generator import KEY_SOURCES, NORMS, AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
-from memkit.prompts import qa_prompt
-from memkit.training import LoopConfig, LoopReport, next_token_loss, run_steps
+from memkit.prompts import PROMPT_FORMATS, QAFormat
+from memkit.training import ItemBatches, LoopConfig, LoopReport, next_token_loss, part_rng, run_steps
 
 
 class ContextQA(NamedTuple):
@@ -67,8 +71,6 @@ class AdapterTrainConfig(LoopConfig):
     """attn_out or mlp_out (every decoder layer's output projection of that kind)."""
     chunk_tokens: int = 128
     """Tokens per chunk when reading a document."""
-    batch_size: int = 16
-    """Items per step."""
     lr: float = 2e-3
     w_reconstruction: float = 0.3
     """Weight of the reconstruction loss."""
@@ -85,6 +87,9 @@ class AdapterTrainConfig(LoopConfig):
     """Chance that an item's state also holds 1 to ``merge_max`` other items' documents (merge robustness)."""
     merge_max: int = 2
     """Most other items' documents merged into an item's state (see ``merge_extra``)."""
+    prompt_format: str = "plain"
+    """plain or chat: how the questions and answers are laid out (``memkit.prompts.QAFormat``); recorded in the
+    generator, whose method answers in the same format."""
 
     def validate(self) -> None:
         super().validate()
@@ -100,18 +105,22 @@ class AdapterTrainConfig(LoopConfig):
             raise ConfigError("--merge-extra is a probability in [0, 1]")
         if self.merge_max < 1:
             raise ConfigError("--merge-max must be at least 1")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"--prompt-format is one of {', '.join(PROMPT_FORMATS)}")
 
 
 TrainReport = LoopReport
 """What a training run did: steps, seconds, the loss every step, the probes."""
 
 
-def qa_sequence(lm, qas: list[tuple[str, str]]) -> tuple[list[int], list[float]]:
-    """``bos_ids`` then the question/answer turns; weight 1 on each answer and its closing newline."""
+def qa_sequence(lm, qas: list[tuple[str, str]], fmt: QAFormat | None = None) -> tuple[list[int], list[float]]:
+    """``bos_ids`` then the question/answer turns in ``fmt`` (plain by default: ``QAFormat.turns``); weight 1 on
+    each answer as the model writes it (plain: the answer and its closing newline; chat: the answer and the
+    template's end of turn), 0 on everything before it. Each piece is tokenised on its own, as a prompt is."""
+    fmt = fmt or QAFormat()
     ids, weights = list(lm.bos_ids), [0.0] * len(lm.bos_ids)
-    for i, (question, answer) in enumerate(qas):
-        head = lm.encode(("\n\n" if i else "") + qa_prompt(question))
-        tail = lm.encode(" " + answer + "\n")
+    for head_text, tail_text in fmt.turns(qas):
+        head, tail = lm.encode(head_text), lm.encode(tail_text)
         ids += head + tail
         weights += [0.0] * len(head) + [1.0] * len(tail)
     return ids, weights
@@ -162,7 +171,8 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
     parts: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=gen.device)
     if not pretraining:
-        qa = [qa_sequence(lm, it.qas) for it in items]
+        fmt = QAFormat.of(cfg.prompt_format, lm.tokenizer)
+        qa = [qa_sequence(lm, it.qas, fmt) for it in items]
         parts["qa"] = answer_loss(lm, qa, delta)
         total = parts["qa"]
     if not pretraining and cfg.w_contrast > 0 and len(items) > 1:
@@ -191,19 +201,25 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def train_generator(lm, gen: AdapterGenerator, items: Iterator[ContextQA], cfg: AdapterTrainConfig, *,
-                    evaluate: Callable[[AdapterGenerator], dict] | None = None,
-                    log: Callable[[str], None] = print) -> TrainReport:
-    """Train ``gen`` in place on ``items``; the frozen LM's weights are never handed to the optimizer."""
+def train_generator(lm, gen: AdapterGenerator, items: Iterable[ContextQA] | ItemBatches, cfg: AdapterTrainConfig,
+                    *, evaluate: Callable[[AdapterGenerator], dict] | None = None,
+                    log: Callable[[str], None] = print, checkpoint_dir=None) -> TrainReport:
+    """Train ``gen`` in place on ``items`` (a deterministic stream: step s reads its items s*B to (s+1)*B, in
+    micro-batches of B / parts), checkpointing into ``checkpoint_dir`` (``cfg.checkpoint_every``); the frozen
+    LM's weights are never handed to the optimizer."""
     cfg.validate()
-    rng = random.Random(cfg.seed)
+    QAFormat.of(cfg.prompt_format, lm.tokenizer)      # a chat format needs the tokenizer's chat template
+    if gen.config.prompt_format != cfg.prompt_format:
+        raise ConfigError(f"the generator answers in the {gen.config.prompt_format} prompt format but training "
+                          f"asks for {cfg.prompt_format} (--prompt-format)")
+    batches = items if isinstance(items, ItemBatches) else ItemBatches(items, cfg.batch_size)
     torch.manual_seed(cfg.seed)
 
-    def step_loss(step: int):
-        batch = [next(items) for _ in range(cfg.batch_size)]
-        return batch_loss(lm, gen, batch, cfg, rng, pretraining=step < cfg.pretrain_steps)
+    def step_loss(step: int, part: int, parts: int):
+        return batch_loss(lm, gen, batches.part(step, part, parts), cfg, part_rng(cfg.seed, step, part),
+                          pretraining=step < cfg.pretrain_steps)
 
-    return run_steps(gen.parameters(), step_loss, cfg, log=log,
+    return run_steps(gen, step_loss, cfg, log=log, lm=lm, checkpoint_dir=checkpoint_dir,
                      evaluate=(lambda: evaluate(gen)) if evaluate is not None else None,
                      modes=lambda training: gen.train(training))
 

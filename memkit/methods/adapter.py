@@ -30,6 +30,7 @@ from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
 from memkit.methods.common import EmbedderKeys, MethodConfig, TextAnswerer
+from memkit.prompts import QAFormat
 
 PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
 BASIS = "svd_"
@@ -115,7 +116,8 @@ class Adapter(EmbedderKeys):
         self.config = config
         self.generator = resolve_generator(lm, config.generator).eval()
         self.init_keys(lm, config)
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+        self.answerer = TextAnswerer(lm, config.max_new_tokens,
+                                     QAFormat.of(self.generator.config.prompt_format, lm.tokenizer))
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

@@ -13,7 +13,7 @@ import typing
 
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Retrieved, Source, snippet
-from memkit.prompts import STOP, qa_prompt
+from memkit.prompts import QAFormat
 
 
 @dataclasses.dataclass
@@ -75,15 +75,17 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 class TextAnswerer:
-    """Answers a question from text passages with the frozen LM, within its context window."""
+    """Answers a question from text passages with the frozen LM, within its context window, in a prompt format
+    (``memkit.prompts.QAFormat``: plain unless a trained generator or slot model says otherwise)."""
 
-    def __init__(self, lm, max_new_tokens: int):
+    def __init__(self, lm, max_new_tokens: int, fmt: QAFormat | None = None):
         self.lm = lm
         self.max_new_tokens = max_new_tokens
+        self.fmt = fmt or QAFormat()
 
     def budget(self, question: str) -> int:
         """Tokens left for passages once the question and the answer are accounted for."""
-        frame = self.lm.count_tokens(qa_prompt(question, ["x"])) + len(self.lm.bos_ids)
+        frame = self.lm.count_tokens(self.fmt.prompt(question, ["x"])) + len(self.lm.bos_ids)
         return self.lm.max_context - self.max_new_tokens - frame
 
     def fit(self, question: str, passages: list[str]) -> tuple[list[str], int, bool]:
@@ -147,10 +149,10 @@ class TextAnswerer:
         """
         if not contexts:
             return []
-        prompts = [qa_prompt(c.question, c.passages) for c in contexts]
+        prompts = [self.fmt.prompt(c.question, c.passages) for c in contexts]
         start = time.perf_counter()
-        texts = self.lm.generate(prompts, max_new_tokens=self.max_new_tokens, stop=STOP, delta=delta, prefix=prefix,
-                                 batch_size=batch_size)
+        texts = self.lm.generate(prompts, max_new_tokens=self.max_new_tokens, stop=self.fmt.stop, delta=delta,
+                                 prefix=prefix, batch_size=batch_size)
         share = (time.perf_counter() - start) * 1000 / len(contexts)
         generated = list(self.lm.last_generated)
         answers = []

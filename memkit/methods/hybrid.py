@@ -3,7 +3,8 @@ frozen LM with the merged adapter of its retrieved documents applied to its weig
 aggregated from their memories in front of its input.
 
 A document becomes one record (kind ``hybrid``) carrying its adapter state (with its SVD basis) and its memory
-vectors, found by one key: the slot model's self-matching key (option ``keys=slots``, the default) or the
+vectors (one group per window of the slot model for a document longer than one: ``memkit.methods.slots``),
+found by one key: the slot model's self-matching key (option ``keys=slots``, the default) or the
 adapter's lexical key (``keys=lexical``). A question retrieves the best matches once; the adapter merges the
 best ``top_n`` of them (by score, as the ``adapter`` method), the slot model aggregates the best ``top_k`` (or
 the whole bank with ``aggregation=all``), and both reach the LM in one generation. The options are the
@@ -63,6 +64,10 @@ class Hybrid:
         if not slots.model and (PACKAGED_HYBRID_SLOTS / "slots.json").is_file():
             slots.model = str(PACKAGED_HYBRID_SLOTS)
         self.slots = Slots(lm, slots)
+        if self.slots.model.config.prompt_format != self.adapter.generator.config.prompt_format:
+            raise ConfigError(f"the hybrid's generator was trained with the {self.adapter.generator.config.prompt_format} "
+                              f"prompt format and its slot model with {self.slots.model.config.prompt_format}; train "
+                              f"the slot model --with-adapter on that generator")
         self.answerer = self.adapter.answerer
         if config.keys == "lexical":
             self.key_dim = self.adapter.key_dim

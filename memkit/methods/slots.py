@@ -1,7 +1,10 @@
 """Memory slots (after CMT, built on MAC): each document is compressed into a few memory vectors kept in the
 store with a self-matching key; a question is read by the same machinery into its own vectors and key, finds
 the best-matching memories, aggregates them (weighted by their matching scores) into a key/value prefix, and
-the frozen LM answers reading that prefix; the documents never enter the prompt.
+the frozen LM answers reading that prefix; the documents never enter the prompt. A document longer than the
+slot model's window (``max_tokens``) is read whole, window by window, and its record carries one group of memory
+vectors per window (``[c * m, e]``), all found by the one key of the document and aggregated together, sharing
+the document's weight; nothing is cut.
 
 The paper's techniques are switches in the same code, so each can be measured: the option ``aggregation``,
 ``topk`` (the ``top_k`` best-matching memories; CMT) or ``all`` (the whole bank; MAC), and, chosen when the
@@ -28,6 +31,7 @@ import torch
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
 from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.prompts import QAFormat
 
 PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
 AGGREGATIONS = ("topk", "all")
@@ -86,7 +90,7 @@ class Slots:
         self.config = config
         self.model = resolve_model(lm, config.model).eval()
         self.key_dim = self.model.config.key_dim
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+        self.answerer = TextAnswerer(lm, config.max_new_tokens, QAFormat.of(self.model.config.prompt_format, lm.tokenizer))
         self._read: OrderedDict[str, torch.Tensor] = OrderedDict()
         """The memory vectors of the questions ``query_key`` read, until ``combine`` takes them (the question is
         read once, for its key and its aggregation); a few hundred at most."""
@@ -95,19 +99,22 @@ class Slots:
         return self.config.to_dict()
 
     # ---- ingest -----------------------------------------------------------------------------------------
-    def memories(self, texts: Sequence[str]) -> torch.Tensor:
-        """Memory vectors ``[n, m, e]`` of ``texts``, read in batches."""
-        out = []
+    def memories(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each text read whole (``SlotModel.read_groups``, ``batch_size`` windows at a time): memory vectors
+        ``[n, C, m, e]`` of its windows and which are real ``[n, C]``."""
+        c = self.model.config
+        if not texts:
+            return torch.zeros(0, 1, c.slots, c.mem_dim), torch.zeros(0, 1, dtype=torch.bool)
         with torch.no_grad():
-            for start in range(0, len(texts), self.config.batch_size):
-                out.append(self.model.read(self.lm, list(texts[start:start + self.config.batch_size])))
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.slots, self.model.config.mem_dim)
+            return self.model.read_groups(self.lm, list(texts), batch_size=self.config.batch_size)
 
     def encode(self, texts: Sequence[str]) -> list[list[Record]]:
-        memory = self.memories(texts)
+        groups, present = self.memories(texts)
+        e = self.model.config.mem_dim
         with torch.no_grad():
-            keys = self.model.key(memory).cpu().numpy()
-        return [[Record(kind="slots", key=keys[i], tensors={SLOTS: memory[i].cpu().numpy()})]
+            keys = self.model.key(groups, present).cpu().numpy()
+        return [[Record(kind="slots", key=keys[i],
+                        tensors={SLOTS: groups[i, present[i]].reshape(-1, e).cpu().numpy()})]
                 for i in range(len(texts))]
 
     # ---- ask --------------------------------------------------------------------------------------------
@@ -116,9 +123,10 @@ class Slots:
 
     def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
         """Keys of ``questions``, read in batches; each question's vectors are kept for its aggregation."""
-        memory = self.memories(questions)
+        groups, present = self.memories(questions)
         with torch.no_grad():
-            keys = self.model.key(memory).cpu().numpy()
+            keys = self.model.key(groups, present).cpu().numpy()
+            memory = self.model.pool(groups, present)
         for question, vectors in zip(questions, memory):
             self._read[question] = vectors
             self._read.move_to_end(question)
@@ -141,23 +149,37 @@ class Slots:
         return Context(question=question, sources=sources, extras=extras)
 
     def prefix(self, contexts: list[Context]):
-        """One batched prefix for ``contexts``: each question's vectors aggregated over its memories."""
+        """One batched prefix for ``contexts``: each question's vectors aggregated over its memories (a long
+        document's groups each a memory, sharing the document's score and weight)."""
         c = self.model.config
-        n = max(1, max(len(x.extras["memories"]) for x in contexts))
+        groups = []
+        for x in contexts:
+            per = []
+            for m, s in zip(x.extras["memories"], x.extras["scores"]):
+                windows = np.asarray(m, dtype=np.float32).reshape(-1, c.slots, c.mem_dim)
+                per.extend((w, s, len(windows)) for w in windows)
+            groups.append(per)
+        n = max(1, max(len(g) for g in groups))
         mem = torch.zeros(len(contexts), n, c.slots, c.mem_dim)
         scores = torch.zeros(len(contexts), n)
         present = torch.zeros(len(contexts), n, dtype=torch.bool)
-        for i, x in enumerate(contexts):
-            for j, (m, s) in enumerate(zip(x.extras["memories"], x.extras["scores"])):
+        counts = torch.ones(len(contexts), n)
+        for i, per in enumerate(groups):
+            for j, (m, s, k) in enumerate(per):
                 mem[i, j] = torch.from_numpy(m)
                 scores[i, j] = s
                 present[i, j] = True
+                counts[i, j] = k
         device = self.model.device
         unread = [i for i, x in enumerate(contexts) if x.extras.get("question") is None]
         with torch.no_grad():
-            read = dict(zip(unread, self.model.read(self.lm, [contexts[i].question for i in unread]))) if unread else {}
+            read = {}
+            if unread:
+                qgroups, qpresent = self.model.read_groups(self.lm, [contexts[i].question for i in unread])
+                read = dict(zip(unread, self.model.pool(qgroups, qpresent)))
             question = torch.stack([read[i] if i in read else x.extras["question"] for i, x in enumerate(contexts)])
-            agg = self.model.aggregate(question, mem.to(device), scores.to(device), present.to(device))
+            agg = self.model.aggregate(question, mem.to(device), scores.to(device), present.to(device),
+                                       counts.to(device))
             return self.model.prefix(agg)
 
     def answer(self, context: Context) -> Answer:
@@ -173,5 +195,6 @@ class Slots:
         return answers
 
     def read_tokens(self, question: str) -> int:
-        """Tokens the slot model reads for a question (its key and aggregation): the question and the slots."""
-        return self.lm.count_tokens(question) + len(self.lm.bos_ids) + self.model.config.slots
+        """Tokens the slot model reads for a question (its key and aggregation): the question and the slots (per
+        window, for a question longer than one)."""
+        return sum(len(w) + self.model.config.slots for w in self.model.windows(self.lm, question))

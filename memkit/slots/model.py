@@ -5,13 +5,19 @@ frozen LM reads the result as a per-layer key/value prefix.
 Trainable parts (the LM stays frozen):
   - ``slot_embeds [m, d]``: learnt input vectors read right after a text; the LM's last hidden states at them,
     through per-slot heads ``W_j [d, e]`` (plus a bias), are the text's ``m`` memory vectors ``[m, e]``.
-  - ``key_head``: the mean of a text's memory vectors -> a unit key ``[k]``. Documents and questions are read by
-    the same machinery, so a question's key is trained (self-matching, a contrastive loss) to find its own
-    document's key.
+    A text longer than ``max_tokens`` is never cut: it is read in consecutive token windows of at most
+    ``max_tokens`` (as even as possible, nothing dropped), each window into its own group of ``m`` vectors, so a
+    document's memory is ``[c, m, e]`` for its ``c`` windows (``read_groups``); a text that fits is one window,
+    read as it always was.
+  - ``key_head``: the mean of a text's memory vectors (over all its groups) -> a unit key ``[k]``. Documents and
+    questions are read by the same machinery, so a question's key is trained (self-matching, a contrastive
+    loss) to find its own document's key.
   - the aggregator: ``P`` learnt latents plus the question's own memory vectors attend, in ``blocks``
     cross-attention blocks, over the retrieved memories' vectors; each memory's matching score enters the
     attention logits as ``log softmax(scores / temperature)``, so better matches weigh more (with
-    ``matching`` off, as in MAC, every memory enters with equal weight).
+    ``matching`` off, as in MAC, every memory enters with equal weight). A document read in ``c`` groups
+    enters as ``c`` memories sharing its weight (each ``1/c`` of it), so a long document weighs as much as a
+    short one.
   - ``prefix_head``: the ``P`` aggregated latents -> keys and values for every decoder layer (``Prefix``).
 
 Owns: ``SlotConfig`` (saved beside the weights with the base model it belongs to), ``SlotModel`` (read, key,
@@ -20,19 +26,23 @@ aggregate, prefix), save/load through safetensors. Must not know storage, the CL
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+import math
+from typing import Sequence
+
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from memkit import artifacts
 from memkit.errors import ConfigError
 from memkit.hooks import Prefix
+from memkit.prompts import PROMPT_FORMATS
 
 CONFIG_FILE = "slots.json"
 WEIGHTS_FILE = "slots.safetensors"
+KIND = artifacts.ArtifactKind("slot model", CONFIG_FILE, WEIGHTS_FILE, "memkit train slots")
 
 
 @dataclass
@@ -54,10 +64,13 @@ class SlotShape:
     temperature: float = 0.05
     """Matching scores become attention weights as softmax(score / temperature)."""
     max_tokens: int = 256
-    """Longest text read into slots (longer ones keep their last tokens)."""
+    """Longest token window read into one group of slots (``bos_ids`` included; at most the LM's context less
+    ``slots``); a longer text is read whole in several windows, one group of ``slots`` vectors each."""
     matching: bool = True
     """Whether the keys were trained to match (self-matching) and the matching scores weigh the memories in the
     aggregation; without it (MAC) every memory enters with equal weight and attention alone decides."""
+    prompt_format: str = "plain"
+    """The prompt format the model is trained with (plain or chat: ``memkit.prompts``); its method answers in it."""
 
     def shape(self) -> dict:
         """These fields as a dict (the options ``SlotModel.for_lm`` takes)."""
@@ -71,6 +84,8 @@ class SlotShape:
             raise ConfigError(f"slot model option heads ({self.heads}) must divide mem_dim ({self.mem_dim})")
         if self.temperature <= 0:
             raise ConfigError("slot model option temperature must be above 0")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"slot model option prompt_format (--prompt-format) is one of {', '.join(PROMPT_FORMATS)}")
 
 
 @dataclass
@@ -151,27 +166,109 @@ class SlotModel(nn.Module):
         return self.slot_embeds.device
 
     # ---- reading ---------------------------------------------------------------------------------------------
+    def window_tokens(self, lm) -> int:
+        """Most tokens read into one group of slots: ``max_tokens``, within ``lm``'s context less the slots."""
+        return min(self.config.max_tokens, lm.max_context - self.config.slots)
+
+    def windows(self, lm, text: str | Sequence[int]) -> list[list[int]]:
+        """The token windows ``text`` (a string, or token ids read as given) is read in: its tokens cut into the
+        fewest consecutive pieces of at most ``window_tokens`` (``bos_ids`` leading each piece of a string),
+        as even as possible; every token is in exactly one. A text that fits is one window: ``bos_ids`` and its
+        tokens, exactly what ``read`` reads."""
+        lead = list(lm.bos_ids) if isinstance(text, str) else []
+        ids = lm.encode(text) if isinstance(text, str) else [int(t) for t in text]
+        width = self.window_tokens(lm) - len(lead)
+        if width < 1:
+            raise ConfigError(f"slot model option max_tokens ({self.config.max_tokens}) leaves no room for text "
+                              f"beside {len(lead)} leading tokens and {self.config.slots} slots in a context of "
+                              f"{lm.max_context}")
+        if len(ids) <= width:
+            return [lead + ids]
+        count = math.ceil(len(ids) / width)
+        size, extra = divmod(len(ids), count)
+        out, start = [], 0
+        for i in range(count):
+            end = start + size + (i < extra)
+            out.append(lead + ids[start:end])
+            start = end
+        return out
+
     def read(self, lm, texts) -> torch.Tensor:
-        """Memory vectors ``[B, m, e]`` of ``texts`` (strings or token lists); gradients flow to this model."""
-        hidden = lm.read_with_slots(texts, self.slot_embeds, max_length=self.config.max_tokens)
+        """Memory vectors ``[B, m, e]`` of ``texts`` (strings or token lists) that fit one window
+        (``window_tokens``; a longer one is refused, never cut: read it with ``read_groups``); gradients flow
+        to this model."""
+        hidden = lm.read_with_slots(texts, self.slot_embeds, max_length=self.window_tokens(lm))
         return torch.einsum("bmd,mde->bme", hidden.float(), self.slot_heads) + self.slot_bias
 
-    def key(self, memory: torch.Tensor) -> torch.Tensor:
-        """Unit keys ``[B, k]`` of memory vectors ``[B, m, e]``."""
-        return nn.functional.normalize(self.key_head(memory.mean(1)), dim=-1)
+    def read_groups(self, lm, texts, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every text read whole: ``[B, C, m, e]``, the memory vectors of each of its windows (``windows``; C
+        the most windows of any text, zeros past a text's own), and ``[B, C]`` which groups are real. Windows
+        are read ``batch_size`` at a time (default: all at once); gradients flow to this model."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        per_text = [self.windows(lm, t) for t in texts]
+        flat = [w for ws in per_text for w in ws]
+        size = batch_size or max(1, len(flat))
+        read = torch.cat([self.read(lm, flat[i:i + size]) for i in range(0, len(flat), size)])
+        c = max(len(ws) for ws in per_text)
+        if c == 1:                                     # every text fits one window: nothing to place
+            return read[:, None], torch.ones(len(per_text), 1, dtype=torch.bool, device=read.device)
+        rows = torch.tensor([i for i, ws in enumerate(per_text) for _ in ws], device=read.device)
+        cols = torch.tensor([j for ws in per_text for j in range(len(ws))], device=read.device)
+        groups = read.new_zeros(len(per_text), c, *read.shape[1:])
+        groups = groups.index_put((rows, cols), read)
+        present = torch.zeros(len(per_text), c, dtype=torch.bool, device=read.device)
+        present[rows, cols] = True
+        return groups, present
+
+    @staticmethod
+    def pool(groups: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """``[B, m, e]``: each text's groups ``[B, C, m, e]`` averaged over its real ones (``present [B, C]``);
+        a one-window text's vectors as they are. What a question's vectors are when it joins the aggregation."""
+        w = present.to(groups.dtype)[..., None, None]
+        return (groups * w).sum(1) / w.sum(1).clamp(min=1)
+
+    def key(self, memory: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit keys ``[B, k]`` of memory vectors ``[B, m, e]``, or of groups ``[B, C, m, e]`` (``present [B, C]``
+        which are real): the mean over every real vector."""
+        if memory.dim() == 4:
+            present = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device) if present is None \
+                else present
+            w = present.to(memory.dtype)[..., None]
+            pooled = (memory.mean(2) * w).sum(1) / w.sum(1).clamp(min=1)
+        else:
+            pooled = memory.mean(1)
+        return nn.functional.normalize(self.key_head(pooled), dim=-1)
+
+    @staticmethod
+    def spread(groups: torch.Tensor, scores: torch.Tensor, present: torch.Tensor,
+               group_present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Retrieved documents' groups ``[B, n, C, m, e]`` (with their scores ``[B, n]``, which are real
+        ``[B, n]``, which groups are real ``[B, n, C]``) as ``aggregate`` takes them: memories ``[B, n*C, m, e]``,
+        each with its document's score, whether it is real, and its document's group count."""
+        b, n, c = group_present.shape
+        memories = groups.reshape(b, n * c, *groups.shape[3:])
+        real = (present[..., None] & group_present).reshape(b, n * c)
+        counts = group_present.sum(-1, keepdim=True).clamp(min=1).expand(b, n, c).reshape(b, n * c)
+        return memories, scores[..., None].expand(b, n, c).reshape(b, n * c), real, counts
 
     # ---- aggregating ------------------------------------------------------------------------------------------
     def aggregate(self, question: torch.Tensor, memories: torch.Tensor, scores: torch.Tensor,
-                  present: torch.Tensor | None = None) -> torch.Tensor:
+                  present: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, P, e]``: the latents after attending over the retrieved memories. ``question [B, m, e]`` (the
         question's own memory vectors, which join the latents), ``memories [B, n, m, e]`` (n retrieved per
         question), ``scores [B, n]`` their matching scores, ``present [B, n]`` which are real (a question may
-        have fewer than n). The result does not depend on the order of the n memories."""
+        have fewer than n), ``counts [B, n]`` how many groups (windows) each memory's document was read into
+        (default 1): each enters with ``1/count`` of its document's weight (``spread`` makes these of a long
+        document's groups). The result does not depend on the order of the n memories."""
         b, n, m, e = memories.shape
         present = torch.ones(b, n, dtype=torch.bool, device=memories.device) if present is None else present
         hidden = torch.full_like(scores, float("-inf"))
         scores = scores if self.config.matching else torch.zeros_like(scores)
-        log_w = torch.log_softmax(torch.where(present, scores / self.config.temperature, hidden), dim=-1)
+        logits = scores / self.config.temperature
+        if counts is not None:
+            logits = logits - counts.to(logits.dtype).clamp(min=1).log()
+        log_w = torch.log_softmax(torch.where(present, logits, hidden), dim=-1)
         log_w = torch.where(present, log_w, hidden)
         # the question's own vectors join as one more memory, seen only when nothing was retrieved (so that
         # every row attends to something)
@@ -194,24 +291,17 @@ class SlotModel(nn.Module):
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Weights (safetensors) and slots.json (config plus ``extra``, e.g. how it was trained)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(out / WEIGHTS_FILE))
-        (out / CONFIG_FILE).write_text(json.dumps({"config": asdict(self.config), **(extra or {})}, indent=2) + "\n")
-        return out
+        """Weights (safetensors) and slots.json (format, config, plus ``extra``: how it was trained, on which
+        data, with which prompt format); see ``memkit.artifacts``."""
+        return artifacts.save(directory, KIND, self.config, self, extra)
 
     @classmethod
     def load(cls, directory: str | Path, lm=None) -> SlotModel:
-        """A saved slot model; with ``lm``, refuses one built for another base model."""
-        src = Path(directory)
-        if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
-            raise ConfigError(f"{src} holds no slot model ({CONFIG_FILE} and {WEIGHTS_FILE}); train one with "
-                              "`memkit train slots`")
-        config = SlotConfig(**json.loads((src / CONFIG_FILE).read_text())["config"])
-        if lm is not None and ((config.base_model and config.base_model != lm.fingerprint)
-                               or (config.base_weights and config.base_weights != lm.weights_digest)):
-            raise ConfigError(f"the slot model in {src} was trained for another base model; train one for it")
+        """A saved slot model; with ``lm``, refuses one built for another base model. Every refusal is one line
+        (``memkit.artifacts``)."""
+        meta = artifacts.read_meta(directory, KIND)
+        config = artifacts.build_config(SlotConfig, meta["config"], KIND, directory)
+        artifacts.check_base(config, lm, KIND, directory)
         model = cls(config)
-        model.load_state_dict(load_file(str(src / WEIGHTS_FILE)))
+        artifacts.load_weights(model, directory, KIND)
         return model.to(lm.device) if lm is not None else model

@@ -1,22 +1,27 @@
 """Training the slot model: only its parameters learn; the frozen LM never changes.
 
 Each step reads a batch of ``ContextQA`` items (documents and questions answered from them). Every document
-of the batch is read into memory vectors and a key; every question too. The batch is the bank:
+of the batch is read whole into memory vectors and a key (a document longer than ``max_tokens`` in windows, one
+group of vectors each: ``SlotModel.read_groups``); every question too. The batch is the bank:
   - ``match`` (self-matching, when ``matching`` is on): a contrastive loss over the batch's documents, so each
     question's key scores its own documents above the others (``match_temperature``);
   - ``qa``: each question aggregates memories of the bank (``aggregation`` ``topk``: its ``top_k``
     best-scoring documents, its own documents always among them, as retrieval should find them; ``all``: the
     whole bank, as MAC) into a prefix, and the LM, reading only that prefix, is scored on the answer tokens;
-  - ``lm`` (objective ``memory-aware``): each document's own tokens predicted by the LM reading the prefix
-    aggregated from that document's memory alone, so a memory has to hold its document;
+  - ``lm`` (objective ``memory-aware``): each document's own tokens (all of them, in pieces that fit the LM's
+    context beside the prefix) predicted by the LM reading the prefix aggregated from that document's memory
+    alone (every group of it), so a memory has to hold its whole document;
   - ``contrast`` (optional, ``w_contrast``): a hinge asking the answer loss through another question's
     aggregated memories (one about other documents) to exceed the loss through the question's own.
 With an adapter generator (``with_adapter``; the hybrid method's slot model), every answer loss is taken with
-the delta of the question's own documents' summed adapter states applied as well, so the prefix learns what
-to add to the adapter rather than to answer alone.
+the delta of the question's own documents' summed adapter states applied as well (documents read in
+``adapter_chunk_tokens`` chunks), so the prefix learns what to add to the adapter rather than to answer alone.
+Questions and answers are laid out in the model's prompt format (``prompt_format``: ``memkit.prompts.QAFormat``),
+the one its method asks in.
 The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast``, optimised by
 ``memkit.training.run_steps`` (AdamW, warm-up then cosine decay, clipping, a step plan that fits the time
-budget).
+budget, accumulation over micro-batches and processes, checkpoints). With several micro-batches per step
+(``grad_accum``, processes), each micro-batch is its own bank.
 
 Owns: ``SlotTrainConfig`` and ``train_slots``. Must not know where items come from (the world's are made by
 ``experiments.world.adapter_data``), storage or the CLI.
@@ -25,15 +30,16 @@ Owns: ``SlotTrainConfig`` and ``train_slots``. Must not know where items come fr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable
 
 import torch
 
+from memkit.adapters.encode import chunk_ids
 from memkit.adapters.train import ContextQA
 from memkit.errors import ConfigError
-from memkit.prompts import qa_prompt
+from memkit.prompts import QAFormat
 from memkit.slots.model import SlotModel, SlotShape
-from memkit.training import LoopConfig, LoopReport, next_token_loss, run_steps
+from memkit.training import ItemBatches, LoopConfig, LoopReport, next_token_loss, run_steps
 
 OBJECTIVES = ("memory-aware", "qa")
 AGGREGATIONS = ("topk", "all")
@@ -61,7 +67,9 @@ class SlotTrainConfig(SlotShape, LoopConfig):
     with_adapter: str = ""
     """An adapter generator's directory (``packaged``: the world LM's) whose delta, made from each question's
     own documents, is applied while the answer losses are taken (the hybrid method's slot model); empty: none."""
-    batch_size: int = 16
+    adapter_chunk_tokens: int = 128
+    """Tokens per chunk the ``with_adapter`` generator reads a document in: the adapter (and hybrid) method's
+    ``chunk_tokens`` that the slot model will be used with."""
 
     def validate(self) -> None:
         LoopConfig.validate(self)
@@ -70,19 +78,24 @@ class SlotTrainConfig(SlotShape, LoopConfig):
             raise ConfigError(f"--objective is one of {', '.join(OBJECTIVES)}")
         if self.aggregation not in AGGREGATIONS:
             raise ConfigError(f"--aggregation is one of {', '.join(AGGREGATIONS)}")
-        if self.batch_size < 2:
-            raise ConfigError("--batch-size must be at least 2 (the batch is the bank questions match against)")
+        if self.batch_size < 2 * self.grad_accum:
+            raise ConfigError("--batch-size must be at least 2 x --grad-accum (each micro-batch is the bank its "
+                              "questions match against)")
         if self.top_k < 1:
             raise ConfigError("--top-k must be at least 1")
         if self.match_temperature <= 0:
             raise ConfigError("--match-temperature must be above 0")
+        if self.adapter_chunk_tokens < 1:
+            raise ConfigError("--adapter-chunk-tokens must be at least 1")
 
 
-def answer_sequence(lm, question: str, answer: str) -> tuple[list[int], list[float]]:
-    """The prompt memkit asks with and the answer (read after a prefix: no ``bos_ids``); weight 1 on the answer
-    and its closing newline."""
-    head = lm.encode(qa_prompt(question))
-    tail = lm.encode(" " + answer + "\n")
+def answer_sequence(lm, question: str, answer: str, fmt: QAFormat | None = None) -> tuple[list[int], list[float]]:
+    """The prompt memkit asks with in ``fmt`` (default plain) and the answer as the model writes it (read after a
+    prefix: no ``bos_ids``); weight 1 on the answer and what closes it (plain: its newline; chat: the end of the
+    assistant's turn)."""
+    [(asking, answered)] = (fmt or QAFormat()).turns([(question, answer)])
+    head = lm.encode(asking)
+    tail = lm.encode(answered)
     return head + tail, [0.0] * len(head) + [1.0] * len(tail)
 
 
@@ -117,15 +130,29 @@ def other_rows(gold: list[list[int]]) -> list[int]:
     return out
 
 
-def own_delta(lm, generator, docs: list[str], gold: list[list[int]]):
+def own_delta(lm, generator, docs: list[str], gold: list[list[int]], *, chunk_tokens: int):
     """One delta row per question: the normalised sum of the adapter states of its own documents (rows of
-    ``docs``), read without gradients."""
+    ``docs``, read in chunks of ``chunk_tokens``), read without gradients."""
     from memkit.adapters.encode import encode_documents
     from memkit.adapters.state import AdapterState
 
     with torch.no_grad():
-        states = encode_documents(lm, generator, docs, chunk_tokens=128)
+        states = encode_documents(lm, generator, docs, chunk_tokens=chunk_tokens)
         return generator.delta(AdapterState.stack([AdapterState.total([states[j] for j in g]) for g in gold]))
+
+
+def memory_lm_loss(lm, model: SlotModel, docs: list[str], memory: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Each document's tokens predicted by the LM reading only the prefix aggregated from its own memory
+    (``memory [D, C, m, e]``, its groups ``windows [D, C]``): all its tokens, in consecutive pieces that fit the
+    LM's context beside the prefix, each piece after the document's prefix."""
+    ones = torch.ones(len(docs), 1, device=memory.device)
+    spread = model.spread(memory[:, None], ones, ones.bool(), windows[:, None])
+    own = model.aggregate(model.pool(memory, windows), *spread)                  # [D, P, e]
+    limit = lm.max_context - model.config.prefix_len
+    pieces = [(i, piece) for i, d in enumerate(docs) for piece in chunk_ids(lm.encode(d), limit)]
+    rows = torch.tensor([i for i, _ in pieces], device=memory.device)
+    texts = [piece for _, piece in pieces]
+    return next_token_loss(lm, texts, [[1.0] * len(t) for t in texts], prefix=model.prefix(own[rows]))
 
 
 def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfig,
@@ -134,18 +161,21 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
     question's own adapter delta too."""
     docs = sorted({d for it in items for d in it.documents})
     index = {d: i for i, d in enumerate(docs)}
-    memory = model.read(lm, docs)                                     # [D, m, e]
-    keys = model.key(memory)
+    memory, windows = model.read_groups(lm, docs)                      # [D, C, m, e], [D, C]
+    keys = model.key(memory, windows)
     pairs = [(q, a, [index[d] for d in it.documents]) for it in items for q, a in it.qas]
-    qmem = model.read(lm, [q for q, _, _ in pairs])                   # [Q, m, e]
-    scores = model.key(qmem) @ keys.T                                 # [Q, D]
+    qgroups, qwindows = model.read_groups(lm, [q for q, _, _ in pairs])
+    qmem = model.pool(qgroups, qwindows)                               # [Q, m, e]
+    scores = model.key(qgroups, qwindows) @ keys.T                     # [Q, D]
     gold = [g for _, _, g in pairs]
     parts: dict[str, torch.Tensor] = {}
     rows, present = choose(scores, gold, cfg.top_k, cfg.aggregation)
     rows, present = rows.to(memory.device), present.to(memory.device)
-    agg = model.aggregate(qmem, memory[rows], scores.gather(1, rows), present)
-    seqs = [answer_sequence(lm, q, a) for q, a, _ in pairs]
-    delta = own_delta(lm, generator, docs, gold) if generator is not None else None
+    agg = model.aggregate(qmem, *model.spread(memory[rows], scores.gather(1, rows), present, windows[rows]))
+    fmt = QAFormat.of(model.config.prompt_format, lm.tokenizer)
+    seqs = [answer_sequence(lm, q, a, fmt) for q, a, _ in pairs]
+    delta = own_delta(lm, generator, docs, gold, chunk_tokens=cfg.adapter_chunk_tokens) \
+        if generator is not None else None
     parts["qa"] = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg),
                                   delta=delta)
     total = parts["qa"]
@@ -163,29 +193,35 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
         parts["match"] = -(torch.logsumexp(logp.masked_fill(~own, float("-inf")), dim=1)).mean()
         total = total + cfg.w_match * parts["match"]
     if cfg.objective == "memory-aware" and cfg.w_lm > 0:
-        ones = torch.ones(len(docs), 1, device=memory.device)
-        own_prefix = model.prefix(model.aggregate(memory, memory[:, None], ones))
-        limit = lm.max_context - model.config.prefix_len
-        texts = [lm.encode(d)[:limit] for d in docs]
-        parts["lm"] = next_token_loss(lm, texts, [[1.0] * len(t) for t in texts], prefix=own_prefix)
+        parts["lm"] = memory_lm_loss(lm, model, docs, memory, windows)
         total = total + cfg.w_lm * parts["lm"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def train_slots(lm, model: SlotModel, items: Iterator[ContextQA], cfg: SlotTrainConfig, *,
+def train_slots(lm, model: SlotModel, items: Iterable[ContextQA] | ItemBatches, cfg: SlotTrainConfig, *,
                 evaluate: Callable[[SlotModel], dict] | None = None,
-                log: Callable[[str], None] = print, generator=None) -> LoopReport:
-    """Train ``model`` in place on ``items``; the frozen LM's weights (and ``generator``'s, the adapter
-    generator read with ``with_adapter``) are never handed to the optimizer."""
+                log: Callable[[str], None] = print, generator=None, checkpoint_dir=None) -> LoopReport:
+    """Train ``model`` in place on ``items`` (a deterministic stream: step s reads its items s*B to (s+1)*B, in
+    micro-batches of B / parts), checkpointing into ``checkpoint_dir`` (``cfg.checkpoint_every``); the frozen
+    LM's weights (and ``generator``'s, the adapter generator read with ``with_adapter``) are never handed to the
+    optimizer."""
     cfg.validate()
     if model.config.matching != cfg.matching:
         raise ConfigError("the slot model's matching switch differs from the run's (--matching)")
+    if model.config.prompt_format != cfg.prompt_format:
+        raise ConfigError(f"the slot model answers in the {model.config.prompt_format} prompt format and the run "
+                          f"trains in {cfg.prompt_format} (--prompt-format)")
+    batches = items if isinstance(items, ItemBatches) else ItemBatches(items, cfg.batch_size)
     torch.manual_seed(cfg.seed)
 
-    def step_loss(step: int):
-        return batch_loss(lm, model, [next(items) for _ in range(cfg.batch_size)], cfg, generator)
+    def step_loss(step: int, part: int, parts: int):
+        micro = batches.part(step, part, parts)
+        if len(micro) < 2:
+            raise ConfigError(f"--batch-size {cfg.batch_size} split into {parts} micro-batches (processes x "
+                              f"--grad-accum) leaves {len(micro)} item per bank; make it at least {2 * parts}")
+        return batch_loss(lm, model, micro, cfg, generator)
 
-    return run_steps(model.parameters(), step_loss, cfg, log=log,
+    return run_steps(model, step_loss, cfg, log=log, lm=lm, checkpoint_dir=checkpoint_dir,
                      evaluate=(lambda: evaluate(model)) if evaluate is not None else None,
                      modes=lambda training: model.train(training))
 

@@ -11,7 +11,8 @@ TEXTS = ["Ada Varn lives in Port Elsin and keeps the lighthouse there.",
 
 def test_cli_trains_a_slot_model_and_a_slots_store_answers_with_sources(memkit, model_dir, tmp_path):
     out = tmp_path / "slots"
-    summary = memkit.json("train", "slots", "--model", model_dir, "--out", out, "--max-steps", "2", "--minutes", "0",
+    summary = memkit.json("train", "slots", "--model", model_dir, "--data", "world", "--out", out, "--max-steps", "2",
+                          "--minutes", "0",
                           "--batch-size", "2", "--slots", "2", "--mem-dim", "16", "--prefix-len", "2",
                           "--eval-every", "1", "--warmup-steps", "1")
     assert summary["steps"] == 2 and set(summary["final_probe"]) >= {"slots_f1", "recall_at_1", "closed_f1"}
@@ -33,12 +34,13 @@ def test_cli_trains_a_slot_model_and_a_slots_store_answers_with_sources(memkit, 
 def test_cli_trains_the_hybrids_slot_model_with_an_adapter_and_a_hybrid_store_answers(memkit, model_dir,
                                                                                       tiny_generator_dir, tmp_path):
     out = tmp_path / "hybrid-slots"
-    summary = memkit.json("train", "slots", "--model", model_dir, "--out", out, "--max-steps", "2", "--minutes", "0",
+    summary = memkit.json("train", "slots", "--model", model_dir, "--data", "world", "--out", out, "--max-steps", "2",
+                          "--minutes", "0",
                           "--batch-size", "2", "--slots", "2", "--mem-dim", "16", "--prefix-len", "2",
                           "--eval-every", "2", "--warmup-steps", "1", "--with-adapter", tiny_generator_dir)
     assert set(summary["final_probe"]) >= {"slots_f1", "hybrid_f1", "adapter_f1", "closed_f1"}
     assert json.loads((out / "slots.json").read_text())["training"]["with_adapter"] == str(tiny_generator_dir)
-    bad = memkit("train", "slots", "--model", model_dir, "--out", tmp_path / "x", "--max-steps", "1",
+    bad = memkit("train", "slots", "--model", model_dir, "--data", "world", "--out", tmp_path / "x", "--max-steps", "1",
                  "--with-adapter", tmp_path / "nowhere")
     assert bad.exit_code != 0
 

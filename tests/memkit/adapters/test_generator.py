@@ -259,7 +259,7 @@ def test_save_and_load_round_trip_and_refuse_another_model(tiny_lm, tiny_model_d
     other = FrozenLM.load(str(tiny_model_dir("llama", seed=3)), device="cpu", dtype="float32")
     with pytest.raises(ConfigError, match="another base model"):
         AdapterGenerator.load(tmp_path / "gen", other)
-    with pytest.raises(ConfigError, match="train one with"):
+    with pytest.raises(ConfigError, match="make one with"):
         AdapterGenerator.load(tmp_path / "missing")
 
 

@@ -1,7 +1,7 @@
 """What the training recipes share: command-line options from a config dataclass (one ``--field-name`` per
 field, typed by its default, booleans as ``--x/--no-x``), a probe's mean F1, training between a probe before
-and after, saving a trained model with its config and log, copying it into the package, and the recipes'
-``main``."""
+and after, saving a trained model with its config, data summary and log, copying it into the package (never
+over a packaged model of another base model), and the recipes' ``main``."""
 
 from __future__ import annotations
 
@@ -33,30 +33,63 @@ def mean_f1(preds: list[str], golds: list[str]) -> float:
 
 
 def probed_training(model, out: Path, cfg, log: Callable[[str], None], *, start: float,
-                    probe: Callable[[bool], dict], train: Callable[[Callable], object]) -> dict:
+                    probe: Callable[[bool], dict], train: Callable[[Callable], object], data: dict | None = None) -> dict:
     """``probe(baselines=True)`` before, ``train(evaluate)`` (``evaluate(model)`` probes without baselines),
-    ``probe(True)`` after, then ``save_trained``; returns the summary (``start``: the run's ``time.time()``)."""
+    ``probe(True)`` after, then ``save_trained`` (with ``data``, the data summary); returns the summary
+    (``start``: the run's ``time.time()``). In a process other than rank 0 of several (data-parallel training),
+    only ``train``: rank 0 probes and saves."""
+    from memkit import distributed
+
+    group = distributed.current()
+    if not group.main:
+        report = train(lambda _model: {})
+        return {"steps": report.steps, "rank": group.rank}
     first = probe(True)
     log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
     report = train(lambda _model: probe(False))
     final = probe(True)
     log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
-    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1),
+    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "processes": group.world,
                "parameters": sum(p.numel() for p in model.parameters()), "device": str(model.device),
                "before": first, "final_probe": final}
-    save_trained(model, out, cfg, summary, report, log)
+    if getattr(report, "resumed_at", None) is not None:
+        summary["resumed_at"] = report.resumed_at
+    save_trained(model, out, cfg, summary, report, log, data=data)
     return summary
 
 
-def save_trained(model, out: Path, cfg, summary: dict, report, log: Callable[[str], None]) -> None:
-    """``model.save`` with the training config and summary, and ``training_log.json`` beside it."""
-    model.save(out, extra={"training": asdict(cfg), "summary": summary})
+def save_trained(model, out: Path, cfg, summary: dict, report, log: Callable[[str], None], *,
+                 data: dict | None = None) -> None:
+    """``model.save`` with the training config, the data it read and the summary, and ``training_log.json``
+    beside it."""
+    model.save(out, extra={"training": asdict(cfg), "data": data or {}, "summary": summary})
     (out / "training_log.json").write_text(json.dumps({"summary": summary, **report.to_dict()}, indent=2) + "\n")
     log(f"saved to {out} ({summary['seconds']:.0f}s in all)")
 
 
-def install_copy(out: Path, dest: Path) -> Path:
-    """Replace ``dest`` (a packaged model's directory) with a copy of ``out``."""
+def _base_of(directory: Path, config_file: str) -> str:
+    try:
+        return json.loads((directory / config_file).read_text())["config"].get("base_model", "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+def check_installable(base_model: str, dest: Path, config_file: str, out: Path) -> None:
+    """``ConfigError`` when ``dest`` (a packaged model's directory) belongs to another base model than
+    ``base_model`` (a fingerprint): checked before training, so nobody trains only to be refused."""
+    from memkit.errors import ConfigError
+
+    packaged = _base_of(dest, config_file) if dest.exists() else ""
+    if packaged and packaged != base_model:
+        raise ConfigError(f"--install would replace the packaged model in {dest}, built for another base model; "
+                          f"leave out --install, keep yours in {out} and point the method at it "
+                          f"(-o generator=DIR or -o model=DIR)")
+
+
+def install_copy(out: Path, dest: Path, config_file: str) -> Path:
+    """Replace ``dest`` (a packaged model's directory) with a copy of ``out``; refused (``ConfigError``) when
+    ``out`` was trained for another base model than the packaged one ``dest`` belongs to."""
+    check_installable(_base_of(out, config_file), dest, config_file, out)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(out, dest)

@@ -1,0 +1,76 @@
+"""The world's training recipes: the generic ones (``experiments.training``) on ``--data world``, and where
+their results are packaged.
+
+Owns: ``train_adapter`` and ``train_slots`` (the world LM's packaged generator and slot models were trained
+this way: training entities of fresh worlds, probed on the benchmark world's training entities; test entities
+are never used), ``install_adapter`` and ``install_slots`` (copy a trained model beside the packaged world LM,
+refused for another base model), and the ``python -m experiments.world.recipes adapter|slots`` command line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from experiments.training import adapter, slots
+from experiments.training.common import install_copy, recipe_main
+from experiments.training.data import load_data
+from memkit.adapters.generator import CONFIG_FILE as GENERATOR_CONFIG
+from memkit.adapters.train import AdapterTrainConfig
+from memkit.slots.model import CONFIG_FILE as SLOTS_CONFIG
+from memkit.slots.train import SlotTrainConfig
+
+
+def train_adapter(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
+    return adapter.run(lm, cfg, load_data(["world"], seed=cfg.seed), out, log)
+
+
+def train_slots(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
+    return slots.run(lm, cfg, load_data(["world"], seed=cfg.seed), out, log)
+
+
+def adapter_target() -> tuple[Path, str]:
+    """Where ``install_adapter`` puts a generator, and its config file."""
+    from memkit.methods.adapter import PACKAGED_GENERATOR
+
+    return PACKAGED_GENERATOR, GENERATOR_CONFIG
+
+
+def slots_target(with_adapter: bool) -> tuple[Path, str]:
+    """Where ``install_slots`` puts a slot model: the hybrid method's when trained with an adapter."""
+    from memkit.methods.hybrid import PACKAGED_HYBRID_SLOTS
+    from memkit.methods.slots import PACKAGED_SLOTS
+
+    return (PACKAGED_HYBRID_SLOTS if with_adapter else PACKAGED_SLOTS), SLOTS_CONFIG
+
+
+def install_adapter(out: Path) -> Path:
+    """Copy a trained generator into the package, as the world LM's."""
+    return install_copy(out, *adapter_target())
+
+
+def install_slots(out: Path) -> Path:
+    """Copy a trained slot model into the package, beside the world LM: as the hybrid method's when it was
+    trained with an adapter, else as the slots method's."""
+    trained = json.loads((out / SLOTS_CONFIG).read_text()).get("training", {})
+    return install_copy(out, *slots_target(bool(trained.get("with_adapter"))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    which = argv.pop(0) if argv and argv[0] in ("adapter", "slots") else ""
+    if which == "adapter":
+        recipe_main(argv, prog="python -m experiments.world.recipes adapter", description=__doc__.split("\n")[0],
+                    config_cls=AdapterTrainConfig, default_out="build/adapter-generator", run=train_adapter,
+                    install=install_adapter)
+    elif which == "slots":
+        recipe_main(argv, prog="python -m experiments.world.recipes slots", description=__doc__.split("\n")[0],
+                    config_cls=SlotTrainConfig, default_out="build/slot-model", run=train_slots,
+                    install=install_slots)
+    else:
+        sys.exit("usage: python -m experiments.world.recipes adapter|slots [options]")
+
+
+if __name__ == "__main__":
+    main()
