@@ -224,6 +224,9 @@ def slots(
              "documents too, made by this generator directory ('packaged': the world LM's).")] = "",
     adapter_chunk_tokens: Annotated[int, typer.Option(
         min=8, help="Tokens per chunk when --with-adapter's generator reads a document (as its --chunk-tokens).")] = 128,
+    pretrain_steps: Annotated[int, typer.Option(
+        min=0, help="Self-supervised steps first (each --corpus document, or the data's documents, read through "
+                    "its own memory: its LM loss alone, no questions), counted within the budget.")] = 0,
     max_tokens: Annotated[int, typer.Option(
         min=1, help="Most tokens read into one group of --slots vectors; a longer document is read in windows of "
                     "this size, one group each, never cut (capped by the model's context).")] = 256,
@@ -267,6 +270,7 @@ def slots(
                           aggregation=aggregation, top_k=top_k, w_lm=w_lm, w_match=w_match,
                           w_contrast=w_contrast, contrast_margin=contrast_margin, with_adapter=with_adapter,
                           adapter_chunk_tokens=adapter_chunk_tokens, max_tokens=max_tokens,
+                          pretrain_steps=pretrain_steps,
                           warmup_steps=warmup_steps, init_from=str(init_from or ""), eval_every=eval_every, seed=seed)
     sources = DataChoice(data, eval_data, eval_fraction, eval_max, corpus, max_questions)
     loop = LoopChoice(prompt_format, resume, checkpoint_every, grad_accum, precision, grad_checkpointing,
@@ -319,7 +323,20 @@ def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop
     if not sources.data and model is not None:
         raise ConfigError("give the training data with --data (e.g. --data squad:train-v1.1.json, or --data "
                           "jsonl:my-qa.jsonl); the synthetic world (--data world) suits only the packaged world LM")
+    if sources.corpus and not getattr(cfg, "pretrain_steps", 0):
+        raise ConfigError("--corpus feeds the self-supervised steps that come first; give --pretrain-steps N (how "
+                          "many steps read it) or leave --corpus out")
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    processes = loop.num_processes if not launched else int(os.environ["WORLD_SIZE"])
+    if what == "slot model" and cfg.batch_size // (processes * cfg.grad_accum) < 2:
+        raise ConfigError(f"--batch-size {cfg.batch_size} over {processes} processes x --grad-accum {cfg.grad_accum} "
+                          f"leaves fewer than 2 items per bank; make it at least {2 * processes * cfg.grad_accum}")
+    if cfg.resume and not cfg.init_from:
+        from dataclasses import asdict
+
+        from memkit import checkpoint
+
+        checkpoint.precheck(cfg.resume, config=asdict(cfg), world=processes, grad_accum=cfg.grad_accum)
     if loop.num_processes > 1 and not launched:
         if cfg.batch_size % (loop.num_processes * cfg.grad_accum):
             raise ConfigError(f"--batch-size {cfg.batch_size} does not split over {loop.num_processes} processes x "
@@ -340,7 +357,7 @@ def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop
         from experiments.world.recipes import adapter_target, slots_target
 
         target = adapter_target() if what == "generator" else slots_target(bool(getattr(cfg, "with_adapter", "")))
-        check_installable(lm.fingerprint, *target, out)
+        check_installable((lm.fingerprint, lm.weights_digest), *target, out)
     say = (lambda msg: typer.echo(msg, err=True)) if group.main else (lambda _msg: None)
     summary = run(lm, cfg, data, out, log=say)
     distributed.finish()

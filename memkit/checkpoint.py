@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from memkit.artifacts import sync_dir
 from memkit.errors import ConfigError
 
 FORMAT = 1
@@ -89,16 +90,7 @@ def _sync_file(path: Path) -> None:
 
 
 def _sync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return                      # a platform that cannot open folders (Windows) syncs them with their files
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    sync_dir(path)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -212,6 +204,11 @@ def _check(where: Path, state: dict, module_shapes: dict[str, list[int]], saved_
             f"({state.get('world')} processes x --grad-accum {state.get('grad_accum')}), this run makes "
             f"{world * grad_accum} ({world} x --grad-accum {grad_accum}); set --grad-accum so that processes x "
             f"grad-accum is {state.get('parts')}")
+    if before.get("inputs", "") != config.get("inputs", ""):
+        there, here = before.get("inputs") or "not recorded", config.get("inputs") or "not recorded"
+        raise ConfigError(f"--resume {where}: the checkpoint was trained on another base model or other data "
+                          f"(there: {there}; here: {here}); resume with the run's own --model, --dtype, --data, "
+                          f"--eval-data, --eval-fraction, --corpus and --max-questions")
     if state.get("config_digest") != config_digest(config):
         old, new = _compared(before), _compared(config)
         diff = [f"{_flag(k)} {_fmt(old.get(k))} there, {_fmt(new.get(k))} here"
@@ -232,38 +229,65 @@ def load(path: str | Path, *, module: torch.nn.Module, optimizer: torch.optim.Op
         opt_meta = json.loads((where / OPTIMIZER_JSON).read_text(encoding="utf-8"))
         opt_tensors = load_file(str(where / OPTIMIZER), device="cpu")
         rng = load_file(str(where / RNG), device="cpu")
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--resume {where}: the checkpoint cannot be read ({exc}); resume from another one "
-                          f"or start again without --resume") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error, OSError, bad JSON: all one line
+        raise ConfigError(f"--resume {where}: the checkpoint cannot be read ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); resume from another one or start "
+                          f"again without --resume") from None
+    if not isinstance(state, dict) or not all(k in state for k in ("step", "total", "seconds", "rng", "config")):
+        raise ConfigError(f"--resume {where}: the checkpoint's {STATE} lacks what a resumption needs (step, "
+                          f"total, seconds, rng, config); resume from another one or start again without --resume")
     module_shapes = {k: list(v.shape) for k, v in module.state_dict().items()}
     saved_shapes = {k: list(v.shape) for k, v in weights.items()}
     _check(where, state, module_shapes, saved_shapes, config, world, grad_accum)
     if opt_meta.get("names") != names:
         raise ConfigError(f"--resume {where}: the checkpoint's optimizer steps other parameters than this "
                           f"model's trainable ones; resume with the options that built it")
-    module.load_state_dict(weights)
-    per_param: dict[int, dict] = {}
-    for key, value in opt_tensors.items():
-        index, name = key.split(".", 1)
-        per_param.setdefault(int(index), {})[name] = value
-    for key, value in opt_meta.get("scalars", {}).items():
-        index, name = key.split(".", 1)
-        per_param.setdefault(int(index), {})[name] = value
-    groups = opt_meta["param_groups"]
-    for g in groups:
-        if isinstance(g.get("betas"), list):
-            g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
-    torch.set_rng_state(rng["torch"])
-    cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
-    version, internal, gauss = state["rng"]["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["rng"]["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    try:
+        module.load_state_dict(weights)
+        per_param: dict[int, dict] = {}
+        for key, value in opt_tensors.items():
+            index, name = key.split(".", 1)
+            per_param.setdefault(int(index), {})[name] = value
+        for key, value in opt_meta.get("scalars", {}).items():
+            index, name = key.split(".", 1)
+            per_param.setdefault(int(index), {})[name] = value
+        groups = opt_meta["param_groups"]
+        for g in groups:
+            if isinstance(g.get("betas"), list):
+                g["betas"] = tuple(g["betas"])
+        optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+        torch.set_rng_state(rng["torch"])
+        cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+        version, internal, gauss = state["rng"]["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = state["rng"]["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ConfigError(f"--resume {where}: the checkpoint's state cannot be put in place ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); resume from another one or start "
+                          f"again without --resume") from None
     return Saved(where, int(state["step"]), int(state["total"]), float(state["seconds"]),
                  list(state.get("losses", [])), list(state.get("evals", [])))
+
+
+def precheck(path: str | Path, *, config: dict, world: int, grad_accum: int) -> Path:
+    """Before anything is loaded: the checkpoint ``path`` names exists, is readable and was made with this
+    run's options and split (``ConfigError`` otherwise). What the run reads (``inputs``) and the trained tensors
+    are checked by ``load``, once the model is there."""
+    where = find(path)
+    try:
+        state = json.loads((where / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume {where}: the checkpoint cannot be read ({exc}); resume from another one or "
+                          f"start again without --resume") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ConfigError(f"--resume {where}: the checkpoint's {STATE} is not one memkit wrote; resume from another "
+                          f"one or start again without --resume")
+    same_inputs = {**config, "inputs": state["config"].get("inputs", "")}
+    _check(where, state, {}, {}, same_inputs, world, grad_accum)
+    return where
 
 
 def latest_step(directory: str | Path) -> int | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -116,6 +116,31 @@ def decoder_layers(model: nn.Module, num_layers: int) -> tuple[str, nn.ModuleLis
     raise ConfigError(f"cannot find the {num_layers} decoder layers of {type(model).__name__}")
 
 
+def module_device(module: nn.Module, fallback: torch.device) -> torch.device:
+    """Where ``module`` runs: the execution device of an accelerate hook a ``device_map`` put on it (its weights
+    may be offloaded to the ``meta`` device), else the device of its first tensor not on ``meta``, else
+    ``fallback``."""
+    for m in module.modules():
+        hook = getattr(m, "_hf_hook", None)
+        for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+            dev = getattr(h, "execution_device", None)
+            if dev is not None and torch.device(dev).type != "meta":
+                return torch.device(dev)
+        if m is module:
+            for t in list(module.parameters()) + list(module.buffers()):
+                if t.device.type != "meta":
+                    return t.device
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.device.type == "meta":
+            return t.device
+    return fallback
+
+
+def layer_devices(model: nn.Module, num_layers: int, fallback: torch.device) -> list[torch.device]:
+    """The device each decoder layer runs on (``module_device``); a layer without tensors takes ``fallback``."""
+    return [module_device(layer, fallback) for layer in decoder_layers(model, num_layers)[1]]
+
+
 def target_module_names(model: nn.Module, num_layers: int, kind: str) -> list[str]:
     """Full names of the ``kind`` output projection (``attn_out`` or ``mlp_out``) of every decoder layer."""
     if kind not in _OUTPUT_PROJECTIONS:
@@ -173,11 +198,16 @@ def delta_hooks(modules: dict[str, nn.Module], delta: LowRankDelta) -> Iterator[
 
 
 def build_prefix_cache(prefix: Prefix, batch_size: int, *, config, num_layers: int, num_kv_heads: int,
-                       head_dim: int, device: torch.device, dtype: torch.dtype) -> DynamicCache:
-    """A fresh ``DynamicCache`` holding ``prefix`` expanded to ``batch_size``; gradients flow to the prefix."""
+                       head_dim: int, device: torch.device | Sequence[torch.device],
+                       dtype: torch.dtype) -> DynamicCache:
+    """A fresh ``DynamicCache`` holding ``prefix`` expanded to ``batch_size``; gradients flow to the prefix.
+    ``device``: one for every layer, or one per layer (``layer_devices``: where each layer runs)."""
     if len(prefix.keys) != num_layers or len(prefix.values) != num_layers:
         raise ConfigError(f"prefix has {len(prefix.keys)} key and {len(prefix.values)} value tensors; "
                           f"this model has {num_layers} layers")
+    devices = [device] * num_layers if isinstance(device, (torch.device, str)) else list(device)
+    if len(devices) != num_layers:
+        raise ConfigError(f"{len(devices)} devices given for the prefix of a model of {num_layers} layers")
     length = prefix.length
     data = []
     for i, (k, v) in enumerate(zip(prefix.keys, prefix.values)):
@@ -186,7 +216,7 @@ def build_prefix_cache(prefix: Prefix, batch_size: int, *, config, num_layers: i
             if not ok:
                 raise ConfigError(f"prefix {what}[{i}] has shape {list(t.shape)}; expected "
                                   f"[{batch_size} or 1, {num_kv_heads}, {length}, {head_dim}]")
-        k = k.to(device=device, dtype=dtype).expand(batch_size, -1, -1, -1)
-        v = v.to(device=device, dtype=dtype).expand(batch_size, -1, -1, -1)
+        k = k.to(device=devices[i], dtype=dtype).expand(batch_size, -1, -1, -1)
+        v = v.to(device=devices[i], dtype=dtype).expand(batch_size, -1, -1, -1)
         data.append((k, v))
     return DynamicCache(data, config=config)

@@ -31,7 +31,9 @@ from memkit.hooks import (
     build_prefix_cache,
     decoder_layers,
     delta_hooks,
+    layer_devices,
     linear_modules,
+    module_device,
     module_shape,
     target_module_names,
 )
@@ -50,6 +52,10 @@ _VOLATILE_CONFIG_KEYS = frozenset({
 _SANE_MAX_LENGTH = 10_000_000
 _FALLBACK_CONTEXT = 2048
 
+WEIGHTS_DIGEST_PREFIX = "bf16:"
+"""Marks ``FrozenLM.weights_digest``'s current version (values rounded to bfloat16); unmarked digests are the
+earlier dtype-dependent one (``legacy_weights_digest``)."""
+
 
 def _clean_config(obj):
     if isinstance(obj, dict):
@@ -61,6 +67,22 @@ def _clean_config(obj):
     if isinstance(obj, (list, tuple)):
         return [_clean_config(v) for v in obj]
     return obj
+
+
+def _offloaded_tensor(model, name: str) -> torch.Tensor:
+    """A state tensor a ``device_map`` offloaded (left on the ``meta`` device), read from accelerate's offload map;
+    one ``ConfigError`` line when it cannot be read."""
+    try:
+        from transformers.integrations.accelerate import load_offloaded_parameter
+
+        tensor = load_offloaded_parameter(model, name)
+        if tensor is None or tensor.device.type == "meta":
+            raise ValueError("not in the offload map")
+        return tensor
+    except Exception:  # no hook, another hook layout, a missing file: all the same refusal
+        raise ConfigError(f"the model's weight {name} is on the meta device: the device_map offloaded it and memkit "
+                          f"cannot read it there; give a device_map that puts every module on a GPU or the CPU "
+                          f"(no offload)") from None
 
 
 class FrozenLM:
@@ -119,8 +141,9 @@ class FrozenLM:
 
     @property
     def device(self) -> torch.device:
-        """Where inputs go: the input embeddings' device (the model's, unless a ``device_map`` spread it)."""
-        return self.model.get_input_embeddings().weight.device
+        """Where inputs go: the input embeddings' device (the model's, unless a ``device_map`` spread it; where
+        they run, when it offloaded them)."""
+        return module_device(self.model.get_input_embeddings(), torch.device("cpu"))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -189,19 +212,47 @@ class FrozenLM:
 
     @property
     def weights_digest(self) -> str:
-        """sha256 over every parameter's name, shape and an evenly strided sample of up to 65,536 of its values:
-        tells two checkpoints of one architecture apart (what ``fingerprint`` does not) in a moment, even for
-        large models. For artifacts trained against these exact weights (generators, compressors)."""
+        """``bf16:`` and the sha256 over every state tensor's name, shape and an evenly strided sample of up to
+        65,536 of its values, floating values rounded to bfloat16 first: tells two checkpoints of one architecture
+        apart (what ``fingerprint`` does not) in a moment, even for large models, and is the same whether the
+        weights were saved or loaded in float32 or bfloat16 (rounding float32 to bfloat16 is what loading in
+        bfloat16 does). Weights a ``device_map`` offloaded are read through accelerate's offload map. For
+        artifacts trained against these exact weights (generators, slot models)."""
         if getattr(self, "_weights_digest", None) is None:
-            h = hashlib.sha256()
-            for name, p in sorted(self.model.state_dict().items()):
-                flat = p.detach().reshape(-1)
-                step = max(1, flat.numel() // 65536)
-                sample = flat[::step][:65536].float().cpu().numpy()
-                h.update(f"{name}:{list(p.shape)}".encode())
-                h.update(sample.tobytes())
-            self._weights_digest = h.hexdigest()
+            self._weights_digest = WEIGHTS_DIGEST_PREFIX + self._digest(legacy=False)
         return self._weights_digest
+
+    @property
+    def legacy_weights_digest(self) -> str:
+        """The unversioned digest of earlier memkits (float32 samples of the values as loaded, so it depends on
+        the dtype); only to accept artifacts saved with it."""
+        if getattr(self, "_legacy_weights_digest", None) is None:
+            self._legacy_weights_digest = self._digest(legacy=True)
+        return self._legacy_weights_digest
+
+    def weights_match(self, digest: str) -> bool:
+        """Whether ``digest`` (an artifact's ``base_weights``, either version) is these weights'."""
+        if ":" in digest:  # a versioned digest: this version's, or one this memkit cannot compute
+            return digest == self.weights_digest
+        return digest == self.legacy_weights_digest
+
+    def _digest(self, *, legacy: bool) -> str:
+        h = hashlib.sha256()
+        for name, p in sorted(self.model.state_dict().items()):
+            if p.device.type == "meta":
+                p = _offloaded_tensor(self.model, name)
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // 65536)
+            sample = flat[::step][:65536]
+            if legacy:
+                sample = sample.float()
+            elif sample.is_floating_point():
+                sample = sample.to(torch.bfloat16).contiguous().view(torch.int16)
+            elif sample.dtype != torch.bool:
+                sample = sample.to(torch.int64)
+            h.update(f"{name}:{list(p.shape)}".encode())
+            h.update(sample.cpu().numpy().tobytes())
+        return h.hexdigest()
 
     # ------------------------------------------------------------------ text
 
@@ -430,10 +481,12 @@ class FrozenLM:
             yield
 
     def prefix_cache(self, prefix: Prefix, batch_size: int) -> DynamicCache:
-        """A fresh transformers ``DynamicCache`` holding ``prefix``, expanded to ``batch_size``."""
+        """A fresh transformers ``DynamicCache`` holding ``prefix``, expanded to ``batch_size``; each layer's keys
+        and values on the device that layer runs on (a ``device_map`` may spread the layers)."""
         return build_prefix_cache(prefix, batch_size, config=self.model.config, num_layers=self.num_layers,
                                   num_kv_heads=self.num_kv_heads, head_dim=self.head_dim,
-                                  device=self.device, dtype=self.dtype)
+                                  device=layer_devices(self.model, self.num_layers, fallback=self.device),
+                                  dtype=self.dtype)
 
     def prefix_from_text(self, text: str) -> Prefix:
         """The key/value cache of reading ``text`` (with ``bos_ids``), as a ``Prefix`` of batch 1."""

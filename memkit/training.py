@@ -71,6 +71,9 @@ class LoopConfig:
     about one more forward pass of time)."""
     checkpoint_every: int = 100
     """Optimizer steps between checkpoints, written to the run's checkpoint directory (0: none)."""
+    inputs: str = ""
+    """What the run reads, set by its recipe (the base model's fingerprint and weights digest, the data specs and
+    split): a resumed run must read the same, which its checkpoint checks. Not a command-line option."""
     resume: str = ""
     """A checkpoint directory (a run's checkpoint directory, or one checkpoint in it) to go on from; empty: start
     afresh."""

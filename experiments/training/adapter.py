@@ -12,14 +12,13 @@ as ``memkit train adapter``. The world's packaged generator is installed by ``ex
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 
 import torch
 
-from experiments.training.common import mean_f1, probed_training
-from experiments.training.data import TrainingData, cycle_shuffled
+from experiments.training.common import mean_f1, probed_training, run_inputs
+from experiments.training.data import TrainingData, item_stream
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
@@ -88,15 +87,6 @@ def build(lm, cfg: AdapterTrainConfig, log=print) -> AdapterGenerator:
                                    prompt_format=cfg.prompt_format, seed=cfg.seed)
 
 
-def item_stream(data: TrainingData, cfg: AdapterTrainConfig):
-    """The items training reads, in order: ``pretrain_steps`` batches of corpus documents (self-supervised; the
-    items' own documents when there is no corpus), then the data's stream."""
-    if not data.corpus or cfg.pretrain_steps == 0:
-        return data.stream
-    corpus = cycle_shuffled([ContextQA([text], []) for text in data.corpus], cfg.seed)
-    return itertools.chain(itertools.islice(corpus, cfg.pretrain_steps * cfg.batch_size), data.stream)
-
-
 def run(lm, cfg: AdapterTrainConfig, data: TrainingData, out: Path, log=print) -> dict:
     """Train a generator for ``lm`` on ``data`` and save it to ``out``; returns the summary."""
     start = time.time()
@@ -111,8 +101,10 @@ def run(lm, cfg: AdapterTrainConfig, data: TrainingData, out: Path, log=print) -
     held = data.heldout
     log(f"data: {', '.join(data.summary.get('data', []))}; {len(held)} held-out items "
         f"({data.summary.get('split', '')})")
+    items = item_stream(data, cfg.pretrain_steps, cfg.batch_size, cfg.seed)
+    cfg.inputs = run_inputs(lm, data.summary)
     return probed_training(gen, out, cfg, log, start=start, data=data.summary,
                            probe=lambda baselines: probe(lm, gen, held, cfg.chunk_tokens, baselines=baselines),
-                           train=lambda evaluate: train_generator(lm, gen, item_stream(data, cfg), cfg,
+                           train=lambda evaluate: train_generator(lm, gen, items, cfg,
                                                                   evaluate=evaluate, log=log,
                                                                   checkpoint_dir=out / "checkpoint"))

@@ -17,6 +17,8 @@ from typing import Callable
 def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
     """Add an option for every field of the dataclass ``config_cls``."""
     for f in fields(config_cls):
+        if f.name == "inputs":          # set by the recipe from what it reads, never given
+            continue
         kind = type(f.default)
         if kind is bool:
             parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
@@ -67,32 +69,57 @@ def save_trained(model, out: Path, cfg, summary: dict, report, log: Callable[[st
     log(f"saved to {out} ({summary['seconds']:.0f}s in all)")
 
 
-def _base_of(directory: Path, config_file: str) -> str:
+def _base_of(directory: Path, config_file: str) -> tuple[str, str]:
+    """The base model's fingerprint and weights digest a saved model's config names (empty when unreadable)."""
     try:
-        return json.loads((directory / config_file).read_text())["config"].get("base_model", "")
+        config = json.loads((directory / config_file).read_text())["config"]
+        return str(config.get("base_model", "")), str(config.get("base_weights", ""))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return ""
+        return "", ""
 
 
-def check_installable(base_model: str, dest: Path, config_file: str, out: Path) -> None:
-    """``ConfigError`` when ``dest`` (a packaged model's directory) belongs to another base model than
-    ``base_model`` (a fingerprint): checked before training, so nobody trains only to be refused."""
+def _same_weights(a: str, b: str) -> bool:
+    """Whether two weights digests can be told apart: digests of different kinds (before ``:``) say nothing."""
+    kind = lambda d: d.split(":", 1)[0] if ":" in d else ""  # noqa: E731
+    return not (a and b) or kind(a) != kind(b) or a == b
+
+
+def run_inputs(lm, summary: dict) -> str:
+    """What a training run reads, in one line: the base model (fingerprint, weights digest, dtype) and the data
+    (specs, held-out split, corpus, questions per item); a resumed run must read the same."""
+    return (f"base {lm.fingerprint[:16]} weights {str(lm.weights_digest)[:24]} {str(lm.dtype).replace('torch.', '')}; "
+            f"data {','.join(summary.get('data', []))}; eval {','.join(summary.get('eval_data', [])) or '-'}; "
+            f"split {summary.get('split', '')}; corpus {summary.get('corpus_documents', 0)} documents; "
+            f"max_questions {summary.get('max_questions', '')}")
+
+
+def check_installable(base: tuple[str, str], dest: Path, config_file: str, out: Path) -> None:
+    """``ConfigError`` when ``dest`` (a packaged model's directory) belongs to another base model than ``base``
+    (a fingerprint and weights digest): checked before training, so nobody trains only to be refused."""
     from memkit.errors import ConfigError
 
-    packaged = _base_of(dest, config_file) if dest.exists() else ""
-    if packaged and packaged != base_model:
+    fingerprint, weights = _base_of(dest, config_file) if dest.exists() else ("", "")
+    if fingerprint and (fingerprint != base[0] or not _same_weights(weights, base[1])):
         raise ConfigError(f"--install would replace the packaged model in {dest}, built for another base model; "
                           f"leave out --install, keep yours in {out} and point the method at it "
                           f"(-o generator=DIR or -o model=DIR)")
 
 
 def install_copy(out: Path, dest: Path, config_file: str) -> Path:
-    """Replace ``dest`` (a packaged model's directory) with a copy of ``out``; refused (``ConfigError``) when
-    ``out`` was trained for another base model than the packaged one ``dest`` belongs to."""
+    """Replace ``dest`` (a packaged model's directory) with a copy of ``out`` (its training checkpoints left
+    out), refused (``ConfigError``) when ``out`` was trained for another base model than the packaged one
+    ``dest`` belongs to. The copy is made beside ``dest`` and renamed into place, so a crash leaves the old
+    model or the new one."""
     check_installable(_base_of(out, config_file), dest, config_file, out)
+    tmp, old = dest.with_name(f".{dest.name}.new"), dest.with_name(f".{dest.name}.old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns("checkpoint"))
     if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(out, dest)
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
     return dest
 
 

@@ -260,16 +260,29 @@ def load_data(specs: list[str], *, seed: int = 0, eval_specs: list[str] | None =
 
             heldout += heldout_items(world_seed=spec.seed or 0)
     heldout += eval_items
+    held_keys = {document_key(d) for it in heldout for d in it.documents}
     if not heldout:
         raise ConfigError("no held-out items to probe with: raise --eval-fraction or give --eval-data")
     heldout = _spread(heldout, eval_max)
     texts, refused = read_corpus(corpus or [])
+    kept = [t for t in texts if document_key(t) not in held_keys]
+    corpus_heldout, texts = len(texts) - len(kept), kept
     summary = {"data": [str(s) for s in parsed], "eval_data": [str(s) for s in evals], "sources": sources,
                "heldout_items": len(heldout), "corpus_documents": len(texts), "corpus_refused": refused,
+               "corpus_heldout_dropped": corpus_heldout,
                "max_questions": max_questions,
                "split": _split_text(evals, finite, parsed, eval_fraction, seed)}
     return TrainingData(stream=mix(streams, seed), heldout=heldout, corpus=texts, calibration=calibration,
                         summary=summary)
+
+
+def item_stream(data: TrainingData, pretrain_steps: int, batch_size: int, seed: int) -> Iterator[ContextQA]:
+    """The items training reads, in order: ``pretrain_steps`` batches of corpus documents (the self-supervised
+    steps; the items' own documents when there is no corpus), then the data's stream."""
+    if not data.corpus or pretrain_steps == 0:
+        return data.stream
+    corpus = cycle_shuffled([ContextQA([text], []) for text in data.corpus], seed)
+    return itertools.chain(itertools.islice(corpus, pretrain_steps * batch_size), data.stream)
 
 
 def _split_text(evals: list[DataSpec], finite: list, parsed: list[DataSpec], eval_fraction: float,

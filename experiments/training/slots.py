@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.training.common import mean_f1, probed_training
-from experiments.training.data import TrainingData
+from experiments.training.common import mean_f1, probed_training, run_inputs
+from experiments.training.data import TrainingData, item_stream
 from memkit.adapters.train import ContextQA
 from memkit.prompts import QAFormat
 from memkit.slots import SlotModel
@@ -89,14 +89,23 @@ def run(lm, cfg: SlotTrainConfig, data: TrainingData, out: Path, log=print) -> d
         from memkit.methods.adapter import resolve_generator
 
         generator = resolve_generator(lm, "" if cfg.with_adapter == "packaged" else cfg.with_adapter).eval()
+        if generator.config.prompt_format != cfg.prompt_format:
+            from memkit.errors import ConfigError
+
+            raise ConfigError(f"--with-adapter {cfg.with_adapter} was trained with the "
+                              f"{generator.config.prompt_format} prompt format and this slot model would be trained "
+                              f"with {cfg.prompt_format}; the hybrid reads both in one prompt, so give "
+                              f"--prompt-format {generator.config.prompt_format}")
         log(f"answer losses read the adapter of {cfg.with_adapter} too")
     held = data.heldout
     log(f"data: {', '.join(data.summary.get('data', []))}; {len(held)} held-out items "
         f"({data.summary.get('split', '')})")
     settings = {"top_k": cfg.top_k, "aggregation": cfg.aggregation, "generator": generator,
                 "chunk_tokens": cfg.adapter_chunk_tokens}
+    items = item_stream(data, cfg.pretrain_steps, cfg.batch_size, cfg.seed)
+    cfg.inputs = run_inputs(lm, data.summary)
     return probed_training(model, out, cfg, log, start=start, data=data.summary,
                            probe=lambda baselines: probe(lm, model, held, baselines=baselines, **settings),
-                           train=lambda evaluate: train_slots(lm, model, data.stream, cfg, log=log,
+                           train=lambda evaluate: train_slots(lm, model, items, cfg, log=log,
                                                               generator=generator, evaluate=evaluate,
                                                               checkpoint_dir=out / "checkpoint"))

@@ -302,6 +302,9 @@ class SlotModel(nn.Module):
         meta = artifacts.read_meta(directory, KIND)
         config = artifacts.build_config(SlotConfig, meta["config"], KIND, directory)
         artifacts.check_base(config, lm, KIND, directory)
-        model = cls(config)
+        try:
+            model = cls(config)
+        except (ConfigError, ValueError, TypeError) as e:
+            raise ConfigError(f"the slot model in {directory} has settings this memkit cannot build ({e})") from None
         artifacts.load_weights(model, directory, KIND)
         return model.to(lm.device) if lm is not None else model

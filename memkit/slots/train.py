@@ -67,6 +67,9 @@ class SlotTrainConfig(SlotShape, LoopConfig):
     with_adapter: str = ""
     """An adapter generator's directory (``packaged``: the world LM's) whose delta, made from each question's
     own documents, is applied while the answer losses are taken (the hybrid method's slot model); empty: none."""
+    pretrain_steps: int = 0
+    """Self-supervised steps first: each document's own tokens read through the prefix of its own memory (the
+    memory-aware LM loss alone, no questions), on the corpus or the items' documents."""
     adapter_chunk_tokens: int = 128
     """Tokens per chunk the ``with_adapter`` generator reads a document in: the adapter (and hybrid) method's
     ``chunk_tokens`` that the slot model will be used with."""
@@ -85,6 +88,8 @@ class SlotTrainConfig(SlotShape, LoopConfig):
             raise ConfigError("--top-k must be at least 1")
         if self.match_temperature <= 0:
             raise ConfigError("--match-temperature must be above 0")
+        if self.pretrain_steps < 0:
+            raise ConfigError("--pretrain-steps must be 0 or more")
         if self.adapter_chunk_tokens < 1:
             raise ConfigError("--adapter-chunk-tokens must be at least 1")
 
@@ -156,12 +161,16 @@ def memory_lm_loss(lm, model: SlotModel, docs: list[str], memory: torch.Tensor, 
 
 
 def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfig,
-               generator=None) -> tuple[torch.Tensor, dict]:
+               generator=None, *, pretraining: bool = False) -> tuple[torch.Tensor, dict]:
     """The step's total loss and its parts (floats); with ``generator``, the answer losses read each
-    question's own adapter delta too."""
+    question's own adapter delta too; ``pretraining``: the documents' own LM loss through their memory alone,
+    the questions unused."""
     docs = sorted({d for it in items for d in it.documents})
     index = {d: i for i, d in enumerate(docs)}
     memory, windows = model.read_groups(lm, docs)                      # [D, C, m, e], [D, C]
+    if pretraining:
+        lm_loss = memory_lm_loss(lm, model, docs, memory, windows)
+        return lm_loss, {"lm": float(lm_loss.detach())}
     keys = model.key(memory, windows)
     pairs = [(q, a, [index[d] for d in it.documents]) for it in items for q, a in it.qas]
     qgroups, qwindows = model.read_groups(lm, [q for q, _, _ in pairs])
@@ -219,7 +228,7 @@ def train_slots(lm, model: SlotModel, items: Iterable[ContextQA] | ItemBatches, 
         if len(micro) < 2:
             raise ConfigError(f"--batch-size {cfg.batch_size} split into {parts} micro-batches (processes x "
                               f"--grad-accum) leaves {len(micro)} item per bank; make it at least {2 * parts}")
-        return batch_loss(lm, model, micro, cfg, generator)
+        return batch_loss(lm, model, micro, cfg, generator, pretraining=step < cfg.pretrain_steps)
 
     return run_steps(model, step_loss, cfg, log=log, lm=lm, checkpoint_dir=checkpoint_dir,
                      evaluate=(lambda: evaluate(model)) if evaluate is not None else None,

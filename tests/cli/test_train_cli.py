@@ -64,7 +64,7 @@ def test_a_slot_model_trains_on_the_generic_jsonl_with_a_corpus(memkit, model_di
     corpus.write_text("The harbour of Port Elsin has a lighthouse on its northern mole.")
     out = tmp_path / "slots"
     summary = memkit.json("train", "slots", "--model", model_dir, "--data", f"jsonl:{generic_file}",
-                          "--corpus", corpus, "--out", out, *SMALL_SLOTS)
+                          "--corpus", corpus, "--pretrain-steps", "1", "--out", out, *SMALL_SLOTS)
     assert summary["steps"] == 2 and "slots_f1" in summary["final_probe"]
     saved = json.loads((out / "slots.json").read_text())
     assert saved["data"]["corpus_documents"] == 1 and "by document" in saved["data"]["split"]
@@ -168,3 +168,50 @@ def test_two_processes_train_as_one_process_with_two_micro_batches(model_dir, ge
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
     assert any(k.endswith("b.weight") and a[k].abs().sum() > 0 for k in a), "training moved B off zero"
     assert json.loads((two / "generator.json").read_text())["summary"]["processes"] == 2
+
+
+def test_resume_refuses_other_data_and_damaged_checkpoints_in_one_line(memkit, model_dir, generic_file, squad_file,
+                                                                       tmp_path):
+    out = tmp_path / "gen"
+    first = memkit("train", "adapter", "--model", model_dir, "--data", f"jsonl:{generic_file}", "--out", out,
+                   "--checkpoint-every", "1", *SMALL_ADAPTER)
+    assert first.exit_code == 0, first.stderr
+    other = memkit("train", "adapter", "--model", model_dir, "--data", f"squad:{squad_file}", "--eval-fraction", "0.25",
+                   "--out", out, *SMALL_ADAPTER, "--max-steps", "3", "--resume", out / "checkpoint")
+    assert other.exit_code == 2 and "other data" in other.stderr and "--data" in other.stderr
+    assert "Traceback" not in other.stderr
+    folder = out / "checkpoint" / (out / "checkpoint" / "LATEST").read_text().strip()
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:40])
+    torn = memkit("train", "adapter", "--model", model_dir, "--data", f"jsonl:{generic_file}", "--out", out,
+                  *SMALL_ADAPTER, "--max-steps", "3", "--resume", out / "checkpoint")
+    assert torn.exit_code == 2 and "cannot be read" in torn.stderr and "Traceback" not in torn.stderr
+    assert "before training" not in torn.stderr or "cannot be read" in torn.stderr
+
+
+def test_a_corpus_needs_pretraining_steps(memkit, model_dir, generic_file, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The harbour of Port Elsin has a lighthouse.")
+    result = memkit("train", "slots", "--model", model_dir, "--data", f"jsonl:{generic_file}", "--corpus", corpus,
+                    "--out", tmp_path / "s", *SMALL_SLOTS)
+    assert result.exit_code == 2 and "--pretrain-steps" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_install_refuses_a_packaged_model_of_other_weights_and_leaves_checkpoints_out(tmp_path):
+    from experiments.training.common import check_installable, install_copy
+    from memkit.errors import ConfigError
+
+    def saved(path, base, weights):
+        path.mkdir(parents=True)
+        (path / "generator.json").write_text(json.dumps({"config": {"base_model": base, "base_weights": weights}}))
+        (path / "generator.safetensors").write_bytes(b"w")
+        return path
+
+    dest = saved(tmp_path / "packaged", "fp", "bf16:aaa")
+    with pytest.raises(ConfigError, match="another base model"):
+        check_installable(("fp", "bf16:bbb"), dest, "generator.json", tmp_path / "out")
+    out = saved(tmp_path / "out", "fp", "bf16:aaa")
+    (out / "checkpoint").mkdir()
+    (out / "checkpoint" / "LATEST").write_text("step-1\n")
+    assert install_copy(out, dest, "generator.json") == dest
+    assert (dest / "generator.json").is_file() and not (dest / "checkpoint").exists()
+    assert not any(p.name.startswith(".packaged") for p in tmp_path.iterdir())

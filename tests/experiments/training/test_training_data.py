@@ -126,3 +126,33 @@ def test_without_data_or_held_out_items_the_error_names_the_flag(tmp_path):
         load_data([])
     with pytest.raises(ConfigError, match="--eval-fraction"):
         load_data([f"squad:{write_squad(tmp_path / 's.json', 2)}"], eval_fraction=0.0)
+
+
+def test_the_self_supervised_steps_read_the_corpus_first(tmp_path):
+    from experiments.training.data import item_stream
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"context": f"P{i} lives in T{i}.", "qa": [{"question": f"Where does P{i} live?",
+                                                                                "answer": f"T{i}"}]}) + "\n"
+                          for i in range(20)))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The harbour has a lighthouse.")
+    data = load_data([f"jsonl:{qa}"], corpus=[str(corpus)])
+    items = list(itertools.islice(item_stream(data, 2, 3, 0), 8))
+    assert [it.documents for it in items[:6]] == [["The harbour has a lighthouse."]] * 6
+    assert all(not it.qas for it in items[:6]) and all(it.qas for it in items[6:])
+    plain = load_data([f"jsonl:{qa}"])
+    assert next(item_stream(plain, 2, 3, 0)).qas                     # no corpus: the items' own documents
+
+
+def test_corpus_texts_that_are_held_out_documents_are_never_trained_on(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    contexts = [f"P{i} lives in T{i}." for i in range(20)]
+    qa.write_text("".join(json.dumps({"context": c, "qa": [{"question": "Where?", "answer": "T"}]}) + "\n"
+                          for c in contexts))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": c}) + "\n" for c in contexts))
+    data = load_data([f"jsonl:{qa}"], corpus=[str(corpus)], eval_fraction=0.2)
+    held = {d for it in data.heldout for d in it.documents}
+    assert held and not held & set(data.corpus)
+    assert data.summary["corpus_heldout_dropped"] == len(held) and len(data.corpus) == 20 - len(held)

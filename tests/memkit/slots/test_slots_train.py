@@ -86,3 +86,31 @@ def test_with_an_adapter_the_answer_loss_reads_each_questions_own_delta(tiny_lm,
     assert report.steps == 3
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
     assert all(p.grad is None for p in generator.parameters())
+
+
+def test_pretraining_steps_train_the_memory_on_the_documents_alone(tiny_lm):
+    """The self-supervised steps: each document's own tokens through its own memory, questions unused."""
+    cfg = SlotTrainConfig(**SMALL, batch_size=4, lr=1e-2, warmup_steps=1, max_steps=8, minutes=0, pretrain_steps=4)
+    model = SlotModel.for_lm(tiny_lm, **cfg.shape())
+    loss, parts = batch_loss(tiny_lm, model, ITEMS, cfg, pretraining=True)
+    assert set(parts) == {"lm"} and loss.requires_grad
+    corpus = [ContextQA(["The lighthouse of Port Elsin stands on the northern mole."], []),
+              ContextQA(["Dunmere school was founded by the Sorrel Company in 1950."], [])]
+    seen = []
+    real = batch_loss
+
+    def spy(lm, model, items, cfg, generator=None, *, pretraining=False):
+        seen.append((pretraining, all(not it.qas for it in items)))
+        return real(lm, model, items, cfg, generator, pretraining=pretraining)
+
+    import memkit.slots.train as slot_train
+
+    slot_train.batch_loss, restore = spy, slot_train.batch_loss
+    try:
+        stream = itertools.chain(itertools.islice(itertools.cycle(corpus), 4 * 4), itertools.cycle(ITEMS))
+        report = train_slots(tiny_lm, model, stream, cfg, log=lambda line: None)
+    finally:
+        slot_train.batch_loss = restore
+    assert seen == [(True, True)] * 4 + [(False, False)] * 4 and report.steps == 8
+    with pytest.raises(ConfigError, match="--pretrain-steps"):
+        SlotTrainConfig(**SMALL, pretrain_steps=-1).validate()
