@@ -15,15 +15,22 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
     top_k: Annotated[Optional[int], typer.Option(
         min=1, help="Memories to use (default: the method's own setting).")] = None,
+    as_of: Annotated[Optional[str], typer.Option(
+        help="Answer only from documents timestamped at or before this time (ISO 8601, e.g. 2024-05-01 or "
+             "2024-05-01T12:30:00Z; no offset means UTC). Documents without a timestamp are left out.",
+        show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(
         help="Load the store's model from this directory instead (it must be the same model).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer, sources and timings as JSON.")] = False,
 ) -> None:
     """Answer QUESTION with the store's model and method, and say where the answer came from."""
+    from memkit.engine import as_of_time
+
     st = state(ctx)
+    when = as_of_time(as_of) if as_of is not None else None
     with open_store(st) as store:
         engine = load_engine(st, store, model)
-        answer = engine.ask(question, top_k=top_k)
+        answer = engine.ask(question, top_k=top_k, as_of=when)
     if json_out:
         print_json(answer.to_dict())
         return

@@ -22,12 +22,25 @@ from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retriev
 from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 
 
+def as_of_time(value: str | None) -> str | None:
+    """An ``as_of`` time as the store keeps timestamps (ISO 8601 UTC); ``InputError`` when it is not a time."""
+    if value is None:
+        return None
+    from memkit.sources import parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InputError(f"as of: {str(exc).replace(chr(39) + 'timestamp' + chr(39), 'the time')}") from None
+
+
 class MemoryStore(Protocol):
     """What the engine needs of a store."""
 
     def find_by_hash(self, content_hash: str) -> int | None: ...
     def add_document(self, doc, records) -> object: ...          # -> .document_id, .duplicate, .memory_ids
-    def search_many(self, keys, k: int, *, with_text: bool) -> list: ...  # -> per key [.memory_id, .score, .text, ...]
+    def search_many(self, keys, k: int, *, with_text: bool, as_of: str | None = None) -> list: ...
+    # -> per key [.memory_id, .score, .text, ...]; as_of: only documents timestamped at or before it
     def load_payloads(self, memory_ids) -> dict: ...             # -> memory id -> named arrays
     def stream_length(self, stream: str) -> int: ...
     # optional, for stateful methods: save_state(name, tensors) and load_state(name) -> tensors | None
@@ -140,11 +153,12 @@ class Engine:
         self._save_state()
 
     # ---- ask ------------------------------------------------------------------------------------------
-    def retrieve(self, question: str, n: int) -> list[Retrieved]:
-        """The ``n`` memories whose keys best match the question, with their text (and payload if needed)."""
-        return self.retrieve_many([question], n)[0]
+    def retrieve(self, question: str, n: int, *, as_of: str | None = None) -> list[Retrieved]:
+        """The ``n`` memories whose keys best match the question, with their text (and payload if needed); with
+        ``as_of`` (normalised ISO 8601 UTC), only of documents timestamped at or before it."""
+        return self.retrieve_many([question], n, as_of=as_of)[0]
 
-    def retrieve_many(self, questions: Sequence[str], n: int) -> list[list[Retrieved]]:
+    def retrieve_many(self, questions: Sequence[str], n: int, *, as_of: str | None = None) -> list[list[Retrieved]]:
         """``retrieve`` for each question (the same memories), with one search (hits and their documents' texts
         in one query) and one read of the payloads for all of them."""
         batched = getattr(self.method, "query_keys", None)     # optional: the keys of many questions at once
@@ -157,7 +171,8 @@ class Engine:
         weigh, frequencies = getattr(self.method, "weigh_queries", None), getattr(self.store, "key_frequencies", None)
         if weigh is not None and frequencies is not None:
             queries = weigh(queries, frequencies)
-        hits = self.store.search_many(queries, n, with_text=True)
+        hits = (self.store.search_many(queries, n, with_text=True) if as_of is None else
+                self.store.search_many(queries, n, with_text=True, as_of=as_of))
         payloads = {}
         if self.method.needs_payload:
             # a method may say which hits it will use, from their scores, so the rest are never read
@@ -174,16 +189,18 @@ class Engine:
                     payload=payloads.get(hit.memory_id)))
         return out
 
-    def ask(self, question: str, *, top_k: int | None = None) -> Answer:
-        """Answer one question from what the store holds, with sources and timings."""
+    def ask(self, question: str, *, top_k: int | None = None, as_of: str | None = None) -> Answer:
+        """Answer one question from what the store holds, with sources and timings; with ``as_of`` (a timestamp
+        as a JSONL document's, ``memkit.sources.parse_timestamp``), only from documents timestamped at or before
+        it."""
         t0 = time.perf_counter()
-        context = self._context(question, top_k, None)
+        context = self._context(question, top_k, None, as_of=as_of_time(as_of))
         answer = self.method.answer(context)
         answer.timings["total"] = (time.perf_counter() - t0) * 1000
         return answer
 
     def ask_many(self, questions: Sequence[str], *, top_k: int | None = None, batch_size: int = 8,
-                 retrieved: Sequence[list[Retrieved]] | None = None) -> list[Answer]:
+                 retrieved: Sequence[list[Retrieved]] | None = None, as_of: str | None = None) -> list[Answer]:
         """Answer many questions: retrieve and combine for each, then generate in batches of ``batch_size``.
 
         The texts equal ``ask``'s one by one. Each answer's ``total`` timing is its own retrieve and combine
@@ -198,7 +215,7 @@ class Engine:
         share = 0.0
         if retrieved is None:
             t0 = time.perf_counter()
-            retrieved = self.retrieve_many(questions, self.method.search_size(top_k))
+            retrieved = self.retrieve_many(questions, self.method.search_size(top_k), as_of=as_of_time(as_of))
             share = (time.perf_counter() - t0) * 1000 / max(1, len(questions))
         contexts = [self._context(q, top_k, list(retrieved[i]), retrieve_ms=share) for i, q in enumerate(questions)]
         t0 = time.perf_counter()
@@ -212,12 +229,13 @@ class Engine:
         return answers
 
     def _context(self, question: str, top_k: int | None, given: list[Retrieved] | None,
-                 retrieve_ms: float = 0.0) -> Context:
+                 retrieve_ms: float = 0.0, as_of: str | None = None) -> Context:
         """The method's context for ``question`` from ``given`` memories (searched here when None);
         ``retrieve_ms`` is the time already spent finding ``given``, if this engine found them."""
         validate_question(question)
         t0 = time.perf_counter()
-        retrieved = given if given is not None else self.retrieve(question, self.method.search_size(top_k))
+        retrieved = given if given is not None else self.retrieve(question, self.method.search_size(top_k),
+                                                                  as_of=as_of)
         t1 = time.perf_counter()
         context = self.method.combine(question, retrieved, top_k)
         t2 = time.perf_counter()

@@ -62,9 +62,10 @@ def payload_refs(s: Session, collection_id: int, ids: list[int]) -> dict[int, tu
 
 
 def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | None,
-             with_text: bool = False) -> dict[int, tuple]:
+             with_text: bool = False, as_of: str | None = None) -> dict[int, tuple]:
     """``memory id -> (document_id, kind, span, meta, source, text)`` for the ids SQL still holds (of
-    ``kinds``); ``text`` is the document's text with ``with_text``, else None."""
+    ``kinds``; with ``as_of``, of documents timestamped at or before it: ISO 8601 UTC strings as the store
+    writes them compare in time order); ``text`` is the document's text with ``with_text``, else None."""
     out: dict[int, tuple] = {}
     ordered = sorted(ids)
     text = Document.text if with_text else null()
@@ -79,6 +80,8 @@ def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | No
         )
         if kinds is not None:
             query = query.where(Memory.kind.in_(sorted(kinds)))
+        if as_of is not None:
+            query = query.where(Document.timestamp.is_not(None), Document.timestamp <= as_of)
         for r in s.execute(query):
             if r.collection_id != collection_id:
                 continue

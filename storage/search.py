@@ -29,19 +29,22 @@ def search_joined(
     k: int,
     kinds: set[str] | None,
     with_text: bool = False,
+    as_of: str | None = None,
 ) -> list[list[Hit]]:
-    """The ``k`` best hits for each row of ``keys`` ([q, d] float32) among memories SQL holds (of ``kinds``),
-    with their documents' texts if ``with_text``."""
+    """The ``k`` best hits for each row of ``keys`` ([q, d] float32) among memories SQL holds (of ``kinds``;
+    with ``as_of``, an ISO 8601 UTC time as the store keeps them, only of documents timestamped at or before
+    it), with their documents' texts if ``with_text``."""
     results: list[list[Hit]] = [[] for _ in range(len(keys))]
     total = 0 if index is None else index.ntotal
     if k <= 0 or total == 0 or (kinds is not None and not kinds):
         return results
     pending = list(range(len(keys)))
-    fetch = min(total, k if kinds is None else KIND_OVERFETCH * k)
+    fetch = min(total, k if kinds is None and as_of is None else KIND_OVERFETCH * k)
     while pending:
         scores, ids = index.search(keys[pending], fetch)
         with session() as s:
-            rows = queries.hit_rows(s, collection_id, {i for row in ids for i in row.tolist()}, kinds, with_text)
+            rows = queries.hit_rows(s, collection_id, {i for row in ids for i in row.tolist()}, kinds, with_text,
+                                   as_of=as_of)
         short = []
         for q, q_scores, q_ids in zip(pending, scores, ids):
             hits = []

@@ -498,9 +498,11 @@ class Store:
 
     @guarded
     def search_many(self, keys: np.ndarray, k: int, kinds: set[str] | None = None, *,
-                    with_text: bool = False) -> list[list[Hit]]:
-        """``search`` for each row of ``keys`` ([q, d]); optionally only memories whose kind is in ``kinds``;
-        with ``with_text`` each hit carries its document's text (read in the same query)."""
+                    with_text: bool = False, as_of: str | None = None) -> list[list[Hit]]:
+        """``search`` for each row of ``keys`` ([q, d]); optionally only memories whose kind is in ``kinds``, and
+        with ``as_of`` (ISO 8601 UTC, as ``memkit.sources.parse_timestamp`` makes it) only memories of documents
+        timestamped at or before it (documents without a timestamp are left out then); with ``with_text`` each
+        hit carries its document's text (read in the same query)."""
         keys = np.ascontiguousarray(keys, dtype=np.float32)
         if keys.ndim != 2:
             raise ValueError(f"search_many takes keys of shape [q, d], got {list(keys.shape)}")
@@ -508,7 +510,7 @@ class Store:
         index, dim = self._keeper.index, self._keeper.key_dim
         if dim is not None and keys.shape[1] != dim:
             raise DimensionMismatchError(dim, keys.shape[1], what="query key")
-        return search_joined(index, self._session, self._info.id, keys, k, kinds, with_text)
+        return search_joined(index, self._session, self._info.id, keys, k, kinds, with_text, as_of)
 
     @guarded
     def key_frequencies(self) -> tuple[np.ndarray, int]:
