@@ -215,3 +215,18 @@ def load_weights(module: torch.nn.Module, directory: str | Path, kind: ArtifactK
     except RuntimeError as e:
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip() and "Error(s)" not in ln), str(e))
         raise ConfigError(f"the weights in {path} do not fit the {kind.name}'s config ({first[:200]})") from None
+
+
+def load(module_cls, config_cls, directory: str | Path, kind: ArtifactKind, lm=None):
+    """The ``module_cls`` saved in ``directory``: its config read and checked (``read_meta``, ``build_config``,
+    and against ``lm``'s base model when given), the module built and its weights loaded, on ``lm``'s device.
+    Every refusal is one ``ConfigError`` line."""
+    meta = read_meta(directory, kind)
+    config = build_config(config_cls, meta["config"], kind, directory)
+    check_base(config, lm, kind, directory)
+    try:
+        module = module_cls(config)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise ConfigError(f"the {kind.name} in {directory} has settings this memkit cannot build ({e})") from None
+    load_weights(module, directory, kind)
+    return module.to(lm.device) if lm is not None else module

@@ -89,10 +89,6 @@ def _sync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _sync_dir(path: Path) -> None:
-    sync_dir(path)
-
-
 def _cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True).contiguous()
 
@@ -142,9 +138,9 @@ def save(directory: str | Path, *, module: torch.nn.Module, optimizer: torch.opt
             "parts": world * grad_accum, "rng": rng_json})
         for f in tmp.iterdir():
             _sync_file(f)
-        _sync_dir(tmp)
+        sync_dir(tmp)
         os.rename(tmp, root / name)
-        _sync_dir(root)
+        sync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -152,7 +148,7 @@ def save(directory: str | Path, *, module: torch.nn.Module, optimizer: torch.opt
     pointer.write_text(name + "\n", encoding="utf-8")
     _sync_file(pointer)
     os.replace(pointer, root / LATEST)
-    _sync_dir(root)
+    sync_dir(root)
     for old in root.iterdir():
         if old.is_dir() and old.name != name and (old.name.startswith("step-") or old.name.startswith(".tmp-step-")):
             shutil.rmtree(old, ignore_errors=True)

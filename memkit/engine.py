@@ -171,8 +171,7 @@ class Engine:
         weigh, frequencies = getattr(self.method, "weigh_queries", None), getattr(self.store, "key_frequencies", None)
         if weigh is not None and frequencies is not None:
             queries = weigh(queries, frequencies)
-        hits = (self.store.search_many(queries, n, with_text=True) if as_of is None else
-                self.store.search_many(queries, n, with_text=True, as_of=as_of))
+        hits = self.store.search_many(queries, n, with_text=True, as_of=as_of)
         payloads = {}
         if self.method.needs_payload:
             # a method may say which hits it will use, from their scores, so the rest are never read

@@ -301,15 +301,7 @@ class AdapterGenerator(nn.Module):
     def load(cls, directory: str | Path, lm=None) -> AdapterGenerator:
         """A saved generator; with ``lm``, refuses one built for another base model. Every refusal is one line
         (``memkit.artifacts``)."""
-        meta = artifacts.read_meta(directory, KIND)
-        config = artifacts.build_config(GeneratorConfig, meta["config"], KIND, directory)
-        artifacts.check_base(config, lm, KIND, directory)
-        try:
-            gen = cls(config)
-        except (ConfigError, ValueError, TypeError) as e:
-            raise ConfigError(f"the generator in {directory} has settings this memkit cannot build ({e})") from None
-        artifacts.load_weights(gen, directory, KIND)
-        return gen.to(lm.device) if lm is not None else gen
+        return artifacts.load(cls, GeneratorConfig, directory, KIND, lm)
 
 
 def _layer_index(name: str, known: dict[str, int], num_layers: int) -> int:

@@ -299,12 +299,4 @@ class SlotModel(nn.Module):
     def load(cls, directory: str | Path, lm=None) -> SlotModel:
         """A saved slot model; with ``lm``, refuses one built for another base model. Every refusal is one line
         (``memkit.artifacts``)."""
-        meta = artifacts.read_meta(directory, KIND)
-        config = artifacts.build_config(SlotConfig, meta["config"], KIND, directory)
-        artifacts.check_base(config, lm, KIND, directory)
-        try:
-            model = cls(config)
-        except (ConfigError, ValueError, TypeError) as e:
-            raise ConfigError(f"the slot model in {directory} has settings this memkit cannot build ({e})") from None
-        artifacts.load_weights(model, directory, KIND)
-        return model.to(lm.device) if lm is not None else model
+        return artifacts.load(cls, SlotConfig, directory, KIND, lm)
