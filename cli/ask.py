@@ -21,6 +21,13 @@ def ask(
         show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(
         help="Load the store's model from this directory instead (it must be the same model).")] = None,
+    server: Annotated[Optional[str], typer.Option(
+        envvar="MEMKIT_SERVER", show_default=False,
+        help="Ask a running `memkit serve` at this URL (also MEMKIT_SERVER) instead of loading the model here; "
+             "--store and --model are then not used.")] = None,
+    collection: Annotated[str, typer.Option(help="With --server: the collection to ask.")] = "default",
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer, sources and timings as JSON.")] = False,
 ) -> None:
     """Answer QUESTION with the store's model and method, and say where the answer came from."""
@@ -28,33 +35,53 @@ def ask(
 
     st = state(ctx)
     when = as_of_time(as_of) if as_of is not None else None
+    if server is not None:
+        from cli.remote import Remote
+
+        with Remote(server, api_key) as remote:
+            data = remote.ask(collection, question, top_k, when)
+        if json_out:
+            print_json(data)
+        else:
+            show(data)
+        return
     with open_store(st) as store:
         engine = load_engine(st, store, model)
         answer = engine.ask(question, top_k=top_k, as_of=when)
     if json_out:
         print_json(answer.to_dict())
         return
-    out.print(answer.text or "(empty answer)", markup=False)
-    if answer.info.get("truncated"):
+    data = answer.to_dict()
+    weights = answer.info.get("merge_weights") or []
+    for n, src in enumerate(data["sources"]):
+        src["weight"] = weights[n] if n < len(weights) else None
+    show(data)
+
+
+def show(data: dict) -> None:
+    """An answer as ``Answer.to_dict`` or the server's ask gives it: the text, its sources, the time taken."""
+    info = data.get("info") or {}
+    out.print(data["answer"] or "(empty answer)", markup=False)
+    if info.get("truncated"):
         out.print("note: the context was cut to fit the model's window", markup=False)
-    if not answer.sources:
-        if answer.info.get("sources_note"):
-            out.print(f"sources: none ({answer.info['sources_note']})", markup=False)
-        elif answer.method == "closed_book":
-            out.print(f"sources: none ({answer.method} answers without documents)", markup=False)
+    if not data["sources"]:
+        if info.get("sources_note"):
+            out.print(f"sources: none ({info['sources_note']})", markup=False)
+        elif data["method"] == "closed_book":
+            out.print(f"sources: none ({data['method']} answers without documents)", markup=False)
         else:
             out.print("sources: none found", markup=False)
     else:
         out.print("sources:", markup=False)
-        weights = answer.info.get("merge_weights") or []
-        for n, src in enumerate(answer.sources, 1):
-            span = f" chars {src.span[0]}-{src.span[1]}" if src.span else ""
+        for n, src in enumerate(data["sources"], 1):
+            span = f" chars {src['span'][0]}-{src['span'][1]}" if src.get("span") else ""
             # merged sources come first (a hybrid lists the memories it aggregated after them)
-            weight = f"  weight {weights[n - 1]:.2f}" if n <= len(weights) else ""
-            out.print(f"  [{n}] doc {src.document_id}  score {src.score:.3f}{weight}  {src.source}{span}",
-                      markup=False)
-            out.print(f"      {src.snippet}", markup=False)
-    out.print(f"({answer.timings.get('total', 0):.0f} ms)", markup=False, style="dim")
+            weight = f"  weight {src['weight']:.2f}" if src.get("weight") is not None else ""
+            external = f"  id {src['external_id']}" if src.get("external_id") else ""
+            out.print(f"  [{n}] doc {src['document_id']}{external}  score {src['score']:.3f}{weight}  "
+                      f"{src['source']}{span}", markup=False)
+            out.print(f"      {src['snippet']}", markup=False)
+    out.print(f"({data.get('timings_ms', {}).get('total', 0):.0f} ms)", markup=False, style="dim")
 
 
 def register(app: typer.Typer) -> None:

@@ -58,6 +58,13 @@ def ingest(
         "--allow-special",
         help="Read FIFOs, devices and sockets named as inputs (refused by default: they may block forever or "
              "never end; directories always skip them). Standard input (-) is always read.")] = False,
+    server: Annotated[Optional[str], typer.Option(
+        envvar="MEMKIT_SERVER", show_default=False,
+        help="Send the documents to a running `memkit serve` at this URL (also MEMKIT_SERVER), which holds the "
+             "store's writer lock; --store, --model and --batch-size are then not used.")] = None,
+    collection: Annotated[str, typer.Option(help="With --server: the collection to ingest into.")] = "default",
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")] = None,
 ) -> None:
     """Add documents to the store. Duplicates (same text) are skipped; refused inputs are listed at the end
     and make the exit code 1, while every good document is kept.
@@ -70,6 +77,9 @@ def ingest(
     limits = ReadLimits(max_doc_bytes=max_doc_bytes, max_line_bytes=max_line_bytes,
                         max_input_bytes=max_input_bytes, allow_special=allow_special)
     st = state(ctx)
+    if server is not None:
+        return _remote(server, collection, api_key, iter_sources(paths, stream=stream, fmt=fmt, limits=limits),
+                       json_out)
     with open_store(st, write=True) as store:
         engine = load_engine(st, store, model)
         engine.batch_size = batch_size
@@ -110,6 +120,54 @@ def ingest(
             err.print(f"refused: {problem}", markup=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _remote(server: str, collection: str, api_key: str | None, items, json_out: bool) -> None:
+    """``ingest`` through a server: documents read here within the limits, sent in batches, each a job followed
+    to its end; the summary and exit code as a local ingest's."""
+    from cli.remote import Remote, batches, document_dict
+    from memkit.errors import InputError
+
+    refused: list[str] = []
+    totals = {"added": 0, "duplicates": 0, "memories": 0, "document_ids": []}
+    start = time.monotonic()
+
+    def documents():
+        for item in items:
+            if isinstance(item, InputError):
+                refused.append(str(item))
+            else:
+                yield document_dict(item)
+
+    with Remote(server, api_key) as remote:
+        for batch in batches(documents()):
+            job = remote.ingest(collection, batch)
+            if job.get("status") != "done":
+                raise RemoteJobError(job, totals)
+            for key in ("added", "duplicates", "memories"):
+                totals[key] += job.get(key, 0)
+            totals["document_ids"] += job.get("document_ids", [])
+            refused += job.get("refusals", [])
+            if err.is_terminal and not json_out:
+                err.print(f"ingesting: {totals['added']} added, {totals['duplicates']} duplicate, "
+                          f"{len(refused)} refused ({time.monotonic() - start:.0f}s)", markup=False)
+    seconds = time.monotonic() - start
+    if json_out:
+        print_json({**totals, "failed": refused, "seconds": round(seconds, 3)})
+    else:
+        typer.echo(f"ingested {totals['added']} document(s) ({totals['memories']} memories) in {seconds:.1f}s "
+                   f"through {server}; {totals['duplicates']} duplicate(s) skipped; {len(refused)} input(s) refused")
+        for problem in refused:
+            err.print(f"refused: {problem}", markup=False)
+    if refused:
+        raise typer.Exit(1)
+
+
+def RemoteJobError(job: dict, totals: dict):
+    from cli.remote import RemoteError
+
+    return RemoteError(f"ingest job {job.get('id')} ended {job.get('status')}: {job.get('error', 'no reason given')} "
+                       f"({totals['added'] + job.get('added', 0)} document(s) added before it)")
 
 
 def register(app: typer.Typer) -> None:

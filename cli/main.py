@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli import admin, ask, bench, docs, export, ingest, init, train
+from cli import admin, ask, bench, docs, export, ingest, init, serve, train
 from cli.common import EXIT_TERMINATED, TERMINATED, State, Terminated, err, install_signal_handlers
 
 app = typer.Typer(
@@ -38,7 +38,7 @@ def root(
     ctx.obj = State(store=store, device=device)
 
 
-for module in (init, ingest, ask, docs, export, admin, bench, train):
+for module in (init, ingest, ask, docs, export, admin, bench, train, serve):
     module.register(app)
 
 

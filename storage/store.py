@@ -55,10 +55,13 @@ MAX_ID = 2**63 - 1
 class Store:
     """A memkit store opened for reading, or for writing by the one process holding its lock.
 
-    Build with ``Store.create`` or ``Store.open``; close with ``close()`` or a ``with`` block. Not thread-safe.
+    Build with ``Store.create`` or ``Store.open`` (or ``StoreRoot.collection`` for one of several collections
+    sharing a database engine and the writer lock); close with ``close()`` or a ``with`` block. Not thread-safe.
     """
 
-    def __init__(self, layout: StoreLayout, engine: Engine, collection: str, lock: WriterLock | None):
+    def __init__(self, layout: StoreLayout, engine: Engine, collection: str, lock: WriterLock | None, *,
+                 owned: bool = True):
+        self._owned = owned  # False: the engine and the lock belong to a StoreRoot, which closes them
         self._layout = layout
         self._engine = engine
         self._guarding = False
@@ -144,31 +147,14 @@ class Store:
         A writer applies pending migrations; a reader changes nothing and refuses a database that needs them.
         The vector index is not read until something searches or writes keys."""
         layout = StoreLayout(Path(path))
-        marker = layout.read_marker()
-        lock = WriterLock(layout.root).acquire() if write else None
-        engine = None
-        try:
-            engine = open_engine(layout.db_url(marker), write=write)
-            try:
-                if write:
-                    migrate(engine, create=False)
-                else:
-                    check_current(engine)
-                store = cls(layout, engine, collection, lock)
-                if write:
-                    store._recover_pending()
-                return store
-            except StoreError:
-                raise
-            except Exception as e:
-                diagnose(engine, e)
-                raise
-        except BaseException:
-            if engine is not None:
-                engine.dispose()
-            if lock is not None:
-                lock.release()
-            raise
+
+        def build(engine, lock) -> Store:
+            store = cls(layout, engine, collection, lock)
+            if write:
+                store._recover_pending()
+            return store
+
+        return open_existing(layout, write, build)
 
     def close(self) -> None:
         """Saves a pending index file (writer), disposes the engine and releases the lock. Safe to call twice."""
@@ -181,9 +167,10 @@ class Store:
         except OSError as e:  # the commits stand; the stale file is rebuilt on the next open
             log.warning("could not save index file for %s: %s", self.path, e)
         finally:
-            self._engine.dispose()
-            if self._lock is not None:
-                self._lock.release()
+            if self._owned:
+                self._engine.dispose()
+                if self._lock is not None:
+                    self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -427,13 +414,21 @@ class Store:
             return s.scalar(query.where(Document.content_hash == content_hash))
 
     @guarded
-    def list_documents(self, limit: int | None = None, offset: int = 0, stream: str | None = None) -> list[DocumentRow]:
-        """Documents ordered by id, optionally only those of one stream."""
+    def list_documents(self, limit: int | None = None, offset: int = 0, stream: str | None = None, *,
+                       source: str | None = None, since: str | None = None,
+                       until: str | None = None) -> list[DocumentRow]:
+        """Documents ordered by id, optionally only those of one stream, of one source, or timestamped within
+        ``[since, until]`` (ISO 8601 UTC as stored; either bound alone; undated documents are left out then)."""
         query = select(Document)
-        if stream is not None:
-            if not encodable(stream):  # no document's stream can hold a lone surrogate (a bad byte in argv)
-                return []
-            query = query.where(Document.stream == stream)
+        for column, value in ((Document.stream, stream), (Document.source, source)):
+            if value is not None:
+                if not encodable(value):  # no stored value can hold a lone surrogate (a bad byte in argv)
+                    return []
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(Document.timestamp.is_not(None), Document.timestamp >= since)
+        if until is not None:
+            query = query.where(Document.timestamp.is_not(None), Document.timestamp <= until)
         if offset > MAX_ID or (limit is not None and limit <= 0):
             return []
         query = query.order_by(Document.id).offset(offset).limit(None if limit is None else min(limit, MAX_ID))
@@ -561,21 +556,7 @@ class Store:
 
     def _recover_pending(self) -> None:
         """For a writer opening the store: deletes the blobs a crashed writer listed and never committed."""
-        def referenced(rels: list[str]) -> set[str]:
-            with self._session() as s:
-                return queries.referenced_blobs(s, rels)
-
-        def delete(rel: str) -> None:
-            try:
-                for left in self._blobs.with_temps(rel)[1:]:
-                    self._blobs.remove_stray(left)
-                self._blobs.delete(rel)
-            except (OSError, BlobIntegrityError) as e:
-                log.warning("did not delete %r, left by an interrupted write: %s", rel, e)
-
-        gone = self._pending.recover(referenced, delete)
-        if gone:
-            log.info("deleted %d blob(s) an interrupted write left behind", len(gone))
+        recover_pending(self._session, self._blobs, self._pending)
 
     def _safe_temps(self, rel: str) -> list[str]:
         try:
@@ -612,3 +593,51 @@ class Store:
         if m is None:
             raise MemoryNotFoundError(memory_id)
         return m
+
+
+def recover_pending(session, blobs: BlobStore, pending: PendingBlobs) -> None:
+    """For a writer opening a store: deletes the blobs a crashed writer listed in ``write.pending`` and never
+    committed."""
+    def referenced(rels: list[str]) -> set[str]:
+        with session() as s:
+            return queries.referenced_blobs(s, rels)
+
+    def delete(rel: str) -> None:
+        try:
+            for left in blobs.with_temps(rel)[1:]:
+                blobs.remove_stray(left)
+            blobs.delete(rel)
+        except (OSError, BlobIntegrityError) as e:
+            log.warning("did not delete %r, left by an interrupted write: %s", rel, e)
+
+    gone = pending.recover(referenced, delete)
+    if gone:
+        log.info("deleted %d blob(s) an interrupted write left behind", len(gone))
+
+
+def open_existing(layout: StoreLayout, write: bool, build):
+    """``build(engine, lock)`` on an existing store's database: the writer lock taken (``write``), migrations
+    applied (writer) or checked (reader), errors the database causes diagnosed; on any failure the engine and the
+    lock are given back."""
+    marker = layout.read_marker()
+    lock = WriterLock(layout.root).acquire() if write else None
+    engine = None
+    try:
+        engine = open_engine(layout.db_url(marker), write=write)
+        try:
+            if write:
+                migrate(engine, create=False)
+            else:
+                check_current(engine)
+            return build(engine, lock)
+        except StoreError:
+            raise
+        except Exception as e:
+            diagnose(engine, e)
+            raise
+    except BaseException:
+        if engine is not None:
+            engine.dispose()
+        if lock is not None:
+            lock.release()
+        raise

@@ -1,0 +1,357 @@
+"""The FastAPI application: the native API (collections, documents, jobs, ask, health, stats, metrics).
+
+Owns: ``create_app(config)``, the routes, the request shapes (pydantic, unknown fields refused on the native
+routes), turning an ingest body (a JSON list or ``{"documents": [...]}``, a JSONL body, or an uploaded file)
+into documents with the same parser as ``memkit ingest`` (``memkit.sources``), the answer's JSON (sources with
+external ids and merge weights), and mapping every error to one shape (``server.errors``). The OpenAPI schema
+is at ``/openapi.json`` and its pages at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Optional, Union
+
+from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from memkit.documents import ReadLimits, SourceDocument, validate_question
+from memkit.errors import InputError, MemkitError
+from server.config import ServerConfig
+from server.errors import ApiError, error_body, from_library
+from server.guards import BodyTooLarge, Guard
+from server.runtime import Runtime
+from storage.errors import StoreError
+
+log = logging.getLogger("memkit.server")
+
+JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/ndjson")
+WAIT_MAX_S = 3600.0
+Name = Annotated[str, PathParam(description="The collection's name.")]
+
+
+class CollectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr = Field(description="1 to 128 letters, digits, '.', '_' or '-'; also the OpenAI `model` name.")
+    model: Optional[StrictStr] = Field(None, description="Base LM: hub id, or a directory the server was allowed "
+                                                         "(--allow-path). Default: the packaged world LM.")
+    method: StrictStr = Field("rag", description="closed_book, prompt, rag, finetune, adapter, slots or hybrid.")
+    options: dict[str, Union[StrictStr, StrictInt, StrictFloat, StrictBool]] = Field(
+        default_factory=dict, description="Method options, as `memkit init -o KEY=VALUE`.")
+    revision: Optional[StrictStr] = Field(None, description="Hub revision of the model.")
+
+
+class AskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: StrictStr
+    top_k: Optional[StrictInt] = Field(None, ge=1, le=1000, description="Memories to use (default: the method's).")
+    as_of: Optional[StrictStr] = Field(None, description="Only documents timestamped at or before this time "
+                                                         "(ISO 8601; no offset means UTC) are retrieved.")
+
+
+def answer_json(answer, docs: dict, name: str, batch: int) -> dict:
+    """An answer as the API returns it: text, sources (with external ids and merge weights), timings."""
+    weights = answer.info.get("merge_weights") or []
+    sources = []
+    for n, src in enumerate(answer.sources):
+        doc = docs.get(src.document_id)
+        sources.append({**src.to_dict(), "external_id": doc.external_id if doc else None,
+                        "timestamp": doc.timestamp if doc else None,
+                        "weight": round(float(weights[n]), 6) if n < len(weights) else None})
+    timings = {k: round(v, 3) for k, v in answer.timings.items()}
+    info = {k: v for k, v in answer.info.items() if k != "merge_weights"}
+    return {"collection": name, "question": answer.question, "answer": answer.text, "method": answer.method,
+            "sources": sources, "timings_ms": timings, "batch_size": batch, "info": info}
+
+
+def document_json(row, with_text: bool = False) -> dict:
+    out = {"id": row.id, "external_id": row.external_id, "source": row.source, "timestamp": row.timestamp,
+           "stream": row.stream, "position": row.position, "memories": row.n_memories, "created_at": row.created_at,
+           "meta": row.meta, "chars": len(row.text)}
+    if with_text:
+        out["text"] = row.text
+    return out
+
+
+def collection_json(info) -> dict:
+    return {"name": info.name, "model": info.model_id, "revision": info.model_revision, "method": info.method,
+            "options": info.method_config, "key_dim": info.key_dim, "created_at": info.created_at}
+
+
+def parse_documents(body: bytes, content_type: str, stream: str | None, limits: ReadLimits,
+                    filename: str | None = None) -> tuple[list[SourceDocument], list[InputError]]:
+    """The documents of an ingest body, and the refusals of the ones that are not good documents."""
+    from memkit.sources import decode_text, parse_jsonl_line, read_jsonl
+
+    docs: list[SourceDocument] = []
+    failed: list[InputError] = []
+    name = filename or "request"
+    if filename is not None and not filename.endswith((".jsonl", ".ndjson")):
+        try:
+            text = decode_text(body, name, limits.max_doc_bytes)
+            docs.append(SourceDocument(text=text, source=name, stream=stream))
+        except InputError as exc:
+            failed.append(exc)
+        return docs, failed
+    if filename is not None or content_type in JSONL_TYPES:
+        for item in read_jsonl(io.BytesIO(body), name, stream, limits=limits):
+            (failed if isinstance(item, InputError) else docs).append(item)
+        return docs, failed
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON ({exc}); send a JSON list of documents, "
+                            f"{{\"documents\": [...]}}, or JSONL with Content-Type application/x-ndjson",
+                       "invalid_json") from None
+    if isinstance(data, dict) and set(data) == {"documents"}:
+        data = data["documents"]
+    if not isinstance(data, list):
+        raise ApiError(422, "the body must be a JSON list of documents or {\"documents\": [...]}, each an object "
+                            "with a 'text'", "invalid_input")
+    for number, item in enumerate(data, 1):
+        try:
+            own = stream
+            if not isinstance(item, dict):
+                raise InputError("each document must be a JSON object with a 'text' field", source="document",
+                                 line=number)
+            if "stream" in item:   # a document's own stream, over the query's
+                item = dict(item)
+                own = item.pop("stream")
+                if own is not None and not isinstance(own, str):
+                    raise InputError(f"'stream' must be a string, not {type(own).__name__}", source="document",
+                                     line=number)
+            raw = json.dumps(item, ensure_ascii=False, allow_nan=False).encode()
+            docs.append(parse_jsonl_line(raw, "document", number, own, len(docs), limits))
+        except InputError as exc:
+            failed.append(exc)
+        except ValueError as exc:
+            failed.append(InputError(str(exc), source="document", line=number))
+    return docs, failed
+
+
+def time_param(name: str, value: str | None) -> str | None:
+    """A time query parameter as the store keeps timestamps; 422 naming the parameter when it is not a time."""
+    from memkit.engine import as_of_time
+
+    try:
+        return as_of_time(value)
+    except InputError as exc:
+        raise ApiError(422, f"{name}: {str(exc).removeprefix('as of: ')}", "invalid_input") from None
+
+
+def create_app(config: ServerConfig, runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or Runtime(config)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await runtime.start()
+        log.info("memkit serving %s with %d collection(s)", config.store, len(runtime.served))
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="memkit", version="1", lifespan=lifespan,
+                  description="A continual knowledge memory for frozen language models: collections of documents, "
+                              "questions answered with sources, and an OpenAI-compatible chat endpoint.")
+    app.state.runtime = runtime
+
+    # ---- errors: one shape ------------------------------------------------------------------------------
+    def reply(err: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(err.status, err.message, err.code), status_code=err.status)
+
+    @app.exception_handler(ApiError)
+    async def _api(request, exc: ApiError):
+        return reply(exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _large(request, exc):
+        return reply(ApiError(413, str(exc), "body_too_large"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        if first.get("type") == "json_invalid":
+            return reply(ApiError(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
+                                       .rstrip(": "), "invalid_json"))
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        return reply(ApiError(422, f"{where}: {first.get('msg', 'invalid')}{more}", "invalid_request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc: StarletteHTTPException):
+        if isinstance(exc.__cause__, BodyTooLarge):   # FastAPI reports a failed body read as a 400
+            return reply(ApiError(413, str(exc.__cause__), "body_too_large"))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return reply(ApiError(exc.status_code, message, code))
+
+    @app.exception_handler(MemkitError)
+    @app.exception_handler(StoreError)
+    async def _library(request, exc):
+        err = from_library(exc)
+        if err.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return reply(err)
+
+    @app.exception_handler(Exception)
+    async def _crash(request, exc):
+        log.exception("%s %s failed", request.method, request.url.path)
+        return reply(from_library(exc))
+
+    # ---- health, stats, metrics ---------------------------------------------------------------------------
+    @app.get("/healthz", tags=["service"], summary="Liveness: 200 once the store and models are loaded.")
+    async def healthz():
+        return {"status": "stopping" if runtime.stopping.is_set() else "ok", "collections": len(runtime.served)}
+
+    @app.get("/stats", tags=["service"], summary="Collections' sizes, batching and jobs.")
+    async def stats():
+        return await runtime.stats()
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus text format.")
+    async def metrics():
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # ---- collections ----------------------------------------------------------------------------------------
+    @app.get("/collections", tags=["collections"], summary="Every collection the server serves.")
+    async def list_collections():
+        return {"collections": [collection_json(s.store.info) for s in runtime.served.values() if not s.deleted]}
+
+    @app.post("/collections", status_code=201, tags=["collections"],
+              summary="Create a collection (model + method + options, as `memkit init`).")
+    async def create_collection(body: CollectionIn):
+        served = await runtime.create_collection(body.name, model=body.model, method=body.method,
+                                                 options=body.options, revision=body.revision)
+        return collection_json(served.store.info)
+
+    @app.get("/collections/{name}", tags=["collections"], summary="A collection and its counts.")
+    async def describe_collection(name: Name):
+        served = runtime.get(name)
+        stats = await runtime.worker.run(served.store.stats)
+        return {**collection_json(served.store.info), "stats": stats}
+
+    @app.delete("/collections/{name}", tags=["collections"],
+                summary="Delete a collection with its documents and memories.")
+    async def delete_collection(name: Name):
+        n = await runtime.delete_collection(name)
+        return {"deleted": name, "documents": n}
+
+    # ---- documents ------------------------------------------------------------------------------------------
+    @app.post("/collections/{name}/documents", status_code=202, tags=["documents"],
+              summary="Ingest documents as a background job.",
+              description="The body is a JSON list of documents (`text` required; `id`, `source`, `timestamp`, "
+                          "other fields kept as meta), `{\"documents\": [...]}`, JSONL (Content-Type "
+                          "application/x-ndjson), or a multipart upload (field `file`: .jsonl, else one text "
+                          "document). An invalid document refuses the whole request (422, nothing written) unless "
+                          "`skip_invalid` is set, which ingests the rest and lists the refusals in the job. Returns "
+                          "the job (`GET /jobs/{id}` follows it); with `wait` the finished job (200).")
+    async def ingest(request: Request, name: Name,
+                     stream: Annotated[Optional[str], Query(description="Stream of these documents.")] = None,
+                     wait: Annotated[bool, Query(description="Answer when the job has finished.")] = False,
+                     skip_invalid: Annotated[bool, Query(description="Ingest the valid documents of a body "
+                                                                     "that holds invalid ones.")] = False):
+        runtime.get(name)
+        limits = ReadLimits(max_doc_bytes=min(ReadLimits().max_doc_bytes, config.max_body_bytes))
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(422, "a multipart ingest needs its file in the field 'file'", "invalid_input")
+            body, filename = await upload.read(), upload.filename or "upload"
+        else:
+            body, filename = await request.body(), None
+        if not body.strip():
+            raise ApiError(422, "the body is empty: send documents", "invalid_input")
+        docs, failed = parse_documents(body, content_type, stream, limits, filename)
+        if failed and not skip_invalid:
+            more = f" ({len(failed)} of {len(docs) + len(failed)} are invalid)" if len(failed) > 1 else ""
+            raise ApiError(422, f"{failed[0]}{more}; nothing was ingested (set skip_invalid=true to ingest the "
+                                f"valid ones)", "invalid_input")
+        if not docs and not failed:
+            raise ApiError(422, "the body holds no documents", "invalid_input")
+        job = runtime.submit(name, docs, failed)
+        if wait:
+            return JSONResponse(await runtime.wait_job(job["id"], WAIT_MAX_S), status_code=200)
+        return job
+
+    @app.get("/collections/{name}/documents", tags=["documents"], summary="Documents, by id, with filters.")
+    async def list_documents(
+            name: Name,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+            offset: Annotated[int, Query(ge=0)] = 0,
+            stream: Optional[str] = None,
+            source: Optional[str] = None,
+            since: Annotated[Optional[str], Query(description="Timestamped at or after (ISO 8601).")] = None,
+            until: Annotated[Optional[str], Query(description="Timestamped at or before (ISO 8601).")] = None):
+        served = runtime.get(name)
+        lo, hi = time_param("since", since), time_param("until", until)
+        rows, total = await runtime.worker.run(lambda: (
+            served.store.list_documents(limit=limit, offset=offset, stream=stream, source=source, since=lo,
+                                        until=hi), served.store.count_documents()))
+        return {"documents": [document_json(r) for r in rows], "limit": limit, "offset": offset,
+                "collection_documents": total}
+
+    @app.get("/collections/{name}/documents/{doc_id}", tags=["documents"], summary="A document with its text.")
+    async def get_document(name: Name, doc_id: int):
+        served = runtime.get(name)
+        row = await runtime.worker.run(lambda: served.store.get_document(doc_id))
+        return document_json(row, with_text=True)
+
+    @app.delete("/collections/{name}/documents/{doc_id}", tags=["documents"],
+                summary="Delete a document and its memories.")
+    async def delete_document(name: Name, doc_id: int):
+        served = runtime.get(name)
+        await runtime.worker.run(lambda: served.store.remove_document(doc_id))
+        return {"deleted": doc_id}
+
+    @app.get("/jobs/{job_id}", tags=["documents"], summary="An ingest job: status, progress, final report.")
+    async def get_job(job_id: str):
+        job = runtime.root.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id!r}", "job_not_found")
+        return job
+
+    @app.get("/jobs", tags=["documents"], summary="Every ingest job the store remembers, newest first.")
+    async def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+        jobs = runtime.root.jobs.all()[::-1][:limit]
+        return {"jobs": [{k: v for k, v in j.items() if k != "document_ids"} for j in jobs]}
+
+    # ---- ask ------------------------------------------------------------------------------------------------
+    @app.post("/collections/{name}/ask", tags=["ask"], summary="Answer a question with sources.")
+    async def ask(name: Name, body: AskIn):
+        check_question(body.question)
+        t0 = time.perf_counter()
+        answer, docs, _, batch = await runtime.ask(name, body.question, body.top_k, body.as_of)
+        total = (time.perf_counter() - t0) * 1000
+        out = answer_json(answer, docs, name, batch)
+        out["timings_ms"]["server"] = round(total, 3)
+        return out
+
+    def check_question(question: Any) -> None:
+        if isinstance(question, str) and len(question) > config.max_question_chars:
+            raise ApiError(413, f"the question is {len(question)} characters, over the server's limit of "
+                                f"{config.max_question_chars} (--max-question-chars)", "question_too_long")
+        validate_question(question)
+
+    app.state.check_question = check_question
+
+    from server.openai_api import add_routes
+
+    add_routes(app, runtime, check_question)
+
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
+    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes,
+                       metrics=runtime.metrics)
+    return app

@@ -1,0 +1,425 @@
+"""What a running server holds: the store, the loaded models and methods, the ask batchers and the writer.
+
+Owns: ``Runtime``, the one object behind every route. Every call into a model or the store runs on one worker
+thread (``ModelWorker``), off the event loop: a frozen LM is shared by the collections built on it, and its
+hooks (a method's weight delta or prefix) must not meet another call's, so model work is one queue. Asks are
+batched per collection (``AskBatcher``: a batch takes every question waiting, and waits up to ``batch_wait_ms``
+after its first one for more while it is smaller than the recent batches were, up to ``max_batch``; then one
+``Engine.ask_many`` answers them; the next batch forms while it runs). Ingests are jobs (``storage.jobs``), run one at a time by the writer task in chunks of the
+engine's batch size, so asks are answered between chunks; a document is visible once its commit is done, never
+half. Knows no HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from memkit.documents import SourceDocument
+from memkit.engine import Engine, as_of_time
+from memkit.errors import InputError
+from server.config import ServerConfig
+from server.errors import ApiError
+from server.metrics import Metrics
+from storage.root import StoreRoot
+
+log = logging.getLogger("memkit.server")
+
+INTERRUPTED = ("the server stopped before this job finished; the documents it counts as added are stored, whole; "
+               "send the rest again (documents already stored are skipped as duplicates)")
+CRASHED = ("the server ended before this job finished (killed or crashed); the documents it counts as added are "
+           "stored, whole; send the rest again (documents already stored are skipped as duplicates)")
+JOB_SAVE_EVERY_S = 1.0
+"""A running job's file is rewritten at most this often (and after its last chunk)."""
+JOB_IDS_KEPT = 10_000
+"""A job lists the ids of at most this many added documents; its counts cover all."""
+
+
+class ModelWorker:
+    """One thread for every model and store call; ``run(fn)`` awaits ``fn()`` there."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memkit-model")
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the worker thread, from a thread that is not the event loop's (startup, shutdown)."""
+        return self._pool.submit(fn).result()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+@dataclass
+class Served:
+    """One collection being served: its store, method and engine."""
+
+    name: str
+    store: Any
+    engine: Engine
+    batcher: "AskBatcher | None" = None
+    deleted: bool = False
+
+
+@dataclass
+class _Ask:
+    question: str
+    top_k: int | None
+    as_of: str | None
+    future: asyncio.Future
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class AskBatcher:
+    """Questions to one collection, answered in batches by one ``Engine.ask_many`` each."""
+
+    def __init__(self, runtime: "Runtime", served: Served):
+        self.runtime = runtime
+        self.served = served
+        self.queue: asyncio.Queue[_Ask] = asyncio.Queue()
+        self.task = asyncio.create_task(self._loop(), name=f"asks:{served.name}")
+
+    async def ask(self, question: str, top_k: int | None, as_of: str | None):
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait(_Ask(question, top_k, as_of, future))
+        self.runtime.metrics.queue_depth.inc()
+        return await future
+
+    async def _loop(self) -> None:
+        """A batch takes every question already waiting; while it holds fewer than the largest of the last
+        batches (the load the clients have been making), it waits for more, at most ``batch_wait_ms`` after its
+        first question arrived. So one client's questions never wait, and many clients' fill a batch."""
+        cfg = self.runtime.config
+        recent: list[int] = []
+        while True:
+            first = await self.queue.get()
+            batch = [first]
+            expect = min(cfg.max_batch, max(recent, default=1))
+            deadline = first.queued + cfg.batch_wait_ms / 1000
+            while len(batch) < cfg.max_batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                left = deadline - time.perf_counter()
+                if len(batch) >= expect or left <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            recent = (recent + [len(batch)])[-8:]
+            self.runtime.metrics.queue_depth.dec(len(batch))
+            live = [a for a in batch if not a.future.done()]  # a client that went away cancelled its future
+            if not live:
+                continue
+            groups: dict[tuple, list[_Ask]] = {}
+            for a in live:
+                groups.setdefault((a.top_k, a.as_of), []).append(a)
+            for (top_k, as_of), asks in groups.items():
+                await self._answer(asks, top_k, as_of)
+
+    async def _answer(self, asks: list[_Ask], top_k: int | None, as_of: str | None) -> None:
+        served = self.served
+        self.runtime.metrics.batch_size.observe(len(asks))
+        self.runtime.batches += 1
+        self.runtime.batched_questions += len(asks)
+        if served.deleted:
+            error = ApiError(404, f"collection {served.name!r} was deleted", "collection_not_found")
+            for a in asks:
+                if not a.future.done():
+                    a.future.set_exception(error)
+            return
+
+        def work():
+            started = time.perf_counter()
+            answers = served.engine.ask_many([a.question for a in asks], top_k=top_k, as_of=as_of,
+                                             batch_size=len(asks))
+            ids = {s.document_id for answer in answers for s in answer.sources}
+            docs = served.store.get_documents(ids) if ids else {}
+            lm = served.engine.lm
+            usage = [(answer.info.get("prompt_tokens") or lm.count_tokens(a.question),
+                      answer.info.get("generated_tokens") or lm.count_tokens(answer.text))
+                     for a, answer in zip(asks, answers)]
+            return answers, docs, usage, started, time.perf_counter()
+
+        try:
+            answers, docs, usage, started, ended = await self.runtime.worker.run(work)
+        except Exception as exc:  # every waiting request gets the error; the batcher goes on
+            for a in asks:
+                if not a.future.done():
+                    a.future.set_exception(exc)
+            return
+        for a, answer, counts in zip(asks, answers, usage):
+            answer.timings["queued"] = (started - a.queued) * 1000      # waiting for its batch and the worker
+            answer.timings["batch"] = (ended - started) * 1000          # its batch's whole answering call
+            if not a.future.done():
+                a.future.set_result((answer, docs, counts, len(asks)))
+
+
+class Runtime:
+    """The store's collections, their models and methods, the batchers, the writer and the jobs."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = Metrics()
+        self.worker = ModelWorker()
+        self.root: StoreRoot | None = None
+        self.models: dict[tuple[str, str | None], Any] = {}
+        self.served: dict[str, Served] = {}
+        self.jobs_queue: asyncio.Queue[str] | None = None
+        self.writer_task: asyncio.Task | None = None
+        self.running_job: str | None = None
+        self.stopping = threading.Event()
+        self.started = time.time()
+        self.batches = 0
+        self.batched_questions = 0
+        self._lock: asyncio.Lock | None = None
+        self._inputs: dict[str, list[SourceDocument]] = {}   # a queued job's documents, until the writer takes them
+
+    # ---- start and stop ------------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Opens the store (made, empty, when ``create_store`` and it does not exist), marks the jobs a killed
+        server left unfinished as interrupted, and loads every collection's model and method. Call from a thread
+        that is not the event loop's (the CLI calls it before uvicorn starts, so a store that cannot be opened is
+        one line)."""
+        if self.root is not None:
+            return
+        cfg = self.config
+
+        def open_all():
+            self.root = StoreRoot.open(cfg.store, write=True, create=cfg.create_store)
+            try:
+                gone = self.root.jobs.interrupt_unfinished(CRASHED)
+                if gone:
+                    log.warning("%d ingest job(s) of an earlier run were unfinished; marked interrupted", len(gone))
+                for info in self.root.collections():
+                    self._serve(info.name)
+            except BaseException:
+                self.root.close()
+                self.root = None
+                raise
+
+        self.worker.call(open_all)
+
+    async def start(self) -> None:
+        """``open`` if not yet done, then the batchers and the writer task."""
+        if self.root is None:
+            await asyncio.get_running_loop().run_in_executor(None, self.open)
+        self._lock = asyncio.Lock()
+        for served in self.served.values():
+            served.batcher = AskBatcher(self, served)
+        self.jobs_queue = asyncio.Queue()
+        self.writer_task = asyncio.create_task(self._writer(), name="writer")
+
+    async def stop(self) -> None:
+        """Stops the writer after its current chunk (the job is marked interrupted), fails queued asks, closes
+        the store (index files saved, the writer lock released)."""
+        self.stopping.set()
+        if self.writer_task is not None:
+            await self.writer_task
+        for served in self.served.values():
+            if served.batcher is not None:
+                served.batcher.task.cancel()
+        if self.root is not None:
+            self.root.jobs.interrupt_unfinished(INTERRUPTED)
+            await self.worker.run(self.root.close)
+        self.worker.shutdown()
+
+    # ---- collections ---------------------------------------------------------------------------------------
+    def _lm(self, model_id: str, revision: str | None):
+        """The frozen LM for a model, loaded once and shared by every collection built on it (worker thread)."""
+        from memkit.lm import FrozenLM
+
+        key = (model_id, revision)
+        if key not in self.models:
+            log.info("loading model %s", model_id)
+            self.models[key] = FrozenLM.load(model_id, revision=revision, device=self.config.device)
+        return self.models[key]
+
+    def _serve(self, name: str) -> Served:
+        """Opens collection ``name`` with its model and method (worker thread)."""
+        from memkit.methods import build_method
+
+        store = self.root.collection(name)
+        info = store.info
+        lm = self._lm(info.model_id, info.model_revision)
+        store.check_model(lm.name, lm.fingerprint)
+        engine = Engine(lm, build_method(info.method, lm, info.method_config), store,
+                        batch_size=self.config.ingest_batch)
+        served = Served(name, store, engine)
+        self.served[name] = served
+        return served
+
+    def get(self, name: str) -> Served:
+        served = self.served.get(name)
+        if served is None or served.deleted:
+            raise ApiError(404, f"no collection {name!r}; the server has: "
+                                f"{', '.join(repr(n) for n in self.served) or 'none'}", "collection_not_found")
+        return served
+
+    async def create_collection(self, name: str, *, model: str | None, method: str, options: dict,
+                                revision: str | None) -> Served:
+        from memkit.defaults import default_model
+        from memkit.methods import build_method, canonical_name
+        from storage.root import check_collection_name
+
+        check_collection_name(name)
+        async with self._lock:
+            if name in self.served:
+                raise ApiError(409, f"collection {name!r} exists", "collection_exists")
+            method_name = canonical_name(method)
+            model_id = model or default_model()
+            self.config.check_paths(model_id, options, known=[i for i, _ in self.models])
+
+            def make():
+                lm = self._lm(model_id, revision)
+                built = build_method(method_name, lm, dict(options))
+                self.root.create_collection(name, model_id=model_id, model_revision=revision,
+                                            model_fingerprint=lm.fingerprint, method=method_name,
+                                            method_config=built.config_dict(), key_dim=built.key_dim)
+                return self._serve(name)
+
+            served = await self.worker.run(make)
+            served.batcher = AskBatcher(self, served)
+            return served
+
+    async def delete_collection(self, name: str) -> int:
+        async with self._lock:
+            served = self.get(name)
+            if self.running_job is not None:
+                job = self.root.jobs.get(self.running_job)
+                if job is not None and job.get("collection") == name:
+                    raise ApiError(409, f"an ingest job ({job['id']}) is running for collection {name!r}; wait "
+                                        f"for it to finish", "collection_busy")
+            served.deleted = True
+            n = await self.worker.run(lambda: self.root.drop_collection(name))
+            self.served.pop(name, None)
+            if served.batcher is not None:
+                served.batcher.task.cancel()
+                while not served.batcher.queue.empty():
+                    a = served.batcher.queue.get_nowait()
+                    if not a.future.done():
+                        a.future.set_exception(ApiError(404, f"collection {name!r} was deleted",
+                                                        "collection_not_found"))
+            return n
+
+    # ---- asks ----------------------------------------------------------------------------------------------
+    async def ask(self, name: str, question: str, top_k: int | None, as_of: str | None):
+        served = self.get(name)
+        when = as_of_time(as_of) if as_of is not None else None
+        return await served.batcher.ask(question, top_k, when)
+
+    # ---- ingest jobs ---------------------------------------------------------------------------------------
+    def submit(self, name: str, docs: list[SourceDocument], failed: list[InputError]) -> dict:
+        """Queues an ingest job of ``docs`` into collection ``name``; returns the job as saved."""
+        self.get(name)
+        if self.stopping.is_set():
+            raise ApiError(503, "the server is stopping; send the documents again once it is back",
+                           "server_stopping")
+        job = self.root.jobs.new(kind="ingest", collection=name, total=len(docs) + len(failed), processed=0,
+                                 added=0, duplicates=0, memories=0, refused=len(failed),
+                                 refusals=[str(e) for e in failed[:100]], document_ids=[])
+        self._inputs[job["id"]] = docs
+        self.jobs_queue.put_nowait(job["id"])
+        return job
+
+    async def _writer(self) -> None:
+        """Runs the queued ingest jobs one at a time, in chunks, until the server stops."""
+        while not self.stopping.is_set():
+            try:
+                job_id = await asyncio.wait_for(self.jobs_queue.get(), 0.2)
+            except asyncio.TimeoutError:
+                continue
+            docs = self._inputs.pop(job_id, [])
+            self.running_job = job_id
+            try:
+                await self._run_job(job_id, docs)
+            except Exception as exc:  # the job says what went wrong; the writer goes on with the next one
+                log.exception("ingest job %s failed", job_id)
+                job = self.root.jobs.get(job_id) or {"id": job_id}
+                job.update(status="failed", error=str(exc) or type(exc).__name__, finished_at=_now())
+                self.root.jobs.save(job)
+            finally:
+                self.running_job = None
+
+    async def _run_job(self, job_id: str, docs: list[SourceDocument]) -> None:
+        jobs = self.root.jobs
+        job = jobs.get(job_id)
+        name = job["collection"]
+        served = self.served.get(name)
+        if served is None or served.deleted:
+            job.update(status="failed", error=f"collection {name!r} was deleted", finished_at=_now())
+            jobs.save(job)
+            return
+        job.update(status="running", started_at=_now())
+        await asyncio.to_thread(jobs.save, job)
+        start, saved = time.perf_counter(), time.perf_counter()
+        step = max(1, served.engine.batch_size)
+        for at in range(0, len(docs), step):
+            if self.stopping.is_set():
+                job.update(status="interrupted", error=INTERRUPTED, finished_at=_now())
+                await asyncio.to_thread(jobs.save, job)
+                return
+            chunk = docs[at:at + step]
+            report = await self.worker.run(lambda: served.engine.ingest(chunk))
+            job["processed"] += len(chunk)
+            job["added"] += len(report.added)
+            job["duplicates"] += report.duplicates
+            job["memories"] += report.memories
+            job["refused"] += len(report.failed)
+            job["refusals"] = (job["refusals"] + [str(e) for e in report.failed])[:100]
+            room = JOB_IDS_KEPT - len(job["document_ids"])
+            job["document_ids"] += report.added[:max(0, room)]
+            self.metrics.ingested.inc(len(report.added))
+            elapsed = time.perf_counter() - start
+            job["seconds"] = round(elapsed, 3)
+            job["documents_per_second"] = round(job["processed"] / elapsed, 3) if elapsed > 0 else None
+            if time.perf_counter() - saved >= JOB_SAVE_EVERY_S:
+                await asyncio.to_thread(jobs.save, dict(job))
+                saved = time.perf_counter()
+        job.update(status="done", finished_at=_now())
+        await asyncio.to_thread(jobs.save, job)
+
+    async def wait_job(self, job_id: str, timeout: float) -> dict:
+        """The job once it is finished, or as it stands after ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+        while True:
+            job = self.root.jobs.get(job_id)
+            if job is None or job["status"] not in ("queued", "running") or time.monotonic() >= end:
+                return job
+            await asyncio.sleep(0.05)
+
+    # ---- what /stats says ----------------------------------------------------------------------------------
+    async def stats(self) -> dict:
+        def collect():
+            return {name: s.store.stats() for name, s in self.served.items() if not s.deleted}
+
+        collections = await self.worker.run(collect)
+        return {
+            "store": str(Path(self.config.store).resolve()),
+            "uptime_s": round(time.time() - self.started, 3),
+            "collections": collections,
+            "models_loaded": [m for m, _ in self.models],
+            "ask_queue_depth": sum(s.batcher.queue.qsize() for s in self.served.values() if s.batcher),
+            "batches": self.batches,
+            "mean_batch_size": round(self.batched_questions / self.batches, 3) if self.batches else None,
+            "running_job": self.running_job,
+            "queued_jobs": self.jobs_queue.qsize() if self.jobs_queue else 0,
+        }
+
+
+def _now() -> str:
+    from storage.schema import utc_now
+
+    return utc_now()
+
