@@ -125,7 +125,7 @@ def ingest(
 def _remote(server: str, collection: str, api_key: str | None, items, json_out: bool) -> None:
     """``ingest`` through a server: documents read here within the limits, sent in batches, each a job followed
     to its end; the summary and exit code as a local ingest's."""
-    from cli.remote import Remote, batches, document_dict
+    from cli.remote import Remote, batches
     from memkit.errors import InputError
 
     refused: list[str] = []
@@ -137,11 +137,11 @@ def _remote(server: str, collection: str, api_key: str | None, items, json_out: 
             if isinstance(item, InputError):
                 refused.append(str(item))
             else:
-                yield document_dict(item)
+                yield item
 
     with Remote(server, api_key) as remote:
-        for batch in batches(documents()):
-            job = remote.ingest(collection, batch)
+        for stream, body in batches(documents()):
+            job = remote.ingest(collection, body, stream)
             if job.get("status") != "done":
                 raise RemoteJobError(job, totals)
             for key in ("added", "duplicates", "memories"):

@@ -14,7 +14,7 @@ import time
 from memkit.errors import MemkitError
 
 BATCH_DOCS = 256
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 """An ingest is sent in requests of at most this many documents and bytes (under the server's default body limit)."""
 
 
@@ -71,10 +71,10 @@ class Remote:
             body["as_of"] = as_of
         return self.call("POST", f"/collections/{collection}/ask", json=body)
 
-    def ingest(self, collection: str, docs: list[dict], *, wait_s: float = 3600.0) -> dict:
-        """Sends one batch as a job and follows it to its end; returns the finished job."""
-        job = self.call("POST", f"/collections/{collection}/documents", params={"skip_invalid": "true"},
-                        content=json.dumps(docs, ensure_ascii=False).encode(),
+    def ingest(self, collection: str, body: bytes, stream: str | None, *, wait_s: float = 3600.0) -> dict:
+        """Sends one batch (a JSON list) as a job and follows it to its end; returns the finished job."""
+        params = {"skip_invalid": "true", **({"stream": stream} if stream is not None else {})}
+        job = self.call("POST", f"/collections/{collection}/documents", params=params, content=body,
                         headers={"Content-Type": "application/json"})
         end = time.monotonic() + wait_s
         while job.get("status") in ("queued", "running") and time.monotonic() < end:
@@ -83,28 +83,29 @@ class Remote:
         return job
 
 
-def document_dict(doc) -> dict:
-    """A ``SourceDocument`` as the server's ingest body takes it."""
-    out = {"text": doc.text, "source": doc.source}
+def document_json(doc) -> bytes:
+    """A ``SourceDocument`` as one JSON object of the server's ingest body (its meta, then its own fields, as a
+    JSONL line gives them); its stream travels as the request's ``stream``."""
+    out = {**doc.meta, "text": doc.text, "source": doc.source}
     if doc.timestamp is not None:
         out["timestamp"] = doc.timestamp
     if doc.external_id is not None:
         out["id"] = doc.external_id
-    if doc.stream is not None:
-        out["stream"] = doc.stream
-    out.update({k: v for k, v in doc.meta.items() if k not in out})
-    return out
+    return json.dumps(out, ensure_ascii=False).encode()
 
 
-def batches(items, sizer=lambda d: len(d["text"].encode())):
-    """Groups documents into lists within ``BATCH_DOCS`` and ``BATCH_BYTES``."""
-    batch, size = [], 0
-    for item in items:
-        n = sizer(item)
-        if batch and (len(batch) >= BATCH_DOCS or size + n > BATCH_BYTES):
-            yield batch
+def batches(docs):
+    """``(stream, body)``: documents of one stream at a time as JSON lists within ``BATCH_DOCS`` documents and
+    ``BATCH_BYTES`` bytes (a larger document goes alone)."""
+    batch: list[bytes] = []
+    size, stream = 0, None
+    for doc in docs:
+        item = document_json(doc)
+        if batch and (doc.stream != stream or len(batch) >= BATCH_DOCS or size + len(item) > BATCH_BYTES):
+            yield stream, b"[" + b",".join(batch) + b"]"
             batch, size = [], 0
+        stream = doc.stream
         batch.append(item)
-        size += n
+        size += len(item) + 1
     if batch:
-        yield batch
+        yield stream, b"[" + b",".join(batch) + b"]"

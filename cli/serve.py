@@ -33,6 +33,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(
         min=1024, help="Largest request body (an ingest's documents); larger is refused with 413.")] = 64 * 1024 * 1024,
     max_question_chars: Annotated[int, typer.Option(min=1, help="Longest question.")] = 4096,
+    max_queued_bytes: Annotated[Optional[int], typer.Option(
+        min=1, show_default="4 x --max-body-bytes",
+        help="Most bytes of documents waiting for the writer; past it an ingest gets 503.")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Most questions answered together.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(
         min=0, help="How long a batch smaller than the recent ones waits for more questions (a lone client's "
@@ -45,7 +48,8 @@ def serve(
         min=1, help="Documents encoded together; asks are answered between these chunks.")] = 8,
     cors_origin: Annotated[Optional[list[str]], typer.Option(
         help="Allow browser requests from this origin (repeatable; CORS is off without it).")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        help="uvicorn's log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve the store (--store; made, empty, if it does not exist) over HTTP: collections, documents, ingest
     jobs, questions with sources, and an OpenAI-compatible /v1/chat/completions where `model` names a
@@ -59,6 +63,7 @@ def serve(
     st = state(ctx)
     config = ServerConfig(store=st.store, host=host, port=port, api_key=api_key or None, device=st.device,
                           max_body_bytes=max_body_bytes, max_question_chars=max_question_chars,
+                          max_queued_bytes=max_queued_bytes,
                           max_batch=max_batch, batch_wait_ms=batch_wait_ms, ingest_batch=ingest_batch,
                           cors_origins=list(cors_origin or []), allow_paths=list(allow_path or []))
     logging.getLogger("memkit.server").setLevel(logging.INFO)
@@ -93,7 +98,8 @@ def serve(
         pass
     if not server.started:
         raise typer.Exit(1)
-    err.print("memkit serve stopped; the store is closed", markup=False)
+    if runtime.closed:
+        err.print("memkit serve stopped; the store is closed", markup=False)
 
 
 def _url_host(host: str) -> str:

@@ -9,11 +9,13 @@ is at ``/openapi.json`` and its pages at ``/docs``.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Optional, Union
 
 from fastapi import FastAPI, Path as PathParam, Query, Request
@@ -22,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from memkit.documents import ReadLimits, SourceDocument, validate_question
+from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 from memkit.errors import InputError, MemkitError
 from server.config import ServerConfig
 from server.errors import ApiError, error_body, from_library
@@ -85,25 +87,51 @@ def collection_json(info) -> dict:
             "options": info.method_config, "key_dim": info.key_dim, "created_at": info.created_at}
 
 
+@dataclass
+class Parsed:
+    """An ingest body's documents, how many were refused and the first refusals, and the documents' bytes."""
+
+    docs: list[SourceDocument] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    refused: int = 0
+    size: int = 0
+
+    def refuse(self, exc: InputError) -> None:
+        self.refused += 1
+        if len(self.refusals) < 100:
+            self.refusals.append(str(exc))
+
+    def take(self, doc: SourceDocument, most: int) -> None:
+        if len(self.docs) >= most:
+            raise ApiError(413, f"more than {most} documents in one request; send them in several",
+                           "too_many_documents")
+        self.docs.append(doc)
+        self.size += len(doc.text)
+
+
 def parse_documents(body: bytes, content_type: str, stream: str | None, limits: ReadLimits,
-                    filename: str | None = None) -> tuple[list[SourceDocument], list[InputError]]:
-    """The documents of an ingest body, and the refusals of the ones that are not good documents."""
+                    filename: str | None = None, most: int = 100_000) -> Parsed:
+    """The documents of an ingest body, each checked as ``memkit ingest`` checks it (``memkit.sources``), and
+    the refusals of the ones that are not good documents; at most ``most`` documents (413 past it)."""
     from memkit.sources import decode_text, parse_jsonl_line, read_jsonl
 
-    docs: list[SourceDocument] = []
-    failed: list[InputError] = []
+    out = Parsed()
     name = filename or "request"
     if filename is not None and not filename.endswith((".jsonl", ".ndjson")):
         try:
             text = decode_text(body, name, limits.max_doc_bytes)
-            docs.append(SourceDocument(text=text, source=name, stream=stream))
+            out.take(validate_document(SourceDocument(text=text, source=name, stream=stream), limits, source=name),
+                     most)
         except InputError as exc:
-            failed.append(exc)
-        return docs, failed
+            out.refuse(exc)
+        return out
     if filename is not None or content_type in JSONL_TYPES:
         for item in read_jsonl(io.BytesIO(body), name, stream, limits=limits):
-            (failed if isinstance(item, InputError) else docs).append(item)
-        return docs, failed
+            if isinstance(item, InputError):
+                out.refuse(item)
+            else:
+                out.take(item, most)
+        return out
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -115,25 +143,21 @@ def parse_documents(body: bytes, content_type: str, stream: str | None, limits: 
     if not isinstance(data, list):
         raise ApiError(422, "the body must be a JSON list of documents or {\"documents\": [...]}, each an object "
                             "with a 'text'", "invalid_input")
+    if len(data) > most:
+        raise ApiError(413, f"{len(data)} documents in one request, more than {most}; send them in several",
+                       "too_many_documents")
     for number, item in enumerate(data, 1):
         try:
-            own = stream
             if not isinstance(item, dict):
                 raise InputError("each document must be a JSON object with a 'text' field", source="document",
                                  line=number)
-            if "stream" in item:   # a document's own stream, over the query's
-                item = dict(item)
-                own = item.pop("stream")
-                if own is not None and not isinstance(own, str):
-                    raise InputError(f"'stream' must be a string, not {type(own).__name__}", source="document",
-                                     line=number)
             raw = json.dumps(item, ensure_ascii=False, allow_nan=False).encode()
-            docs.append(parse_jsonl_line(raw, "document", number, own, len(docs), limits))
+            out.take(parse_jsonl_line(raw, "document", number, stream, len(out.docs), limits), most)
         except InputError as exc:
-            failed.append(exc)
+            out.refuse(exc)
         except ValueError as exc:
-            failed.append(InputError(str(exc), source="document", line=number))
-    return docs, failed
+            out.refuse(InputError(str(exc), source="document", line=number))
+    return out
 
 
 def time_param(name: str, value: str | None) -> str | None:
@@ -266,18 +290,26 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> FastAPI:
             if upload is None or isinstance(upload, str):
                 raise ApiError(422, "a multipart ingest needs its file in the field 'file'", "invalid_input")
             body, filename = await upload.read(), upload.filename or "upload"
-        else:
+        elif content_type in ("application/json", *JSONL_TYPES):
             body, filename = await request.body(), None
+        else:
+            raise ApiError(415, f"Content-Type {content_type or '(none)'} is not an ingest body: send "
+                                f"application/json, application/x-ndjson (JSONL) or multipart/form-data (a file)",
+                           "unsupported_media_type")
         if not body.strip():
             raise ApiError(422, "the body is empty: send documents", "invalid_input")
-        docs, failed = parse_documents(body, content_type, stream, limits, filename)
-        if failed and not skip_invalid:
-            more = f" ({len(failed)} of {len(docs) + len(failed)} are invalid)" if len(failed) > 1 else ""
-            raise ApiError(422, f"{failed[0]}{more}; nothing was ingested (set skip_invalid=true to ingest the "
-                                f"valid ones)", "invalid_input")
-        if not docs and not failed:
+        runtime.check_room(len(body))       # before parsing: a full queue costs no work
+        parsed = await asyncio.to_thread(parse_documents, body, content_type, stream, limits, filename,
+                                         config.max_request_documents)
+        del body
+        if parsed.refused and not skip_invalid:
+            total = parsed.refused + len(parsed.docs)
+            more = f" ({parsed.refused} of {total} are invalid)" if parsed.refused > 1 else ""
+            raise ApiError(422, f"{parsed.refusals[0]}{more}; nothing was ingested (set skip_invalid=true to ingest "
+                                f"the valid ones)", "invalid_input")
+        if not parsed.docs and not parsed.refused:
             raise ApiError(422, "the body holds no documents", "invalid_input")
-        job = runtime.submit(name, docs, failed)
+        job = runtime.submit(name, parsed.docs, parsed.refusals, parsed.refused, parsed.size)
         if wait:
             return JSONResponse(await runtime.wait_job(job["id"], WAIT_MAX_S), status_code=200)
         return job
@@ -353,5 +385,5 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes,
-                       metrics=runtime.metrics)
+                       metrics=runtime.metrics, cors_origins=config.cors_origins)
     return app

@@ -34,6 +34,9 @@ class ServerConfig:
     device: str = "auto"
     create_store: bool = True
     max_body_bytes: int = 64 * 1024 * 1024
+    max_queued_bytes: int | None = None
+    """Most bytes of documents waiting for the writer (default: 4 x ``max_body_bytes``); past it ingests get 503."""
+    max_request_documents: int = 100_000
     max_question_chars: int = 4096
     max_batch: int = 32
     batch_wait_ms: float = 10.0
@@ -56,6 +59,8 @@ class ServerConfig:
         if self.batch_wait_ms < 0:
             raise ConfigError(f"--batch-wait-ms must be 0 or more, not {self.batch_wait_ms}")
         self.allow_paths = [Path(p).expanduser().resolve() for p in self.allow_paths]
+        if self.max_queued_bytes is None:
+            self.max_queued_bytes = 4 * self.max_body_bytes
 
     def allowed(self, path: Path, known: list[str]) -> bool:
         from memkit.defaults import PACKAGED_MODEL
@@ -72,7 +77,7 @@ class ServerConfig:
             if not isinstance(value, str) or not value:
                 continue
             path = Path(value).expanduser()
-            if (path.is_absolute() or value.startswith((".", "~")) or path.exists()) and \
-                    not (path.exists() and self.allowed(path, known)):
+            looks_like_path = path.is_absolute() or value.startswith(("./", "../", "~")) or value in (".", "..")
+            if (looks_like_path or path.exists()) and not (path.exists() and self.allowed(path, known)):
                 raise ConfigError(f"{what} {value!r} is a path this server was not allowed to read; start it "
                                   f"with --allow-path DIR to allow one")

@@ -1,9 +1,14 @@
-"""What every request passes before a route sees it: the API key, the body size limit, and its metrics.
+"""What every request passes before a route sees it: where it comes from, the API key, the body size limit,
+and its metrics.
 
 Owns: ``Guard``, one pure ASGI middleware (it never buffers a body, so streamed responses pass through as they
-are). With a key set, every route but ``/healthz`` needs ``Authorization: Bearer KEY`` (compared in constant
-time with ``hmac.compare_digest``); a body larger than the limit is refused with 413 from its ``Content-Length``
-before it is read, or, when it comes without one, as soon as what arrived passes the limit.
+are). A browser's cross-site request (an ``Origin`` not allowed with ``--cors-origin``, or ``Sec-Fetch-Site:
+cross-site``) is refused with 403, so a web page cannot write to or read from a server on the user's machine;
+without a key, a request must also name a loopback host (``Host``), which defeats DNS rebinding. With a key
+set, every route but ``/healthz`` needs ``Authorization: Bearer KEY`` (compared in constant time with
+``hmac.compare_digest``; a CORS preflight passes to the CORS layer when origins are allowed). A body larger
+than the limit is refused with 413 from its ``Content-Length`` before it is read, or, when it comes without
+one, as soon as what arrived passes the limit.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from server.errors import error_body
 from server.metrics import Metrics
 
 OPEN_ROUTES = {"/healthz"}
+METHODS = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 class BodyTooLarge(Exception):
@@ -23,9 +30,11 @@ class BodyTooLarge(Exception):
 
 
 class Guard:
-    def __init__(self, app, *, api_key: str | None, max_body_bytes: int, metrics: Metrics):
+    def __init__(self, app, *, api_key: str | None, max_body_bytes: int, metrics: Metrics,
+                 cors_origins: list[str] | None = None):
         self.app = app
         self.key = api_key.encode() if api_key else None
+        self.origins = {o.encode() for o in cors_origins or []}
         self.limit = max_body_bytes
         self.metrics = metrics
 
@@ -49,12 +58,27 @@ class Guard:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(name, scope.get("method", ""), str(status[0])).inc()
+            method = scope.get("method", "")
+            self.metrics.requests.labels(name, method if method in METHODS else "other", str(status[0])).inc()
             self.metrics.latency.labels(name).observe(time.perf_counter() - start)
 
     def _refusal(self, scope) -> tuple[int, str, str] | None:
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        if self.key is not None and scope.get("path") not in OPEN_ROUTES:
+        origin = headers.get("origin")
+        own = {b"http://" + headers.get("host", b""), b"https://" + headers.get("host", b"")}  # the /docs page
+        allowed = origin is not None and (origin in self.origins or b"*" in self.origins or origin in own)
+        if (origin is not None and not allowed) or \
+                (headers.get("sec-fetch-site") == b"cross-site" and not allowed):
+            return 403, "cross-origin request refused: start the server with --cors-origin ORIGIN to allow one", \
+                "cross_origin"
+        if self.key is None:
+            host = headers.get("host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+            if name not in LOOPBACK_HOSTS:
+                return 403, f"host {host!r} refused: a server without an API key answers loopback names only", \
+                    "host_refused"
+        preflight = scope.get("method") == "OPTIONS" and self.origins and allowed
+        if self.key is not None and scope.get("path") not in OPEN_ROUTES and not preflight:
             given = headers.get("authorization", b"")
             scheme, _, token = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):

@@ -2,7 +2,7 @@
 
 Owns: request counts and latency histograms per route (the route's template, e.g.
 ``/collections/{name}/ask``, so ids do not multiply the series), the ask queue depth, the batch sizes, and the
-documents ingested (a counter: its rate is the ingest rate), plus the rate of the last job.
+documents ingested (a counter: its rate is the ingest rate).
 """
 
 from __future__ import annotations

@@ -73,16 +73,21 @@ def question_of(messages: list[Message]) -> str:
 
 
 def add_routes(app: FastAPI, runtime, check_question) -> None:
+    def model_json(served) -> dict:
+        info = served.store.info
+        created = calendar.timegm(time.strptime(info.created_at[:19], "%Y-%m-%dT%H:%M:%S"))
+        return {"id": info.name, "object": "model", "created": created, "owned_by": "memkit"}
+
     @app.get("/v1/models", tags=["openai"], summary="The collections, as OpenAI models.")
     async def models():
-        data = []
-        for s in runtime.served.values():
-            if s.deleted:
-                continue
-            info = s.store.info
-            created = calendar.timegm(time.strptime(info.created_at[:19], "%Y-%m-%dT%H:%M:%S"))
-            data.append({"id": info.name, "object": "model", "created": created, "owned_by": "memkit"})
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_json(s) for s in list(runtime.served.values()) if not s.deleted]}
+
+    @app.get("/v1/models/{model}", tags=["openai"], summary="One collection, as an OpenAI model.")
+    async def model(model: str):
+        served = runtime.served.get(model)
+        if served is None or served.deleted:
+            raise ApiError(404, f"the model {model!r} does not exist: a model is a collection", "model_not_found")
+        return model_json(served)
 
     @app.post("/v1/chat/completions", tags=["openai"],
               summary="Answer the last user message from a collection's memories (OpenAI chat format).")

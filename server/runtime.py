@@ -5,9 +5,10 @@ thread (``ModelWorker``), off the event loop: a frozen LM is shared by the colle
 hooks (a method's weight delta or prefix) must not meet another call's, so model work is one queue. Asks are
 batched per collection (``AskBatcher``: a batch takes every question waiting, and waits up to ``batch_wait_ms``
 after its first one for more while it is smaller than the recent batches were, up to ``max_batch``; then one
-``Engine.ask_many`` answers them; the next batch forms while it runs). Ingests are jobs (``storage.jobs``), run one at a time by the writer task in chunks of the
-engine's batch size, so asks are answered between chunks; a document is visible once its commit is done, never
-half. Knows no HTTP.
+``Engine.ask_many`` answers them; the next batch forms while it runs). Ingests are jobs (``storage.jobs``), run
+one at a time by the writer task in chunks of the engine's batch size, so asks are answered between chunks; a
+document is visible once its commit is done, never half. At most ``max_queued_bytes`` of documents wait for the
+writer. Knows no HTTP.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any, Callable
 
 from memkit.documents import SourceDocument
 from memkit.engine import Engine, as_of_time
-from memkit.errors import InputError
 from server.config import ServerConfig
 from server.errors import ApiError
 from server.metrics import Metrics
@@ -184,7 +184,9 @@ class Runtime:
         self.batches = 0
         self.batched_questions = 0
         self._lock: asyncio.Lock | None = None
-        self._inputs: dict[str, list[SourceDocument]] = {}   # a queued job's documents, until the writer takes them
+        self._inputs: dict[str, tuple[Served, list[SourceDocument], int]] = {}   # a queued job's collection,
+        self.queued_bytes = 0                                   # documents and their bytes, until the writer takes them
+        self.closed = False
 
     # ---- start and stop ------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -203,7 +205,7 @@ class Runtime:
                 if gone:
                     log.warning("%d ingest job(s) of an earlier run were unfinished; marked interrupted", len(gone))
                 for info in self.root.collections():
-                    self._serve(info.name)
+                    self.served[info.name] = self._serve(info.name)
             except BaseException:
                 self.root.close()
                 self.root = None
@@ -225,15 +227,22 @@ class Runtime:
         """Stops the writer after its current chunk (the job is marked interrupted), fails queued asks, closes
         the store (index files saved, the writer lock released)."""
         self.stopping.set()
-        if self.writer_task is not None:
-            await self.writer_task
-        for served in self.served.values():
-            if served.batcher is not None:
-                served.batcher.task.cancel()
-        if self.root is not None:
-            self.root.jobs.interrupt_unfinished(INTERRUPTED)
-            await self.worker.run(self.root.close)
-        self.worker.shutdown()
+        try:
+            if self.writer_task is not None:
+                await self.writer_task
+        except Exception:
+            log.exception("the writer task failed")
+        finally:
+            for served in self.served.values():
+                if served.batcher is not None:
+                    served.batcher.task.cancel()
+            if self.root is not None:
+                try:
+                    self.root.jobs.interrupt_unfinished(INTERRUPTED)
+                finally:
+                    await self.worker.run(self.root.close)
+                    self.closed = True
+            self.worker.shutdown()
 
     # ---- collections ---------------------------------------------------------------------------------------
     def _lm(self, model_id: str, revision: str | None):
@@ -256,9 +265,7 @@ class Runtime:
         store.check_model(lm.name, lm.fingerprint)
         engine = Engine(lm, build_method(info.method, lm, info.method_config), store,
                         batch_size=self.config.ingest_batch)
-        served = Served(name, store, engine)
-        self.served[name] = served
-        return served
+        return Served(name, store, engine)
 
     def get(self, name: str) -> Served:
         served = self.served.get(name)
@@ -291,6 +298,7 @@ class Runtime:
 
             served = await self.worker.run(make)
             served.batcher = AskBatcher(self, served)
+            self.served[name] = served              # on the event loop, once it can take questions
             return served
 
     async def delete_collection(self, name: str) -> int:
@@ -301,16 +309,13 @@ class Runtime:
                 if job is not None and job.get("collection") == name:
                     raise ApiError(409, f"an ingest job ({job['id']}) is running for collection {name!r}; wait "
                                         f"for it to finish", "collection_busy")
-            served.deleted = True
-            n = await self.worker.run(lambda: self.root.drop_collection(name))
+            served.deleted = True        # questions still queued for it are answered 404 by its batcher
+            try:
+                n = await self.worker.run(lambda: self.root.drop_collection(name))
+            except BaseException:
+                served.deleted = False
+                raise
             self.served.pop(name, None)
-            if served.batcher is not None:
-                served.batcher.task.cancel()
-                while not served.batcher.queue.empty():
-                    a = served.batcher.queue.get_nowait()
-                    if not a.future.done():
-                        a.future.set_exception(ApiError(404, f"collection {name!r} was deleted",
-                                                        "collection_not_found"))
             return n
 
     # ---- asks ----------------------------------------------------------------------------------------------
@@ -320,44 +325,65 @@ class Runtime:
         return await served.batcher.ask(question, top_k, when)
 
     # ---- ingest jobs ---------------------------------------------------------------------------------------
-    def submit(self, name: str, docs: list[SourceDocument], failed: list[InputError]) -> dict:
-        """Queues an ingest job of ``docs`` into collection ``name``; returns the job as saved."""
-        self.get(name)
+    def check_room(self, size: int) -> None:
+        """503 when the server is stopping, or when ``size`` more bytes of documents would pass what may wait
+        for the writer (``max_queued_bytes``)."""
         if self.stopping.is_set():
             raise ApiError(503, "the server is stopping; send the documents again once it is back",
                            "server_stopping")
-        job = self.root.jobs.new(kind="ingest", collection=name, total=len(docs) + len(failed), processed=0,
-                                 added=0, duplicates=0, memories=0, refused=len(failed),
-                                 refusals=[str(e) for e in failed[:100]], document_ids=[])
-        self._inputs[job["id"]] = docs
+        if self.queued_bytes and self.queued_bytes + size > self.config.max_queued_bytes:
+            raise ApiError(503, f"the ingest queue is full ({self.queued_bytes} bytes of documents wait for the "
+                                f"writer); send these again once GET /jobs shows it has drained", "queue_full")
+
+    def submit(self, name: str, docs: list[SourceDocument], refusals: list[str], refused: int, size: int) -> dict:
+        """Queues an ingest job of ``docs`` (``size`` bytes of text) into collection ``name``; ``refused``
+        documents of the request were refused (``refusals``: the first messages). Returns the job as saved."""
+        served = self.get(name)
+        self.check_room(size)
+        job = self.root.jobs.new(kind="ingest", collection=name, total=len(docs) + refused, processed=refused,
+                                 added=0, duplicates=0, memories=0, refused=refused, refusals=refusals[:100],
+                                 document_ids=[])
+        self._inputs[job["id"]] = (served, docs, size)
+        self.queued_bytes += size
         self.jobs_queue.put_nowait(job["id"])
         return job
 
     async def _writer(self) -> None:
-        """Runs the queued ingest jobs one at a time, in chunks, until the server stops."""
+        """Runs the queued ingest jobs one at a time, in chunks, until the server stops; then marks the jobs
+        still queued interrupted."""
         while not self.stopping.is_set():
             try:
                 job_id = await asyncio.wait_for(self.jobs_queue.get(), 0.2)
             except asyncio.TimeoutError:
                 continue
-            docs = self._inputs.pop(job_id, [])
+            served, docs, size = self._inputs.pop(job_id)
+            self.queued_bytes -= size
             self.running_job = job_id
             try:
-                await self._run_job(job_id, docs)
+                await self._run_job(job_id, served, docs)
             except Exception as exc:  # the job says what went wrong; the writer goes on with the next one
                 log.exception("ingest job %s failed", job_id)
-                job = self.root.jobs.get(job_id) or {"id": job_id}
-                job.update(status="failed", error=str(exc) or type(exc).__name__, finished_at=_now())
-                self.root.jobs.save(job)
+                self._end(job_id, "failed", str(exc) or type(exc).__name__)
             finally:
                 self.running_job = None
+        while not self.jobs_queue.empty():
+            job_id = self.jobs_queue.get_nowait()
+            self._inputs.pop(job_id, None)
+            self._end(job_id, "interrupted", INTERRUPTED)
 
-    async def _run_job(self, job_id: str, docs: list[SourceDocument]) -> None:
+    def _end(self, job_id: str, status: str, error: str) -> None:
+        try:
+            job = self.root.jobs.get(job_id) or {"id": job_id}
+            job.update(status=status, error=error, finished_at=_now())
+            self.root.jobs.save(job)
+        except Exception:  # the job file cannot be written: the log says so, the writer goes on
+            log.exception("could not record ingest job %s as %s", job_id, status)
+
+    async def _run_job(self, job_id: str, served: Served, docs: list[SourceDocument]) -> None:
         jobs = self.root.jobs
         job = jobs.get(job_id)
         name = job["collection"]
-        served = self.served.get(name)
-        if served is None or served.deleted:
+        if served.deleted or self.served.get(name) is not served:   # deleted (and perhaps made anew) since
             job.update(status="failed", error=f"collection {name!r} was deleted", finished_at=_now())
             jobs.save(job)
             return
@@ -383,7 +409,8 @@ class Runtime:
             self.metrics.ingested.inc(len(report.added))
             elapsed = time.perf_counter() - start
             job["seconds"] = round(elapsed, 3)
-            job["documents_per_second"] = round(job["processed"] / elapsed, 3) if elapsed > 0 else None
+            done = at + len(chunk)
+            job["documents_per_second"] = round(done / elapsed, 3) if elapsed > 0 else None
             if time.perf_counter() - saved >= JOB_SAVE_EVERY_S:
                 await asyncio.to_thread(jobs.save, dict(job))
                 saved = time.perf_counter()
@@ -394,10 +421,10 @@ class Runtime:
         """The job once it is finished, or as it stands after ``timeout`` seconds."""
         end = time.monotonic() + timeout
         while True:
-            job = self.root.jobs.get(job_id)
+            job = await asyncio.to_thread(self.root.jobs.get, job_id)
             if job is None or job["status"] not in ("queued", "running") or time.monotonic() >= end:
                 return job
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
 
     # ---- what /stats says ----------------------------------------------------------------------------------
     async def stats(self) -> dict:

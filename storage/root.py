@@ -18,17 +18,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs import BlobIntegrityError, BlobStore
-from storage.database import check_url, make_engine
 from storage.errors import CollectionNotFoundError, StoreError, StoreExistsError
 from storage.jobs import JobLog
 from storage.layout import StoreLayout
 from storage.lock import WriterLock
-from storage.migrations import migrate
 from storage.pending import PendingBlobs
 from storage.rows import collection_info
 from storage.schema import Collection, Document, Memory, utc_now
 from storage.state import StateFiles
-from storage.store import Store, open_existing, recover_pending
+from storage.store import Store, create_new, open_existing, recover_pending
 from storage.types import CollectionInfo
 
 log = logging.getLogger(__name__)
@@ -84,27 +82,7 @@ class StoreRoot:
 
     @classmethod
     def _create(cls, layout: StoreLayout, db_url: str | None) -> StoreRoot:
-        if db_url is not None:
-            check_url(db_url)
-        made_root = layout.claim_empty()
-        lock = WriterLock(layout.root).acquire()
-        if layout.marker.exists():  # another process finished creating it while we waited
-            lock.release()
-            raise StoreExistsError(layout.root)
-        engine = None
-        try:
-            engine = make_engine(db_url or layout.default_db_url())
-            migrate(engine)
-            layout.blob_dir.mkdir(mode=0o755, exist_ok=True)
-            layout.index_dir.mkdir(mode=0o755, exist_ok=True)
-            layout.write_marker(db_url)  # last: a directory is a store once its marker exists
-            return cls(layout, engine, lock)
-        except BaseException:
-            if engine is not None:
-                engine.dispose()
-            lock.release()
-            layout.remove_contents(remove_root=made_root)
-            raise
+        return create_new(layout, db_url, lambda engine: None, lambda engine, lock: cls(layout, engine, lock))
 
     @property
     def path(self) -> Path:
@@ -171,9 +149,6 @@ class StoreRoot:
         and method state. Returns the number of documents it held. A crash after the commit leaves blob files
         no row references, which ``memkit doctor --repair`` deletes."""
         self._require_writable()
-        store = self._open.pop(name, None)
-        if store is not None:
-            store.close()
         with self._session() as s, s.begin():
             row = s.scalar(select(Collection).where(Collection.name == name))
             if row is None:
@@ -186,6 +161,9 @@ class StoreRoot:
             s.execute(delete(Memory).where(Memory.document_id.in_(docs)))
             s.execute(delete(Document).where(Document.collection_id == cid))
             s.execute(delete(Collection).where(Collection.id == cid))
+        store = self._open.pop(name, None)
+        if store is not None:
+            store.close()
         store_blobs = BlobStore(self._layout.root)
         for rel in blobs:
             try:

@@ -97,47 +97,21 @@ class Store:
         collection: str = "default",
     ) -> Store:
         """Makes a new store at ``path`` (which must not exist or be empty) and opens it for writing."""
-        if db_url is not None:
-            check_url(db_url)
         layout = StoreLayout(Path(path))
-        root = layout.root
-        made_root = layout.claim_empty()
-        lock = WriterLock(root).acquire()
-        if layout.marker.exists():  # another process finished creating it while we waited
-            lock.release()
-            raise StoreExistsError(root)
-        engine = None
-        try:
-            engine = make_engine(db_url or layout.default_db_url())
-            migrate(engine)
+
+        def setup(engine) -> None:
             with Session(engine) as s, s.begin():
                 if s.scalar(select(Collection.id).where(Collection.name == collection)) is not None:
                     raise StoreExistsError(
-                        root, f"the database already holds a collection {collection!r}; choose another database"
+                        layout.root, f"the database already holds a collection {collection!r}; choose another "
+                                     f"database"
                     )
-                s.add(
-                    Collection(
-                        name=collection,
-                        model_id=model_id,
-                        model_revision=model_revision,
-                        model_fingerprint=model_fingerprint,
-                        method=method,
-                        method_config=dict(method_config),
-                        key_dim=key_dim,
-                        generation=0,
-                        created_at=utc_now(),
-                    )
-                )
-            layout.blob_dir.mkdir(mode=0o755, exist_ok=True)
-            layout.index_dir.mkdir(mode=0o755, exist_ok=True)
-            layout.write_marker(db_url)  # last: a directory is a store once its marker exists
-            return cls(layout, engine, collection, lock)
-        except BaseException:
-            if engine is not None:
-                engine.dispose()
-            lock.release()
-            layout.remove_contents(remove_root=made_root)
-            raise
+                s.add(Collection(name=collection, model_id=model_id, model_revision=model_revision,
+                                 model_fingerprint=model_fingerprint, method=method,
+                                 method_config=dict(method_config), key_dim=key_dim, generation=0,
+                                 created_at=utc_now()))
+
+        return create_new(layout, db_url, setup, lambda engine, lock: cls(layout, engine, collection, lock))
 
     @classmethod
     def open(cls, path: Path | str, *, write: bool = False, collection: str = "default") -> Store:
@@ -298,7 +272,7 @@ class Store:
         with self._session() as s:
             try:
                 with s.begin():
-                    doc = s.get(Document, doc_id)
+                    doc = s.get(Document, doc_id) if 0 <= doc_id <= MAX_ID else None
                     if doc is None or doc.collection_id != self._info.id:
                         raise DocumentNotFoundError(doc_id)
                     mems = s.execute(
@@ -640,4 +614,33 @@ def open_existing(layout: StoreLayout, write: bool, build):
             engine.dispose()
         if lock is not None:
             lock.release()
+        raise
+
+
+def create_new(layout: StoreLayout, db_url: str | None, setup, build):
+    """A new store at ``layout`` (its directory must not exist or be empty): the writer lock taken, the database
+    made (``db_url``, or SQLite inside the store) and migrated, ``setup(engine)`` run (e.g. a first collection),
+    the folders and, last, the marker written; returns ``build(engine, lock)``. On any failure everything made
+    is removed again."""
+    if db_url is not None:
+        check_url(db_url)
+    made_root = layout.claim_empty()
+    lock = WriterLock(layout.root).acquire()
+    if layout.marker.exists():  # another process finished creating it while we waited
+        lock.release()
+        raise StoreExistsError(layout.root)
+    engine = None
+    try:
+        engine = make_engine(db_url or layout.default_db_url())
+        migrate(engine)
+        setup(engine)
+        layout.blob_dir.mkdir(mode=0o755, exist_ok=True)
+        layout.index_dir.mkdir(mode=0o755, exist_ok=True)
+        layout.write_marker(db_url)  # last: a directory is a store once its marker exists
+        return build(engine, lock)
+    except BaseException:
+        if engine is not None:
+            engine.dispose()
+        lock.release()
+        layout.remove_contents(remove_root=made_root)
         raise

@@ -201,6 +201,8 @@ def test_unknown_things_are_404(client):
     assert err["code"] == "document_not_found" and "987654" in err["message"]
     err = error_of(client.delete("/collections/default/documents/987654"), 404)
     assert err["code"] == "document_not_found"
+    err = error_of(client.delete(f"/collections/default/documents/{2**63}"), 404)   # past any database id
+    assert err["code"] == "document_not_found"
     err = error_of(client.get("/collections/default/documents/abc"), 422)
     assert "doc_id" in err["message"]
     for job_id in ("0123456789abcdef", "../../etc/passwd", "x"):
@@ -216,10 +218,38 @@ def test_unknown_things_are_404(client):
 
 
 def test_bad_list_filters(client):
-    for params, word in (({"since": "not a time"}, "the time"), ({"until": "2020-13-45"}, "the time"),
+    for params, word in (({"since": "not a time"}, "since: the time"), ({"until": "2020-13-45"}, "until: the time"),
                          ({"limit": 0}, "limit"), ({"limit": 5000}, "limit"), ({"offset": -1}, "offset")):
         err = error_of(client.get("/collections/default/documents", params=params), 422)
         assert word in err["message"], (params, err)
+
+
+def test_an_ingest_body_must_say_its_type(client):
+    before = counts(client)
+    for content_type in ("text/plain", None):
+        headers = {"content-type": content_type} if content_type else {}
+        err = error_of(client.post("/collections/default/documents", content=b'[{"text": "Typed?"}]',
+                                   headers=headers), 415)
+        assert "application/json" in err["message"] and err["code"] == "unsupported_media_type"
+    assert counts(client) == before
+
+
+def test_a_browser_page_elsewhere_can_neither_write_nor_read(client, small):
+    """A web page the user opens must not reach the server on their machine: a cross-site request (its Origin,
+    or Sec-Fetch-Site) is refused, and so is a foreign Host (DNS rebinding); the server's own pages are not."""
+    before = counts(client)
+    evil = {"origin": "http://evil.example"}
+    err = error_of(client.post("/collections/default/documents", json=[{"text": "Planted."}], headers=evil), 403)
+    assert err["code"] == "cross_origin" and "--cors-origin" in err["message"]
+    error_of(client.post("/collections/default/ask", json={"question": "Who?"},
+                         headers={"sec-fetch-site": "cross-site"}), 403)
+    with small.client() as keyless:                    # without a key only loopback host names are answered
+        err = error_of(keyless.get("/collections/default/documents", headers={"host": "rebound.example"}), 403)
+        assert err["code"] == "host_refused" and "rebound.example" in err["message"]
+        assert keyless.get("/collections/default/documents", headers={"host": "localhost"}).status_code == 200
+    own = {"origin": str(client.base_url).rstrip("/")}
+    assert client.post("/collections/default/ask", json={"question": "Who?"}, headers=own).status_code == 200
+    assert counts(client) == before
 
 
 # ---- the body limit ------------------------------------------------------------------------------------------

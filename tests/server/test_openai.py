@@ -157,6 +157,9 @@ def test_models_are_the_collections(client, http):
     assert all(m.object == "model" and m.owned_by == "memkit" and m.created > 1_600_000_000 for m in models.data)
     names = [c["name"] for c in http.get("/collections").json()["collections"]]
     assert names == [m.id for m in models.data]
+    assert client.models.retrieve("second.kb").id == "second.kb"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
     response = client.chat.completions.create(model="second.kb", messages=[{"role": "user", "content": QUESTION}])
     assert response.model == "second.kb" and response.model_extra["memkit"]["sources"] == []
 
