@@ -4,7 +4,7 @@ Owns: ``Runtime``, the one object behind every route. Every call into a model or
 thread (``ModelWorker``), off the event loop: a frozen LM is shared by the collections built on it, and its
 hooks (a method's weight delta or prefix) must not meet another call's, so model work is one queue. Asks are
 batched per collection (``AskBatcher``: a batch takes every question waiting, and waits up to ``batch_wait_ms``
-after its first one for more while it is smaller than the recent batches were, up to ``max_batch``; then one
+for more while it is smaller than the recent batches were, up to ``max_batch``; then one
 ``Engine.ask_many`` answers them; the next batch forms while it runs). Ingests are jobs (``storage.jobs``), run
 one at a time by the writer task in chunks of the engine's batch size, so asks are answered between chunks; a
 document is visible once its commit is done, never half. At most ``max_queued_bytes`` of documents wait for the
@@ -94,16 +94,18 @@ class AskBatcher:
         return await future
 
     async def _loop(self) -> None:
-        """A batch takes every question already waiting; while it holds fewer than the largest of the last
-        batches (the load the clients have been making), it waits for more, at most ``batch_wait_ms`` after its
-        first question arrived. So one client's questions never wait, and many clients' fill a batch."""
+        """A batch takes every question already waiting; while it holds fewer than the recent load (the most
+        questions of a batch plus those that queued while it ran, over the last 8 batches), it waits for more, at
+        most ``batch_wait_ms`` from when it began to form. So one client's questions never wait, and many
+        clients' fill a batch."""
         cfg = self.runtime.config
         recent: list[int] = []
         while True:
             first = await self.queue.get()
             batch = [first]
             expect = min(cfg.max_batch, max(recent, default=1))
-            deadline = first.queued + cfg.batch_wait_ms / 1000
+            deadline = time.perf_counter() + cfg.batch_wait_ms / 1000   # from now: questions that queued while
+            # the last batch ran wait a moment for the ones its clients send next, so batches stay whole
             while len(batch) < cfg.max_batch:
                 try:
                     batch.append(self.queue.get_nowait())
@@ -117,7 +119,6 @@ class AskBatcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
                 except asyncio.TimeoutError:
                     break
-            recent = (recent + [len(batch)])[-8:]
             self.runtime.metrics.queue_depth.dec(len(batch))
             live = [a for a in batch if not a.future.done()]  # a client that went away cancelled its future
             if not live:
@@ -127,6 +128,9 @@ class AskBatcher:
                 groups.setdefault((a.top_k, a.as_of), []).append(a)
             for (top_k, as_of), asks in groups.items():
                 await self._answer(asks, top_k, as_of)
+            # the load the clients make: this batch and what queued while it ran (when half the clients wait
+            # while the other half is answered, the next batch waits for the others to come back)
+            recent = (recent + [len(batch) + self.queue.qsize()])[-8:]
 
     async def _answer(self, asks: list[_Ask], top_k: int | None, as_of: str | None) -> None:
         served = self.served
