@@ -25,7 +25,8 @@ def ask(
         envvar="MEMKIT_SERVER", show_default=False,
         help="Ask a running `memkit serve` at this URL (also MEMKIT_SERVER) instead of loading the model here; "
              "--store and --model are then not used.")] = None,
-    collection: Annotated[str, typer.Option(help="With --server: the collection to ask.")] = "default",
+    collection: Annotated[Optional[str], typer.Option(
+        help="With --server: the collection to ask (default: the global --collection).")] = None,
     api_key: Annotated[Optional[str], typer.Option(
         envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer, sources and timings as JSON.")] = False,
@@ -39,7 +40,7 @@ def ask(
         from cli.remote import Remote
 
         with Remote(server, api_key) as remote:
-            data = remote.ask(collection, question, top_k, when)
+            data = remote.ask(collection or st.collection, question, top_k, when)
         if json_out:
             print_json(data)
         else:

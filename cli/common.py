@@ -30,6 +30,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 class State:
     store: Path
     device: str = "auto"
+    collection: str = "default"
 
 
 def state(ctx: typer.Context) -> State:
@@ -92,7 +93,7 @@ def print_json(data) -> None:
 def open_store(st: State, *, write: bool = False):
     from storage import Store
 
-    return Store.open(st.store, write=write)
+    return Store.open(st.store, write=write, collection=st.collection)
 
 
 def load_engine(st: State, store, model: str | None = None):

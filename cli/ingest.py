@@ -62,7 +62,8 @@ def ingest(
         envvar="MEMKIT_SERVER", show_default=False,
         help="Send the documents to a running `memkit serve` at this URL (also MEMKIT_SERVER), which holds the "
              "store's writer lock; --store, --model and --batch-size are then not used.")] = None,
-    collection: Annotated[str, typer.Option(help="With --server: the collection to ingest into.")] = "default",
+    collection: Annotated[Optional[str], typer.Option(
+        help="With --server: the collection to ingest into (default: the global --collection).")] = None,
     api_key: Annotated[Optional[str], typer.Option(
         envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")] = None,
 ) -> None:
@@ -78,8 +79,8 @@ def ingest(
                         max_input_bytes=max_input_bytes, allow_special=allow_special)
     st = state(ctx)
     if server is not None:
-        return _remote(server, collection, api_key, iter_sources(paths, stream=stream, fmt=fmt, limits=limits),
-                       json_out)
+        return _remote(server, collection or st.collection, api_key,
+                       iter_sources(paths, stream=stream, fmt=fmt, limits=limits), json_out)
     with open_store(st, write=True) as store:
         engine = load_engine(st, store, model)
         engine.batch_size = batch_size

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import err, handle_errors, print_json, state
+from cli.common import err, fail, handle_errors, print_json, state
 
 
 @handle_errors
@@ -26,7 +26,8 @@ def init(
              "store). The database holds the documents' text.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Create a new store for MODEL and METHOD at --store."""
+    """Create a new store for MODEL and METHOD at --store, with one collection (--collection, default
+    `default`); on an existing store, add the collection --collection to it."""
     from memkit.defaults import default_model
     from memkit.lm import FrozenLM
     from memkit.methods import build_method, canonical_name
@@ -35,8 +36,18 @@ def init(
     from storage.errors import StoreExistsError
 
     st = state(ctx)
-    if (st.store / "store.json").exists():
-        raise StoreExistsError(st.store)
+    exists = (st.store / "store.json").exists()
+    if exists:
+        from storage.root import StoreRoot, check_collection_name
+
+        if db_url is not None:
+            fail(f"store {st.store} exists and keeps its database; --db-url is for a new store")
+        check_collection_name(st.collection)
+        with StoreRoot.open(st.store) as root:                 # before the model loads: a clash costs no wait
+            if st.collection in [c.name for c in root.collections()]:
+                raise StoreExistsError(st.store, f"a memkit store already exists at {st.store} with a collection "
+                                                 f"{st.collection!r}; choose another --store, or add a collection "
+                                                 f"with --collection NAME")
     if db_url is not None:
         check_db_url(db_url)  # before the model loads: a bad URL costs the user no wait
     name = canonical_name(method)
@@ -46,16 +57,25 @@ def init(
     with err.status(f"loading model {model_id}", spinner="dots"):
         lm = FrozenLM.load(model_id, revision=revision, device=st.device)
     built = build_method(name, lm, parse_options(option or []))
-    with Store.create(st.store, model_id=model_id, model_revision=revision, model_fingerprint=lm.fingerprint,
-                      method=name, method_config=built.config_dict(), key_dim=built.key_dim,
-                      db_url=db_url) as store:
-        info = store.info
-    result = {"store": str(st.store), "model": model_id, "method": name, "config": info.method_config,
-              "key_dim": info.key_dim}
+    spec = dict(model_id=model_id, model_revision=revision, model_fingerprint=lm.fingerprint, method=name,
+                method_config=built.config_dict(), key_dim=built.key_dim)
+    if exists:
+        from storage.root import StoreRoot
+
+        with StoreRoot.open(st.store, write=True) as root:
+            info = root.create_collection(st.collection, **spec).info
+    else:
+        with Store.create(st.store, db_url=db_url, collection=st.collection, **spec) as store:
+            info = store.info
+    result = {"store": str(st.store), "collection": info.name, "model": model_id, "method": name,
+              "config": info.method_config, "key_dim": info.key_dim}
     if json_out:
         print_json(result)
+    elif exists:
+        typer.echo(f"added collection {info.name} to store {st.store} (model {model_id}, method {name})")
     else:
-        typer.echo(f"created store {st.store} (model {model_id}, method {name})")
+        where = "" if info.name == "default" else f", collection {info.name}"
+        typer.echo(f"created store {st.store} (model {model_id}, method {name}{where})")
 
 
 def register(app: typer.Typer) -> None:

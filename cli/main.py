@@ -34,8 +34,12 @@ def root(
         "--store", envvar="MEMKIT_STORE", help="Store directory (also MEMKIT_STORE).")] = Path(".memkit"),
     device: Annotated[str, typer.Option(
         help="Where the model runs: auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    collection: Annotated[str, typer.Option(
+        "--collection", envvar="MEMKIT_COLLECTION",
+        help="The store's collection to use (also MEMKIT_COLLECTION). `memkit init` makes `default`, or adds "
+             "another to an existing store; `memkit serve` serves them all.")] = "default",
 ) -> None:
-    ctx.obj = State(store=store, device=device)
+    ctx.obj = State(store=store, device=device, collection=collection)
 
 
 for module in (init, ingest, ask, docs, export, admin, bench, train, serve):
