@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from memkit.adapters.encode import MODES, encode_documents
@@ -29,7 +30,7 @@ from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
-from memkit.methods.common import EmbedderKeys, MethodConfig, TextAnswerer
+from memkit.methods.common import EmbedderKeys, PayloadConfig, TextAnswerer, stored
 from memkit.prompts import QAFormat
 
 PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
@@ -44,7 +45,7 @@ def _has_basis(payload: dict, state: AdapterState) -> bool:
 
 
 @dataclasses.dataclass
-class AdapterConfig(MethodConfig):
+class AdapterConfig(PayloadConfig):
     """Options of generated adapters."""
 
     generator: str = ""
@@ -139,7 +140,8 @@ class Adapter(EmbedderKeys):
                 for name, (u, v) in bases.items():
                     arrays[BASIS_U + name] = u[i].cpu().numpy()
                     arrays[BASIS_V + name] = v[i].cpu().numpy()
-        return [[Record(kind="adapter", key=key, tensors=arrays, meta={"tokens": state.tokens})]
+        dtype = self.config.payload_dtype
+        return [[Record(kind="adapter", key=key, tensors=stored(arrays, dtype), meta={"tokens": state.tokens})]
                 for key, state, arrays in zip(keys, states, tensors)]
 
     # ---- ask --------------------------------------------------------------------------------------------
@@ -181,8 +183,9 @@ class Adapter(EmbedderKeys):
         if len(kept) == 1 and self.generator.config.norm == "svd" and _has_basis(kept[0][0].payload, merged):
             # One document: its normalisation was made at ingest, so answering needs no SVD.
             payload = kept[0][0].payload
-            extras["basis"] = {n: (torch.from_numpy(payload[BASIS_U + n].copy()).to(device),
-                                   torch.from_numpy(payload[BASIS_V + n].copy()).to(device)) for n in merged.mats}
+            extras["basis"] = {n: (torch.from_numpy(payload[BASIS_U + n].astype(np.float32)).to(device),
+                                   torch.from_numpy(payload[BASIS_V + n].astype(np.float32)).to(device))
+                               for n in merged.mats}
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r, _ in kept]
         extras["timings"] = {"merge": (time.perf_counter() - start) * 1000}
         return Context(question=question, sources=sources, extras=extras)

@@ -11,6 +11,8 @@ import dataclasses
 import time
 import typing
 
+import numpy as np
+
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Retrieved, Source, snippet
 from memkit.prompts import QAFormat
@@ -43,6 +45,30 @@ class MethodConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+PAYLOAD_DTYPES = ("float32", "float16")
+
+
+@dataclasses.dataclass
+class PayloadConfig(MethodConfig):
+    """Options of a method that stores tensors per document (adapter states, slot memories)."""
+
+    payload_dtype: str = "float16"
+    """How the stored tensors' floats are kept: float16 (half the bytes of float32, read back as float32; the
+    world's F1 is unchanged, docs/benchmarks.md) or float32."""
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.payload_dtype not in PAYLOAD_DTYPES:
+            raise ConfigError(f"option payload_dtype of method {method} must be one of {', '.join(PAYLOAD_DTYPES)}, "
+                              f"not {self.payload_dtype!r}")
+
+
+def stored(arrays: dict, dtype: str) -> dict:
+    """``arrays`` as a method stores them: floating arrays in ``dtype`` (``PayloadConfig.payload_dtype``), the rest
+    as they are."""
+    return {k: a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a for k, a in arrays.items()}
 
 
 def _coerce(value, hint, name: str):

@@ -30,7 +30,7 @@ import torch
 
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
-from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.methods.common import PayloadConfig, TextAnswerer, stored
 from memkit.prompts import QAFormat
 
 PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
@@ -43,7 +43,7 @@ ALL = 1_000_000_000
 
 
 @dataclasses.dataclass
-class SlotsConfig(MethodConfig):
+class SlotsConfig(PayloadConfig):
     """Options of memory slots."""
 
     model: str = ""
@@ -114,7 +114,8 @@ class Slots:
         with torch.no_grad():
             keys = self.model.key(groups, present).cpu().numpy()
         return [[Record(kind="slots", key=keys[i],
-                        tensors={SLOTS: groups[i, present[i]].reshape(-1, e).cpu().numpy()})]
+                        tensors=stored({SLOTS: groups[i, present[i]].reshape(-1, e).cpu().numpy()},
+                                       self.config.payload_dtype))]
                 for i in range(len(texts))]
 
     # ---- ask --------------------------------------------------------------------------------------------

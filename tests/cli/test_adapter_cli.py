@@ -40,11 +40,21 @@ def test_cli_adapter_store_exports_a_lora_peft_loads_identically(adapter_store, 
     ids = [d["id"] for d in run.json("ls")][:2]
     info = run.json("export-lora", *ids, "--out", tmp_path / "lora")
     assert info["documents"] == ids and info["rank"] == 4
-    # memkit's own application of the merged adapter equals peft's
+    # memkit's own application of the merged adapter (the states as stored: half precision) equals peft's
+    from memkit.methods.adapter import BASIS
+    from storage import Store
+
     lm = FrozenLM.load(str(model_dir), device="cpu", dtype="float32")
     gen = AdapterGenerator.load(tiny_generator_dir, lm)
+    with Store.open(run.store) as store:
+        payloads = [store.load_payload(store.memories(i)[0].id) for i in ids]
+    assert all(p["__tokens__"].dtype == "int64" and any(a.dtype == "float16" for a in p.values()) for p in payloads)
+    states = [AdapterState.from_arrays({k: a for k, a in p.items() if not k.startswith(BASIS)}) for p in payloads]
     with torch.no_grad():
-        delta = gen.delta(AdapterState.total(encode_documents(lm, gen, TEXTS[:2], chunk_tokens=16)))
+        fresh = AdapterState.total(encode_documents(lm, gen, TEXTS[:2], chunk_tokens=16))
+        for name, m in AdapterState.total(states).mats.items():     # half precision: within its rounding
+            torch.testing.assert_close(m, fresh.mats[name], rtol=2e-3, atol=2e-3)
+        delta = gen.delta(AdapterState.total(states))
         probe = [lm.bos_ids + lm.encode("Where does Ada Varn live?")]
         ours, _ = lm.logits(probe, delta=delta)
         peft_model = PeftModel.from_pretrained(copy.deepcopy(lm.model), str(tmp_path / "lora")).eval()

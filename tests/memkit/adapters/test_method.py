@@ -113,7 +113,7 @@ def test_the_packaged_generator_refuses_another_model(tiny_lm):
 
 
 def test_a_single_documents_stored_basis_gives_the_delta_of_its_state(tiny_lm, tmp_path, tiny_generator_dir):
-    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1, merge="sum")
+    engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=1, merge="sum", payload_dtype="float32")
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     method = engine.method
     one = engine.retrieve("Who leads the Harbour Trust?", 1)
@@ -129,3 +129,29 @@ def test_a_single_documents_stored_basis_gives_the_delta_of_its_state(tiny_lm, t
         # the applied update B A is what matters (singular vectors are defined up to sign)
         torch.testing.assert_close(got.factors[name][1] @ got.factors[name][0], b @ a, rtol=1e-4, atol=1e-5)
     engine.store.close()
+
+
+def test_states_are_stored_in_half_precision_by_default_and_read_back_as_float32(tiny_lm, tmp_path,
+                                                                                   tiny_generator_dir):
+    half = engine_for(tiny_lm, tmp_path / "half", tiny_generator_dir, top_n=1)
+    full = engine_for(tiny_lm, tmp_path / "full", tiny_generator_dir, top_n=1, payload_dtype="float32")
+    assert half.method.config.payload_dtype == "float16"
+    docs = [SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)]
+    half.ingest(docs)
+    full.ingest(docs)
+    (hm,), (fm,) = half.store.memories(1), full.store.memories(1)
+    stored_half, stored_full = half.store.load_payload(hm.id), full.store.load_payload(fm.id)
+    floats = [k for k, a in stored_full.items() if a.dtype == "float32"]
+    assert floats and all(stored_half[k].dtype == "float16" for k in floats)
+    assert stored_half["__tokens__"].dtype == "int64"                 # counts stay integers
+    assert hm.nbytes < 0.6 * fm.nbytes
+    question = "Who leads the Harbour Trust?"
+    got = half.method.delta([half.method.combine(question, half.retrieve(question, 1))])
+    want = full.method.delta([full.method.combine(question, full.retrieve(question, 1))])
+    for name, (a, b) in want.factors.items():
+        assert got.factors[name][0].dtype == torch.float32
+        torch.testing.assert_close(got.factors[name][1] @ got.factors[name][0], b @ a, rtol=2e-2, atol=2e-3)
+    with pytest.raises(ConfigError, match="payload_dtype"):
+        build_method("adapter", tiny_lm, {"generator": str(tiny_generator_dir), "payload_dtype": "int8"})
+    half.store.close()
+    full.store.close()

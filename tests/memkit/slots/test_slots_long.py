@@ -109,7 +109,8 @@ def long_slot_dir(tiny_lm, tmp_path):
 
 
 def engine_for(lm, path, slot_dir, **options) -> Engine:
-    method = build_method("slots", lm, {"model": str(slot_dir), "max_new_tokens": 4, **options})
+    method = build_method("slots", lm, {"model": str(slot_dir), "max_new_tokens": 4, "payload_dtype": "float32",
+                                        **options})
     store = Store.create(path, model_id=lm.name, model_revision=None, model_fingerprint=lm.fingerprint,
                          method="slots", method_config=method.config_dict(), key_dim=method.key_dim)
     return Engine(lm, method, store)

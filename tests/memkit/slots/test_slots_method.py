@@ -85,3 +85,23 @@ def test_options_and_models_are_checked(tiny_lm, slot_dir, tiny_model_dir):
         build_method("slots", tiny_lm, {"model": str(slot_dir), "aggregation": "some"})
     with pytest.raises(ConfigError, match="memkit train slots"):
         build_method("slots", tiny_lm, {})                     # the packaged one is for the world LM, or absent
+
+
+def test_memories_are_stored_in_half_precision_unless_asked_otherwise(tiny_lm, tmp_path, slot_dir):
+    from memkit.methods.slots import SLOTS
+
+    half = engine_for(tiny_lm, tmp_path / "half", slot_dir)
+    full = engine_for(tiny_lm, tmp_path / "full", slot_dir, payload_dtype="float32")
+    docs = [SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)]
+    half.ingest(docs)
+    full.ingest(docs)
+    (hm,), (fm,) = half.store.memories(1), full.store.memories(1)
+    got, want = half.store.load_payload(hm.id)[SLOTS], full.store.load_payload(fm.id)[SLOTS]
+    assert got.dtype == np.float16 and want.dtype == np.float32 and 2 * got.nbytes == want.nbytes < fm.nbytes
+    assert hm.nbytes < fm.nbytes
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=1e-3, atol=1e-3)
+    assert half.ask(QUESTION).sources[0].document_id == full.ask(QUESTION).sources[0].document_id
+    with pytest.raises(ConfigError, match="payload_dtype"):
+        build_method("slots", tiny_lm, {"model": str(slot_dir), "payload_dtype": "bfloat16"})
+    half.store.close()
+    full.store.close()
