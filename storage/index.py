@@ -125,7 +125,8 @@ class VectorIndex:
             return
         self._cpu.add_with_ids(vecs, ids)
         self._gpu = None
-        self._frequencies = None
+        if self._frequencies is not None:          # kept up to date, never recounted over the whole index
+            self._frequencies = self._frequencies + (vecs != 0).sum(0)
 
     def remove(self, ids) -> int:
         """Removes the given ids (unknown ids are ignored); returns how many vectors went."""
@@ -133,12 +134,21 @@ class VectorIndex:
         if len(ids) == 0:
             return 0
         self._gpu = None
-        self._frequencies = None
+        if self._frequencies is not None:
+            gone = []
+            for i in dict.fromkeys(int(i) for i in ids):
+                try:
+                    gone.append(self._cpu.reconstruct(i))
+                except RuntimeError:               # not in the index
+                    pass
+            if gone:
+                self._frequencies = self._frequencies - (np.stack(gone) != 0).sum(0)
         return int(self._cpu.remove_ids(ids))
 
     def key_frequencies(self, block: int = 8192) -> np.ndarray:
         """Per dimension, how many vectors have a non-zero entry there (int64 ``[dim]``): the document
-        frequencies a sparse key's query weighting needs. Cached until the index changes."""
+        frequencies a sparse key's query weighting needs. Counted over the index once, then kept up to date by
+        every ``add`` and ``remove``."""
         if self._frequencies is None:
             flat = faiss.downcast_index(self._cpu.index)
             counts = np.zeros(self.dim, dtype=np.int64)

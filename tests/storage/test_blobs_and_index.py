@@ -163,3 +163,25 @@ def test_storage_imports_no_model_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_key_frequencies_are_kept_up_to_date_without_a_recount(rng):
+    from storage.index import VectorIndex
+
+    dim = 64
+    def sparse(n):
+        v = rng.standard_normal((n, dim)).astype(np.float32)
+        v[rng.random((n, dim)) < 0.8] = 0.0
+        return v
+
+    first = sparse(50)
+    index = VectorIndex.build(dim, np.arange(50), first, use_gpu=False)
+    assert (index.key_frequencies() == (first != 0).sum(0)).all()        # counted once ...
+    more = sparse(30)
+    index.add(np.arange(100, 130), more)
+    index.remove([3, 7, 7, 999, 110])                                    # a repeat and an unknown id are ignored
+    kept = np.concatenate([np.delete(first, [3, 7], axis=0), np.delete(more, [10], axis=0)])
+    expected = (kept != 0).sum(0)
+    assert (index.key_frequencies() == expected).all()                   # ... then kept by add and remove
+    recounted = VectorIndex.build(dim, index.ids(), index.vectors_of(index.ids()), use_gpu=False)
+    assert (recounted.key_frequencies() == expected).all()
