@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import handle_errors, load_engine, open_store, out, print_json, state
+from cli.common import ApiKeyOpt, RemoteCollectionOpt, handle_errors, load_engine, open_store, out, print_json, state
 
 
 @handle_errors
@@ -25,10 +25,8 @@ def ask(
         envvar="MEMKIT_SERVER", show_default=False,
         help="Ask a running `memkit serve` at this URL (also MEMKIT_SERVER) instead of loading the model here; "
              "--store and --model are then not used.")] = None,
-    collection: Annotated[Optional[str], typer.Option(
-        help="With --server: the collection to ask (default: the global --collection).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(
-        envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")] = None,
+    collection: RemoteCollectionOpt = None,
+    api_key: ApiKeyOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the answer, sources and timings as JSON.")] = False,
 ) -> None:
     """Answer QUESTION with the store's model and method, and say where the answer came from."""

@@ -15,6 +15,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -31,6 +32,13 @@ class State:
     store: Path
     device: str = "auto"
     collection: str = "default"
+
+
+# What `ask` and `ingest` share when they talk to a running `memkit serve` (--server URL).
+RemoteCollectionOpt = Annotated[Optional[str], typer.Option(
+    "--collection", help="With --server: the collection to use (default: the global --collection).")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option(
+    "--api-key", envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")]
 
 
 def state(ctx: typer.Context) -> State:

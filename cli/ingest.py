@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cli.common import err, handle_errors, load_engine, open_store, print_json, state
+from cli.common import ApiKeyOpt, RemoteCollectionOpt, err, handle_errors, load_engine, open_store, print_json, state
 
 LOG_EVERY_S = 60.0
 """Off a terminal (a log), progress is a line this often."""
@@ -62,10 +62,8 @@ def ingest(
         envvar="MEMKIT_SERVER", show_default=False,
         help="Send the documents to a running `memkit serve` at this URL (also MEMKIT_SERVER), which holds the "
              "store's writer lock; --store, --model and --batch-size are then not used.")] = None,
-    collection: Annotated[Optional[str], typer.Option(
-        help="With --server: the collection to ingest into (default: the global --collection).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(
-        envvar="MEMKIT_API_KEY", show_default=False, help="With --server: its API key (also MEMKIT_API_KEY).")] = None,
+    collection: RemoteCollectionOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Add documents to the store. Duplicates (same text) are skipped; refused inputs are listed at the end
     and make the exit code 1, while every good document is kept.

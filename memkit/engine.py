@@ -22,8 +22,9 @@ from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retriev
 from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 
 
-def as_of_time(value: str | None) -> str | None:
-    """An ``as_of`` time as the store keeps timestamps (ISO 8601 UTC); ``InputError`` when it is not a time."""
+def as_of_time(value: str | None, what: str = "as of") -> str | None:
+    """An ``as_of`` time (or another time bound, named ``what`` in the error) as the store keeps timestamps (ISO
+    8601 UTC); ``InputError`` when it is not a time."""
     if value is None:
         return None
     from memkit.sources import parse_timestamp
@@ -31,7 +32,7 @@ def as_of_time(value: str | None) -> str | None:
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        raise InputError(f"as of: {str(exc).replace(chr(39) + 'timestamp' + chr(39), 'the time')}") from None
+        raise InputError(f"{what}: {str(exc).replace(chr(39) + 'timestamp' + chr(39), 'the time')}") from None
 
 
 class MemoryStore(Protocol):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
+from memkit.engine import as_of_time
 from memkit.errors import InputError, MemkitError
 from server.config import ServerConfig
 from server.errors import ApiError, error_body, from_library
@@ -158,16 +159,6 @@ def parse_documents(body: bytes, content_type: str, stream: str | None, limits: 
         except ValueError as exc:
             out.refuse(InputError(str(exc), source="document", line=number))
     return out
-
-
-def time_param(name: str, value: str | None) -> str | None:
-    """A time query parameter as the store keeps timestamps; 422 naming the parameter when it is not a time."""
-    from memkit.engine import as_of_time
-
-    try:
-        return as_of_time(value)
-    except InputError as exc:
-        raise ApiError(422, f"{name}: {str(exc).removeprefix('as of: ')}", "invalid_input") from None
 
 
 def create_app(config: ServerConfig, runtime: Runtime | None = None) -> FastAPI:
@@ -324,7 +315,7 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> FastAPI:
             since: Annotated[Optional[str], Query(description="Timestamped at or after (ISO 8601).")] = None,
             until: Annotated[Optional[str], Query(description="Timestamped at or before (ISO 8601).")] = None):
         served = runtime.get(name)
-        lo, hi = time_param("since", since), time_param("until", until)
+        lo, hi = as_of_time(since, "since"), as_of_time(until, "until")   # a bad one: 422 naming it
         rows, total = await runtime.worker.run(lambda: (
             served.store.list_documents(limit=limit, offset=offset, stream=stream, source=source, since=lo,
                                         until=hi), served.store.count_documents()))
@@ -361,7 +352,7 @@ def create_app(config: ServerConfig, runtime: Runtime | None = None) -> FastAPI:
     async def ask(name: Name, body: AskIn):
         check_question(body.question)
         t0 = time.perf_counter()
-        answer, docs, _, batch = await runtime.ask(name, body.question, body.top_k, body.as_of)
+        answer, docs, batch = await runtime.ask(name, body.question, body.top_k, body.as_of)
         total = (time.perf_counter() - t0) * 1000
         out = answer_json(answer, docs, name, batch)
         out["timings_ms"]["server"] = round(total, 3)

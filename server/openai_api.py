@@ -98,6 +98,7 @@ def add_routes(app: FastAPI, runtime, check_question) -> None:
         if name not in runtime.served:
             raise ApiError(404, f"the model {name!r} does not exist: a model is a collection; this server has "
                                 f"{', '.join(repr(n) for n in runtime.served) or 'none'}", "model_not_found")
+        lm = runtime.served[name].engine.lm
         question = question_of(body.messages)
         check_question(question)
         extra = body.memkit or MemkitExtra()
@@ -106,8 +107,10 @@ def add_routes(app: FastAPI, runtime, check_question) -> None:
 
         async def answered():
             t0 = time.perf_counter()
-            answer, docs, (prompt_tokens, completion_tokens), batch = await runtime.ask(
-                name, question, extra.top_k, extra.as_of)
+            answer, docs, batch = await runtime.ask(name, question, extra.top_k, extra.as_of)
+            # usage: the method's own token counts, else the texts' (the tokenizer only)
+            prompt_tokens = answer.info.get("prompt_tokens") or lm.count_tokens(question)
+            completion_tokens = answer.info.get("generated_tokens") or lm.count_tokens(answer.text)
             total = (time.perf_counter() - t0) * 1000
             native = answer_json(answer, docs, name, batch)
             native["timings_ms"]["server"] = round(total, 3)

@@ -28,6 +28,7 @@ from server.config import ServerConfig
 from server.errors import ApiError
 from server.metrics import Metrics
 from storage.root import StoreRoot
+from storage.schema import utc_now
 
 log = logging.getLogger("memkit.server")
 
@@ -135,8 +136,6 @@ class AskBatcher:
     async def _answer(self, asks: list[_Ask], top_k: int | None, as_of: str | None) -> None:
         served = self.served
         self.runtime.metrics.batch_size.observe(len(asks))
-        self.runtime.batches += 1
-        self.runtime.batched_questions += len(asks)
         if served.deleted:
             error = ApiError(404, f"collection {served.name!r} was deleted", "collection_not_found")
             for a in asks:
@@ -150,24 +149,20 @@ class AskBatcher:
                                              batch_size=len(asks))
             ids = {s.document_id for answer in answers for s in answer.sources}
             docs = served.store.get_documents(ids) if ids else {}
-            lm = served.engine.lm
-            usage = [(answer.info.get("prompt_tokens") or lm.count_tokens(a.question),
-                      answer.info.get("generated_tokens") or lm.count_tokens(answer.text))
-                     for a, answer in zip(asks, answers)]
-            return answers, docs, usage, started, time.perf_counter()
+            return answers, docs, started, time.perf_counter()
 
         try:
-            answers, docs, usage, started, ended = await self.runtime.worker.run(work)
+            answers, docs, started, ended = await self.runtime.worker.run(work)
         except Exception as exc:  # every waiting request gets the error; the batcher goes on
             for a in asks:
                 if not a.future.done():
                     a.future.set_exception(exc)
             return
-        for a, answer, counts in zip(asks, answers, usage):
+        for a, answer in zip(asks, answers):
             answer.timings["queued"] = (started - a.queued) * 1000      # waiting for its batch and the worker
             answer.timings["batch"] = (ended - started) * 1000          # its batch's whole answering call
             if not a.future.done():
-                a.future.set_result((answer, docs, counts, len(asks)))
+                a.future.set_result((answer, docs, len(asks)))
 
 
 class Runtime:
@@ -185,8 +180,6 @@ class Runtime:
         self.running_job: str | None = None
         self.stopping = threading.Event()
         self.started = time.time()
-        self.batches = 0
-        self.batched_questions = 0
         self._lock: asyncio.Lock | None = None
         self._inputs: dict[str, tuple[Served, list[SourceDocument], int]] = {}   # a queued job's collection,
         self.queued_bytes = 0                                   # documents and their bytes, until the writer takes them
@@ -325,8 +318,7 @@ class Runtime:
     # ---- asks ----------------------------------------------------------------------------------------------
     async def ask(self, name: str, question: str, top_k: int | None, as_of: str | None):
         served = self.get(name)
-        when = as_of_time(as_of) if as_of is not None else None
-        return await served.batcher.ask(question, top_k, when)
+        return await served.batcher.ask(question, top_k, as_of_time(as_of))
 
     # ---- ingest jobs ---------------------------------------------------------------------------------------
     def check_room(self, size: int) -> None:
@@ -378,7 +370,7 @@ class Runtime:
     def _end(self, job_id: str, status: str, error: str) -> None:
         try:
             job = self.root.jobs.get(job_id) or {"id": job_id}
-            job.update(status=status, error=error, finished_at=_now())
+            job.update(status=status, error=error, finished_at=utc_now())
             self.root.jobs.save(job)
         except Exception:  # the job file cannot be written: the log says so, the writer goes on
             log.exception("could not record ingest job %s as %s", job_id, status)
@@ -388,16 +380,16 @@ class Runtime:
         job = jobs.get(job_id)
         name = job["collection"]
         if served.deleted or self.served.get(name) is not served:   # deleted (and perhaps made anew) since
-            job.update(status="failed", error=f"collection {name!r} was deleted", finished_at=_now())
+            job.update(status="failed", error=f"collection {name!r} was deleted", finished_at=utc_now())
             jobs.save(job)
             return
-        job.update(status="running", started_at=_now())
+        job.update(status="running", started_at=utc_now())
         await asyncio.to_thread(jobs.save, job)
         start, saved = time.perf_counter(), time.perf_counter()
         step = max(1, served.engine.batch_size)
         for at in range(0, len(docs), step):
             if self.stopping.is_set():
-                job.update(status="interrupted", error=INTERRUPTED, finished_at=_now())
+                job.update(status="interrupted", error=INTERRUPTED, finished_at=utc_now())
                 await asyncio.to_thread(jobs.save, job)
                 return
             chunk = docs[at:at + step]
@@ -418,7 +410,7 @@ class Runtime:
             if time.perf_counter() - saved >= JOB_SAVE_EVERY_S:
                 await asyncio.to_thread(jobs.save, dict(job))
                 saved = time.perf_counter()
-        job.update(status="done", finished_at=_now())
+        job.update(status="done", finished_at=utc_now())
         await asyncio.to_thread(jobs.save, job)
 
     async def wait_job(self, job_id: str, timeout: float) -> dict:
@@ -436,21 +428,17 @@ class Runtime:
             return {name: s.store.stats() for name, s in self.served.items() if not s.deleted}
 
         collections = await self.worker.run(collect)
+        sample = self.metrics.registry.get_sample_value
+        batches = sample("memkit_ask_batch_size_count") or 0
+        questions = sample("memkit_ask_batch_size_sum") or 0
         return {
             "store": str(Path(self.config.store).resolve()),
             "uptime_s": round(time.time() - self.started, 3),
             "collections": collections,
             "models_loaded": [m for m, _ in self.models],
             "ask_queue_depth": sum(s.batcher.queue.qsize() for s in self.served.values() if s.batcher),
-            "batches": self.batches,
-            "mean_batch_size": round(self.batched_questions / self.batches, 3) if self.batches else None,
+            "batches": int(batches),
+            "mean_batch_size": round(questions / batches, 3) if batches else None,
             "running_job": self.running_job,
             "queued_jobs": self.jobs_queue.qsize() if self.jobs_queue else 0,
         }
-
-
-def _now() -> str:
-    from storage.schema import utc_now
-
-    return utc_now()
-

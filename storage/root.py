@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs import BlobIntegrityError, BlobStore
@@ -157,7 +157,7 @@ class StoreRoot:
             docs = select(Document.id).where(Document.collection_id == cid)
             blobs = [p for p in s.scalars(select(Memory.blob_path).where(Memory.document_id.in_(docs)))
                      if p is not None]
-            n_docs = len(s.scalars(docs).all())
+            n_docs = s.scalar(select(func.count()).select_from(docs.subquery()))
             s.execute(delete(Memory).where(Memory.document_id.in_(docs)))
             s.execute(delete(Document).where(Document.collection_id == cid))
             s.execute(delete(Collection).where(Collection.id == cid))

@@ -157,6 +157,18 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict:
         time.sleep(0.05)
 
 
+def start_job(client: httpx.Client, docs: list[dict], collection: str = "default", timeout: float = 60.0) -> str:
+    """Posts ``docs`` as an ingest job (not waiting) and returns its id once the writer has taken it up."""
+    r = client.post(f"/collections/{collection}/documents", json=docs)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    end = time.monotonic() + timeout
+    while client.get(f"/jobs/{job_id}").json()["status"] == "queued":
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    return job_id
+
+
 def error_of(response: httpx.Response, status: int) -> dict:
     """The error object of a response that must be ``status`` with the API's error shape."""
     assert response.status_code == status, (response.status_code, response.text)

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from serverhelpers import REPO, command, error_of, server_env
+from serverhelpers import REPO, command, error_of, server_env, start_job
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -348,13 +348,7 @@ def terminated(started, model_dir):
         assert r.json()["added"] == 2, r.text
         docs = [{"id": f"t{i}", "text": f"Note {i}: the tide at Port Elsin turned at hour {i % 24}."}
                 for i in range(400)]
-        r = c.post("/collections/default/documents", json=docs)
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
-        end = time.monotonic() + 60
-        while c.get(f"/jobs/{job_id}").json()["status"] == "queued":
-            assert time.monotonic() < end
-            time.sleep(0.02)
+        job_id = start_job(c, docs)
 
     # the asks are written on sockets of their own, so that they have surely been sent when the signal goes
     socks = []

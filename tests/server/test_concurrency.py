@@ -7,12 +7,11 @@ the job writes to the other ("busy")."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
 
-from serverhelpers import RAG_OPTIONS, wait_job
+from serverhelpers import RAG_OPTIONS, start_job, wait_job
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -75,13 +74,7 @@ def test_concurrent_asks_during_an_ingest_are_batched_and_unchanged(server, mode
 
         # the job: BUSY_JOB new documents, plus the BUSY_BEFORE already stored (duplicates)
         docs = [busy_doc(i) for i in range(BUSY_JOB + BUSY_BEFORE)]
-        r = c.post("/collections/default/documents", json=docs)
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
-        end = time.monotonic() + 60
-        while c.get(f"/jobs/{job_id}").json()["status"] == "queued":
-            assert time.monotonic() < end
-            time.sleep(0.02)
+        job_id = start_job(c, docs)
         assert c.get("/stats").json()["running_job"] == job_id
         r = c.delete("/collections/default")
         assert r.status_code == 409 and r.json()["error"]["code"] == "collection_busy", r.text
