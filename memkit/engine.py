@@ -11,13 +11,14 @@ that batch's training, never the documents). Talks to the store only through the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from memkit.errors import InputError
+from memkit.errors import ConfigError, InputError
 from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retrieved, StatefulMethod
 from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 
@@ -40,12 +41,16 @@ class MemoryStore(Protocol):
 
     def find_by_hash(self, content_hash: str) -> int | None: ...
     def add_document(self, doc, records) -> object: ...          # -> .document_id, .duplicate, .memory_ids
+    # optional: add_documents([(doc, records), ...]) -> [result, ...], one write for the batch;
+    # find_by_hashes(digests) -> {digest: document id} of those it holds, in one query
     def search_many(self, keys, k: int, *, with_text: bool, as_of: str | None = None) -> list: ...
     # -> per key [.memory_id, .score, .text, ...]; as_of: only documents timestamped at or before it
     def load_payloads(self, memory_ids) -> dict: ...             # -> memory id -> named arrays
     def stream_length(self, stream: str) -> int: ...
     # optional, for stateful methods: save_state(name, tensors) and load_state(name) -> tensors | None
     # optional, for methods that weigh queries by the stored keys: key_frequencies() -> (counts [dim], n)
+    # optional, for methods that fuse keys with words: search_text_many(texts, k, with_text=, as_of=) -> per text
+    # [hit, ...] from the database's full-text index
 
 
 @dataclass
@@ -64,17 +69,22 @@ class IngestReport:
                 "seconds": round(self.seconds, 3)}
 
 
+FUSE_DEPTH = 4
+"""How many times deeper than asked each list of a fused search goes."""
+
 ProgressFn = Callable[[str, "SourceDocument | InputError"], None]
 
 
 class Engine:
     """A frozen LM, a method and a store, wired together."""
 
-    def __init__(self, lm, method: Method, store: MemoryStore, *, batch_size: int = 8):
+    def __init__(self, lm, method: Method, store: MemoryStore, *, batch_size: int = 8, write_batch: int = 64):
         self.lm = lm
         self.method = method
         self.store = store
         self.batch_size = batch_size
+        self.write_batch = max(write_batch, batch_size)
+        """Documents written to the store together (one transaction, one segment file, one index update)."""
         self._load_state()
 
     # ---- method state ---------------------------------------------------------------------------------
@@ -107,6 +117,7 @@ class Engine:
         report = IngestReport()
         positions: dict[str, int] = {}
         pending: list[SourceDocument] = []
+        encoded: list[tuple[SourceDocument, list]] = []
         seen: set[str] = set()
         notify = progress or (lambda event, item: None)
         for number, item in enumerate(items, start=1):
@@ -120,29 +131,55 @@ class Engine:
                 notify("failed", item)
                 continue
             digest = item.content_hash
-            if digest in seen or self.store.find_by_hash(digest) is not None:
+            if digest in seen:
                 report.duplicates += 1
                 notify("duplicate", item)
                 continue
             seen.add(digest)
-            if item.stream is not None:
-                if item.stream not in positions:
-                    positions[item.stream] = self.store.stream_length(item.stream)
-                item.position = positions[item.stream]
-                positions[item.stream] += 1
             pending.append(item)
             if len(pending) >= self.batch_size:
-                self._flush(pending, report, notify)
-        self._flush(pending, report, notify)
+                self._encode(pending, encoded, positions, report, notify)
+                if len(encoded) >= self.write_batch:
+                    self._write(encoded, report, notify)
+        self._encode(pending, encoded, positions, report, notify)
+        self._write(encoded, report, notify)
         report.seconds = time.perf_counter() - start
         return report
 
-    def _flush(self, pending: list[SourceDocument], report: IngestReport, notify: ProgressFn) -> None:
+    def _encode(self, pending: list[SourceDocument], encoded: list, positions: dict[str, int],
+                report: IngestReport, notify: ProgressFn) -> None:
+        """Encodes the pending documents the store does not hold yet (asked in one query where the store can),
+        giving each document of a stream the next position."""
         if not pending:
             return
-        encoded = self.method.encode([doc.text for doc in pending])
-        for doc, records in zip(pending, encoded):
-            result = self.store.add_document(doc, records)
+        digests = [doc.content_hash for doc in pending]
+        lookup = getattr(self.store, "find_by_hashes", None)
+        stored = lookup(digests) if lookup is not None else {
+            d: i for d in digests if (i := self.store.find_by_hash(d)) is not None}
+        fresh = []
+        for doc, digest in zip(pending, digests):
+            if digest in stored:
+                report.duplicates += 1
+                notify("duplicate", doc)
+                continue
+            if doc.stream is not None:
+                if doc.stream not in positions:
+                    positions[doc.stream] = self.store.stream_length(doc.stream)
+                doc.position = positions[doc.stream]
+                positions[doc.stream] += 1
+            fresh.append(doc)
+        pending.clear()
+        if fresh:
+            encoded.extend(zip(fresh, self.method.encode([doc.text for doc in fresh])))
+
+    def _write(self, encoded: list, report: IngestReport, notify: ProgressFn) -> None:
+        """Writes the encoded documents to the store in one batch (``add_documents`` where the store has it),
+        then saves a stateful method's state."""
+        if not encoded:
+            return
+        batched = getattr(self.store, "add_documents", None)
+        results = batched(encoded) if batched is not None else [self.store.add_document(d, r) for d, r in encoded]
+        for (doc, _), result in zip(encoded, results):
             if result.duplicate:
                 report.duplicates += 1
                 notify("duplicate", doc)
@@ -150,7 +187,7 @@ class Engine:
                 report.added.append(result.document_id)
                 report.memories += len(result.memory_ids)
                 notify("added", doc)
-        pending.clear()
+        encoded.clear()
         self._save_state()
 
     # ---- ask ------------------------------------------------------------------------------------------
@@ -172,7 +209,11 @@ class Engine:
         weigh, frequencies = getattr(self.method, "weigh_queries", None), getattr(self.store, "key_frequencies", None)
         if weigh is not None and frequencies is not None:
             queries = weigh(queries, frequencies)
-        hits = self.store.search_many(queries, n, with_text=True, as_of=as_of)
+        fusion = getattr(self.method, "fusion", None)
+        if fusion is None:
+            hits = self.store.search_many(queries, n, with_text=True, as_of=as_of)
+        else:
+            hits = self._fused(fusion, [questions[i] for i in asked], queries, n, as_of)
         payloads = {}
         if self.method.needs_payload:
             # a method may say which hits it will use, from their scores, so the rest are never read
@@ -187,6 +228,31 @@ class Engine:
                     memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
                     source=hit.source, span=span, text=hit.text[span[0]:span[1]] if span else hit.text,
                     payload=payloads.get(hit.memory_id)))
+        return out
+
+    def _fused(self, fusion, questions: list[str], queries: np.ndarray, n: int, as_of: str | None) -> list[list]:
+        """The ``n`` best hits per question from the nearest keys and the database's BM25 over the memories'
+        words, fused as ``fusion`` (a ``memkit.fusion.FusionConfig``) says, each list ``FUSE_DEPTH`` times deeper
+        than asked so that fusion has candidates to promote. A hit's score becomes its fused score over the best
+        a memory can get (1: first in both lists; in ``lexical`` mode, the BM25 score over the best's)."""
+        from memkit.fusion import fuse
+
+        text_search = getattr(self.store, "search_text_many", None)
+        if text_search is None:
+            raise ConfigError(f"the method's fusion={fusion.mode} needs a store with a full-text index; this one has "
+                              f"none")
+        depth = max(n, FUSE_DEPTH * n)
+        dense = ([[] for _ in questions] if fusion.mode == "lexical"
+                 else self.store.search_many(queries, depth, with_text=True, as_of=as_of))
+        lexical = text_search(questions, depth, with_text=True, as_of=as_of)
+        best = {"rrf": 1.0 / (fusion.rrf_k + 1), "score": 1.0}.get(fusion.mode)
+        out = []
+        for d_row, l_row in zip(dense, lexical):
+            by_id = {h.memory_id: h for h in [*l_row, *d_row]}
+            ranked = fuse([(h.memory_id, h.score) for h in d_row], [(h.memory_id, h.score) for h in l_row], fusion,
+                          limit=n)
+            top = best if best is not None else max([s for _, s in ranked], default=1.0) or 1.0
+            out.append([dataclasses.replace(by_id[i], score=float(s) / top) for i, s in ranked])
         return out
 
     def ask(self, question: str, *, top_k: int | None = None, as_of: str | None = None) -> Answer:

@@ -1,10 +1,14 @@
-"""Payload files: one safetensors file per memory record, written atomically and checksummed.
+"""Payload files: safetensors records, written atomically and checksummed, many records to a file.
 
-Owns: the ``blobs/`` folder of a store. ``write`` puts a dict of numpy arrays in
-``blobs/<2 hex>/<uuid hex>.safetensors`` (temp file, fsync, rename, so a reader never sees half a file) and
-returns its path relative to the store directory, the SHA-256 of its bytes and its size. ``read`` verifies that
-checksum before parsing, and keeps recently read blobs in memory (they never change). Knows nothing of SQL,
-documents, FAISS or models; the store maps ``BlobIntegrityError`` to ``CorruptBlobError`` with the ids it knows.
+Owns: the ``blobs/`` folder of a store. ``write_segment`` puts the records of one write (each a dict of numpy
+arrays, serialised as safetensors) one after another in ``blobs/<2 hex>/<uuid hex>.seg`` (temp file, fsync,
+rename, so a reader never sees half a file: one fsync for a whole batch of documents) and returns, per
+record, the file's path relative to the store directory, the record's offset in it, the SHA-256 of its bytes
+and its size. ``write`` is the same for one record alone (``.safetensors``, offset 0; older stores hold only
+such files). ``read`` verifies a record's checksum before parsing, and keeps recently read records in memory
+(they never change). A segment file is deleted when no memory references it any more; the bytes of removed
+records inside a segment that others still use stay until then. Knows nothing of SQL, documents, FAISS or
+models; the store maps ``BlobIntegrityError`` to ``CorruptBlobError`` with the ids it knows.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from storage.files import DIR_MODE, StoreFileError, read_regular, write_atomic
+from storage.files import DIR_MODE, StoreFileError, read_range, read_regular, write_atomic
 
 BLOB_DIR = "blobs"
 SUFFIX = ".safetensors"
+SEGMENT_SUFFIX = ".seg"
 CACHE_BYTES = 64 * 2**20
 """Bytes of verified blobs ``read`` keeps in memory (a store's most recently read payloads)."""
-_BLOB_PATH = re.compile(rf"{BLOB_DIR}/([0-9a-f]{{2}})/\1[0-9a-f]{{30}}\{SUFFIX}")
-"""The only blob paths memkit writes: ``blobs/<2 hex>/<the same 2 hex + 30 hex>.safetensors``."""
+_BLOB_PATH = re.compile(rf"{BLOB_DIR}/([0-9a-f]{{2}})/\1[0-9a-f]{{30}}(\{SUFFIX}|\{SEGMENT_SUFFIX})")
+"""The only blob paths memkit writes: ``blobs/<2 hex>/<the same 2 hex + 30 hex>`` + ``.safetensors`` or
+``.seg``."""
+Located = tuple[str, int, str, int]
+"""Where a record was written: ``(relative path, offset, sha256 hex, nbytes)``."""
 
 
 class BlobIntegrityError(Exception):
@@ -60,14 +68,15 @@ class BlobStore:
         return self.store_root / rel_path
 
     @staticmethod
-    def new_path() -> str:
-        """A fresh blob path (relative to the store), for ``write(tensors, rel=...)``."""
+    def new_path(segment: bool = False) -> str:
+        """A fresh blob path (relative to the store), for ``write(tensors, rel=...)`` or, with ``segment``,
+        ``write_segment(records, rel=...)``."""
         name = uuid.uuid4().hex
-        return f"{BLOB_DIR}/{name[:2]}/{name}{SUFFIX}"
+        return f"{BLOB_DIR}/{name[:2]}/{name}{SEGMENT_SUFFIX if segment else SUFFIX}"
 
-    def write(self, tensors: dict[str, np.ndarray], rel: str | None = None) -> tuple[str, str, int]:
-        """Saves ``tensors`` as a new blob (at ``rel`` from ``new_path``, or a fresh path); returns
-        ``(relative_path, sha256_hex, nbytes)``."""
+    @staticmethod
+    def encode(tensors: dict[str, np.ndarray]) -> bytes:
+        """One record's bytes (safetensors); ``ValueError``/``TypeError`` for an empty or ill-typed record."""
         if not tensors:
             raise ValueError("a blob needs at least one tensor")
         arrays = {}
@@ -75,23 +84,45 @@ class BlobStore:
             if not isinstance(name, str) or not isinstance(array, np.ndarray):
                 raise TypeError(f"payload tensors must map str to numpy arrays, got {name!r}: {type(array)}")
             arrays[name] = np.ascontiguousarray(array)
-        data = st_save(arrays)
+        return st_save(arrays)
+
+    def write(self, tensors: dict[str, np.ndarray], rel: str | None = None) -> tuple[str, str, int]:
+        """Saves ``tensors`` as a new blob file of its own (at ``rel`` from ``new_path``, or a fresh path);
+        returns ``(relative_path, sha256_hex, nbytes)``."""
+        data = self.encode(tensors)
         rel = rel or self.new_path()
+        self._write_file(rel, [data])
+        return rel, hashlib.sha256(data).hexdigest(), len(data)
+
+    def write_segment(self, records: list[dict[str, np.ndarray]], rel: str | None = None) -> list[Located]:
+        """Saves several records in one new segment file (at ``rel`` from ``new_path(segment=True)``, or a
+        fresh path), with one fsync; returns ``(relative_path, offset, sha256_hex, nbytes)`` per record."""
+        parts = [self.encode(tensors) for tensors in records]
+        rel = rel or self.new_path(segment=True)
+        out, offset = [], 0
+        for data in parts:
+            out.append((rel, offset, hashlib.sha256(data).hexdigest(), len(data)))
+            offset += len(data)
+        self._write_file(rel, parts)
+        return out
+
+    def _write_file(self, rel: str, parts: list[bytes]) -> None:
         path = self.absolute(rel)
         self.root.mkdir(mode=DIR_MODE, exist_ok=True)
         path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
-        write_atomic(path, data)
-        return rel, hashlib.sha256(data).hexdigest(), len(data)
+        write_atomic(path, parts)
 
-    def read(self, rel_path: str, checksum: str) -> dict[str, np.ndarray]:
-        """The tensors of a blob, after checking its bytes against ``checksum``. Blobs never change once
-        written, so up to ``cache_bytes`` of recently read ones are kept, verified, in memory; the arrays
-        returned are read-only (copy one to change it)."""
-        entry = self._cache.get((rel_path, checksum))
+    def read(self, rel_path: str, checksum: str, offset: int | None = None,
+             nbytes: int | None = None) -> dict[str, np.ndarray]:
+        """The tensors of a record (the whole file, or ``nbytes`` at ``offset`` of a segment), after checking
+        its bytes against ``checksum``. Records never change once written, so up to ``cache_bytes`` of recently
+        read ones are kept, verified, in memory; the arrays returned are read-only (copy one to change it)."""
+        key = (rel_path, offset, checksum)
+        entry = self._cache.get(key)
         if entry is not None:
-            self._cache.move_to_end((rel_path, checksum))
+            self._cache.move_to_end(key)
             return dict(entry[0])
-        data = self.read_verified(rel_path, checksum)
+        data = self.read_verified(rel_path, checksum, offset, nbytes)
         try:
             tensors = st_load(data)
         except Exception as e:  # safetensors raises its own error types for malformed headers
@@ -99,20 +130,22 @@ class BlobStore:
         for array in tensors.values():
             array.setflags(write=False)
         if len(data) <= self.cache_bytes:
-            self._cache[(rel_path, checksum)] = (tensors, len(data))
+            self._cache[key] = (tensors, len(data))
             self._cached += len(data)
             while self._cached > self.cache_bytes:
                 _, (_, size) = self._cache.popitem(last=False)
                 self._cached -= size
         return dict(tensors)
 
-    def read_verified(self, rel_path: str, checksum: str) -> bytes:
-        """The bytes of a blob after checking them against ``checksum``. Only a regular file in a real folder of
-        ``blobs/`` is read (no link followed, no device or FIFO opened)."""
+    def read_verified(self, rel_path: str, checksum: str, offset: int | None = None,
+                      nbytes: int | None = None) -> bytes:
+        """The bytes of a record (a whole file, or ``nbytes`` at ``offset``) after checking them against
+        ``checksum``. Only a regular file in a real folder of ``blobs/`` is read (no link followed, no device or
+        FIFO opened)."""
         path = self.absolute(rel_path)
         self._inside(path)
         try:
-            data = read_regular(path)
+            data = read_regular(path) if offset is None else read_range(path, offset, nbytes or 0)
         except FileNotFoundError as e:
             raise BlobIntegrityError(path, "is missing") from e
         except StoreFileError as e:
@@ -156,7 +189,7 @@ class BlobStore:
         never writes, or one reached through a linked folder, raises ``BlobIntegrityError``; nothing is deleted."""
         path = self.absolute(rel_path)
         self._inside(path)
-        for key in [k for k in self._cache if k[0] == rel_path]:
+        for key in [k for k in self._cache if k[0] == rel_path]:  # every record of the file
             self._cached -= self._cache.pop(key)[1]
         path.unlink(missing_ok=True)
         try:

@@ -6,8 +6,14 @@ SQLite settings (WAL, foreign keys, a busy timeout, real transactions), and the 
 errors into store errors in the one place every statement passes through (the engine's ``handle_error``
 event): a damaged file becomes ``CorruptDatabaseError``, a database that cannot be opened or reached
 ``DatabaseUnavailableError``; every other error (a constraint, a busy database) passes through unchanged.
-Damage SQLite does not notice while reading (a page of garbage read as values) surfaces as some other error
-in the code that reads it; ``diagnose`` then runs SQLite's own check and names the damage instead.
+On a database server (PostgreSQL) the unavailable cases are a server that cannot be reached, a refused login,
+a database that does not exist, missing privileges, a read-only server and a lost connection, each one line
+naming the database (password hidden, and taken out of the driver's message should it appear there).
+A writer's engine on PostgreSQL also holds the database's writer lock (``lock.DatabaseWriterLock``, taken when
+the engine is made, given back when it is disposed); a connection the pool opens later checks that the lock's
+session still lives, so a writer whose lock went with its session (a server restart) stops instead of writing
+beside another. Damage SQLite does not notice while reading (a page of garbage read as values) surfaces as some
+other error in the code that reads it; ``diagnose`` then runs SQLite's own check and names the damage instead.
 Knows nothing of tables, blobs or FAISS.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -22,14 +29,24 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from storage.errors import CorruptDatabaseError, DatabaseUnavailableError, DatabaseURLError, StoreError
+from storage.lock import DatabaseWriterLock, database_holder
 
 BUSY_TIMEOUT_MS = 10_000
 SQLITE_HEADER = b"SQLite format 3\x00"
 _CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH",
                 "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_TOOBIG", "SQLITE_NOMEM")
+_SERVER_UNAVAILABLE = ("08", "28", "3D", "53", "57P", "42501", "25006")
+"""SQLSTATE prefixes of a server database that cannot be used as it is (connection, login, no such database,
+resources, shut down, no privilege, read-only): ``DatabaseUnavailableError``."""
+CONNECT_TIMEOUT_S = 10
+"""How long a libpq driver waits for a server to answer, unless the URL says ``connect_timeout``."""
+_LIBPQ_DRIVERS = ("psycopg", "psycopg2")
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+"""For the writer lock's idle session: a dead peer is noticed in about a minute, not the system's two hours."""
 
 
 def describe(url: str | URL) -> str:
@@ -135,24 +152,49 @@ def diagnose(engine: Engine, error: BaseException) -> None:
 
 def open_engine(url: str, *, write: bool) -> Engine:
     """An engine on an existing store's database (the URL from its ``store.json``); a SQLite file is checked
-    first and never created, and only a writer may switch it to WAL."""
+    first and never created, and only a writer may switch it to WAL. A writer's engine on PostgreSQL holds the
+    database's writer lock (``StoreLockedError`` when another process holds it)."""
     parsed = parse_url(url, origin="store.json")
     path = sqlite_path(parsed)
     if path is not None:
         require_sqlite_file(path)
-    return make_engine(url, wal=write)
+    return make_engine(url, wal=write, write=write)
 
 
-def make_engine(url: str, *, wal: bool = True) -> Engine:
+def make_engine(url: str, *, wal: bool = True, write: bool = True) -> Engine:
     """An engine for ``url`` whose driver errors are translated into store errors; on SQLite: the WAL journal
     (set by a writer, ``wal``; it is then the file's lasting mode, so readers, which change nothing, find it),
-    foreign keys on, a busy timeout, and real transactions.
+    foreign keys on, a busy timeout, and real transactions. On a database server: a bounded connect wait,
+    connections checked before use (a server restarted under a long-running reader), and for a writer
+    (``write``) the database's writer lock, held until the engine is disposed.
 
     pysqlite by default neither opens a transaction before DDL nor lets SQLAlchemy control BEGIN, which would
     make migrations non-atomic; the driver's own handling is switched off and SQLAlchemy emits BEGIN itself.
     """
-    engine = create_engine(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url)
+        _translate_errors(engine)
+        _sqlite_settings(engine, wal)
+        return engine
+    engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_args(parsed))
+    _translate_errors(engine)
+    if write and parsed.get_backend_name() == "postgresql":
+        _hold_writer_lock(engine)
+    return engine
+
+
+def _connect_args(url: URL, **extra) -> dict:
+    if url.get_driver_name() not in _LIBPQ_DRIVERS:
+        return {}
+    args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    args.update(extra)
+    return args
+
+
+def _translate_errors(engine: Engine) -> None:
     where = describe(engine.url)
+    password = engine.url.password
 
     @event.listens_for(engine, "handle_error")
     def _translate(context) -> None:  # noqa: ANN001 (SQLAlchemy's ExceptionContext)
@@ -162,13 +204,75 @@ def make_engine(url: str, *, wal: bool = True) -> Engine:
             raise CorruptDatabaseError(where, f"is damaged ({error})") from error
         if name.startswith(_UNAVAILABLE):
             raise DatabaseUnavailableError(where, f"cannot be used ({error})") from error
-        if engine.dialect.name != "sqlite" and (context.connection is None or context.is_disconnect):
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise DatabaseUnavailableError(where, f"cannot be reached ({first})") from error
+        if engine.dialect.name == "sqlite":
+            return
+        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or ""
+        if context.is_pre_ping:  # a pooled connection the server ended (a restart): the pool makes a new one
+            if state.startswith(("08", "57P")):
+                context.is_disconnect = True
+            return
+        if context.connection is None or context.is_disconnect or state.startswith(_SERVER_UNAVAILABLE):
+            raise DatabaseUnavailableError(where, server_problem(error, state, password)) from error
 
-    if engine.dialect.name != "sqlite":
-        return engine
 
+def server_problem(error: BaseException, state: str = "", password: str | None = None) -> str:
+    """What a database server's error means to a user, in one line (after the database's name): it does not
+    exist, the login was refused, a privilege is missing, the server is read-only, or it cannot be reached."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    message = re.sub(r"^connection failed: ", "", message)
+    message = re.sub(r'^connection to server at "[^"]*"(?:\s*\([^)]*\))?, port \d+ failed: ', "", message)
+    message = re.sub(r'^connection to server on socket "[^"]*" failed: ', "", message)
+    message = re.sub(r"^(?:FATAL|ERROR):\s+", "", message)
+    message = re.sub(r"\s*Is the server running on that host and accepting TCP/IP connections\?", "", message)
+    if password:
+        message = message.replace(password, "***")
+    if len(message) > 300:
+        message = message[:297] + "..."
+    missing = re.search(r'database "([^"]*)" does not exist', message)
+    if missing or state == "3D000":
+        name = missing.group(1) if missing else "it"
+        return f"does not exist on its server; create it first (e.g. `createdb {name}`) or fix the URL"
+    if state.startswith("28") or re.search(r"authentication failed|no pg_hba\.conf entry|role \"[^\"]*\" does "
+                                           r"not exist|password", message):
+        return f"refused the login ({message}); check the user name and password in the database URL"
+    if state == "42501":
+        return (f"cannot be used ({message}): the database user lacks a privilege memkit needs (to create tables "
+                f"on a new store: CREATE on the schema; then to read and write them)")
+    if state == "25006":
+        return f"cannot be written ({message}): the server is read-only (a standby?); use the primary"
+    if state.startswith(("53", "57P")):
+        return f"cannot be used now ({message})"
+    return f"cannot be reached ({message}); is the server running, and are the URL's host and port right?"
+
+
+def _hold_writer_lock(engine: Engine) -> None:
+    """The database's writer lock, on a session of its own, for the life of ``engine``; a connection ``engine``
+    opens later first checks that this session is still there (``DatabaseUnavailableError`` if not)."""
+    where = describe(engine.url)
+    lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                                connect_args=_connect_args(engine.url, **_KEEPALIVES))
+    _translate_errors(lock_engine)
+    lock = DatabaseWriterLock(lock_engine, where)
+    try:
+        lock.acquire()
+    except BaseException:
+        lock_engine.dispose()
+        engine.dispose()
+        raise
+
+    @event.listens_for(engine, "engine_disposed")
+    def _release(_engine) -> None:  # noqa: ANN001
+        lock.release()
+        lock_engine.dispose()
+
+    @event.listens_for(engine.pool, "connect")
+    def _still_locked(_dbapi_connection, _record) -> None:  # noqa: ANN001
+        if lock.held and not lock.alive():  # (a store closed, its lock given back, may still read)
+            raise DatabaseUnavailableError(where, "lost its writer lock (the session holding it ended: a server "
+                                                  "restart or a broken connection); open the store again")
+
+
+def _sqlite_settings(engine: Engine, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects)
         dbapi_connection.isolation_level = None
@@ -183,7 +287,22 @@ def make_engine(url: str, *, wal: bool = True) -> Engine:
     def _on_begin(connection) -> None:  # noqa: ANN001
         connection.exec_driver_sql("BEGIN")
 
-    return engine
+
+def database_writer(engine: Engine) -> int | None:
+    """Whether another session holds the writer lock of a server database (a writer on another machine, which
+    no lock file shows): its pid as it named itself (0 when it did not), or None when none does, for SQLite,
+    and when the question cannot be asked."""
+    if engine.dialect.name != "postgresql":
+        return None
+    try:
+        with engine.connect() as conn:
+            found = database_holder(conn)
+            conn.rollback()
+    except StoreError:
+        return None
+    if found is None:
+        return None
+    return found[0] or 0
 
 
 def encodable(text: str) -> bool:

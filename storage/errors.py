@@ -37,15 +37,22 @@ class StoreExistsError(StoreError):
 
 
 class StoreLockedError(StoreError):
-    """A second process asked to write a store that another process is writing."""
+    """A second process asked to write a store that another process is writing: found by the store directory's
+    lock file (``path`` the store), or by the database's writer lock (``database``: the store's database as it
+    may be shown; ``host``: the machine the holder runs on, when it said)."""
 
-    def __init__(self, path: Path | str, pid: int | None):
-        self.path = Path(path)
+    def __init__(self, path: Path | str | None, pid: int | None, *, database: str | None = None,
+                 host: str | None = None):
+        self.path = None if path is None else Path(path)
+        self.database = database
         self.pid = pid
+        self.host = host
         who = f"pid {pid}" if pid is not None else "pid unknown"
-        super().__init__(
-            f"store {self.path} is being written by another memkit process ({who}); wait for it to finish"
-        )
+        if host:
+            who += f" on host {host}"
+        what = f"the store's database {database}" if database is not None else f"store {self.path}"
+        via = "" if database is None else ", which holds the database's writer lock"
+        super().__init__(f"{what} is being written by another memkit process ({who}{via}); wait for it to finish")
 
 
 class ModelMismatchError(StoreError):

@@ -46,13 +46,14 @@ def _temp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Writes ``data`` to ``path`` through a temp file in the same folder, fsync and ``os.replace``; the file is
-    created with ``FILE_MODE``."""
+def write_atomic(path: Path, data: bytes | memoryview | list[bytes]) -> None:
+    """Writes ``data`` (or its parts one after another) to ``path`` through a temp file in the same folder,
+    fsync and ``os.replace``; the file is created with ``FILE_MODE``."""
     tmp = _temp_for(path)
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
-            f.write(data)
+            for part in data if isinstance(data, list) else [data]:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -124,6 +125,18 @@ def open_regular_fd(path: Path, flags: int) -> int:
         os.close(fd)
         raise StoreFileError(f"{path} is not a regular file")
     return fd
+
+
+def read_range(path: Path, offset: int, nbytes: int) -> bytes:
+    """``nbytes`` of ``path`` at ``offset`` through ``open_regular``; ``StoreFileError`` when the file ends
+    before (a truncated segment reads as damage, never as a short record)."""
+    if offset < 0 or nbytes < 0:
+        raise StoreFileError(f"{path}: a record at offset {offset} of {nbytes} bytes cannot exist")
+    with open_regular(path) as f:
+        data = os.pread(f.fileno(), nbytes, offset)
+    if len(data) != nbytes:
+        raise StoreFileError(f"{path} ends before the record at offset {offset} ({nbytes} bytes) it should hold")
+    return data
 
 
 def read_regular(path: Path, max_bytes: int | None = None) -> bytes:

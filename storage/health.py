@@ -59,7 +59,11 @@ def _text_bytes(s: Session, collection_id: int) -> int:
 
 
 def db_bytes(engine: Engine) -> int | None:
-    """Bytes on disk of a SQLite database file and its WAL; None for other databases."""
+    """Bytes on disk of a SQLite database file and its WAL, or of a PostgreSQL database on its server (all of the
+    database: a store has one to itself); None for other databases."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.pg_database_size(func.current_database()))).scalar())
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return None
     base = Path(engine.url.database)
@@ -75,7 +79,7 @@ def blob_problems(s: Session, collection_id: int, blobs: BlobStore,
     writes is refused unread)."""
     problems = []
     rows = s.execute(
-        select(Memory.id, Memory.document_id, Memory.blob_path, Memory.checksum)
+        select(Memory.id, Memory.document_id, Memory.blob_path, Memory.checksum, Memory.blob_offset, Memory.nbytes)
         .join(Document, Document.id == Memory.document_id)
         .where(Document.collection_id == collection_id, Memory.blob_path.is_not(None))
         .order_by(Memory.id)
@@ -83,7 +87,7 @@ def blob_problems(s: Session, collection_id: int, blobs: BlobStore,
     for m in rows:
         try:
             if check_checksums:
-                blobs.read_verified(m.blob_path, m.checksum)
+                blobs.read_verified(m.blob_path, m.checksum, m.blob_offset, m.nbytes)
             elif not blobs.exists(m.blob_path):
                 raise BlobIntegrityError(blobs.absolute(m.blob_path), "is missing")
         except BlobIntegrityError as e:
@@ -96,14 +100,14 @@ def blob_problems(s: Session, collection_id: int, blobs: BlobStore,
 
 def orphan_blobs(s: Session, blobs: BlobStore) -> list[str]:
     """Entries under ``blobs/`` that no memory of any collection references (a crash's leftovers)."""
-    referenced = set(s.scalars(select(Memory.blob_path).where(Memory.blob_path.is_not(None))))
+    referenced = set(s.scalars(select(Memory.blob_path).where(Memory.blob_path.is_not(None)).distinct()))
     return [rel for rel in blobs.list_all() if rel not in referenced]
 
 
 def index_check(s: Session, collection_id: int, index_file: Path, sample: int = 1000) -> tuple[list[str], list[str]]:
-    """``(problems, notes)`` of the index file against SQL. A file behind the database (a writer saves large
-    indexes now and then, and a crash leaves the last one) is a note: it is never trusted, and the next write
-    rebuilds it. A current file must load, match its checksum, hold exactly the ids of SQL's keys, and hold
+    """``(problems, notes)`` of the index file against SQL. A file behind the database (a writer saves it now and
+    then, and a crash leaves the last one) is a note: the next load catches it up with the database. A current
+    file must load, match its checksum, hold exactly the ids of SQL's keys, and hold
     the very keys SQL holds for a sample of ``sample`` ids spread over the collection."""
     generation, dim = s.execute(
         select(Collection.generation, Collection.key_dim).where(Collection.id == collection_id)
@@ -112,16 +116,17 @@ def index_check(s: Session, collection_id: int, index_file: Path, sample: int = 
     if dim is None:
         return ([] if len(sql_ids) == 0 else [f"{len(sql_ids)} keys in the database but no key dimension recorded"]), []
     meta = read_sidecar(index_file)
-    rewrite = "the next write rebuilds it from the database; `memkit reindex` rewrites it now"
+    rewrite = "the next load catches it up with the database; `memkit reindex` rewrites it now"
     if meta is None and index_file_present(index_file):
         return [f"index file {index_file} has no usable sidecar (damaged, or written by an older memkit "
                 f"without a checksum), so it is never used and every search rebuilds the index; {REPAIR} "
                 f"rewrites it"], []
     if meta is None or not index_file_present(index_file):
-        return [], [f"index file {index_file} (or its sidecar) is missing; {rewrite}"]
+        return [], [f"index file {index_file} (or its sidecar) is missing; the next load rebuilds it from the "
+                    f"database; `memkit reindex` rewrites it now"]
     if meta["generation"] != generation:
         return [], [f"index file {index_file} is at generation {meta['generation']}, the database at {generation} "
-                    f"(an interrupted or unfinished write); {rewrite}"]
+                    f"(a writer saves it now and then, or was interrupted); {rewrite}"]
     if meta["dim"] != dim:
         return [f"index file {index_file} has dimension {meta['dim']}, the collection {dim}; {REPAIR} rebuilds it"], []
     try:

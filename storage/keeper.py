@@ -1,22 +1,26 @@
 """The collection's vector index in memory, kept in step with SQL and with its file.
 
 Owns: loading the index only when something needs it (a search, a write of keys, a check: listing, showing,
-removing or counting documents never reads it), deciding whether ``index/<collection_id>.faiss`` can be trusted
-(its sidecar's generation and dimension must equal ``collections.generation`` and ``key_dim``, its bytes their
-checksum, its count the index's), rebuilding the index from the keys in SQL when it cannot, and when to write
-the file after a commit. A commit made while the index is not loaded (a removal, a document without keys)
-moves a current sidecar forward instead, listing the removed ids, so a small change never costs a load and a
-save of a large index. Small indexes are saved after
-every write; a large one is saved when the time since its last save is at least 20 times what saving took,
-which bounds saving to ~5% of ingest time instead of making ingest quadratic, and always on close. A file left
-behind by that policy or by a crash is simply stale: the next open rebuilds it from SQL. Knows nothing of
-blobs, documents' contents or models.
+removing or counting documents never reads it), deciding whether ``index/<collection_id>.faiss`` can be used
+(its sidecar's dimension must equal ``key_dim``, its bytes their checksum, its count the index's), catching a
+file or an index in memory up with SQL, rebuilding the index from the keys in SQL when it cannot be caught up,
+choosing the kind of index (``collections.index_spec``: flat while small, HNSW beyond, or as asked), and when
+to write the file after a commit.
+
+Catching up relies on memory ids never being reused and growing with every write (one writer at a time):
+the keys an index lacks are exactly SQL's keys past the largest id it holds, and what it holds beyond SQL
+(removed since) shows as a count that differs, then found by comparing ids. So a file behind the database
+is loaded and brought forward, never rebuilt, and a reader follows a writer's commits at the cost of what
+changed. The file is therefore saved only when the changes since the last save reach half of what it
+holds (and always on close): bytes written for the index stay a small multiple of the keys' own bytes, however
+the store grows, instead of a full rewrite per commit. A commit made while the index is not loaded (a
+removal, a document without keys) moves a current sidecar forward instead, listing the removed ids. Knows
+nothing of blobs, documents' contents or models.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,13 +29,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import queries
-from storage.index import IndexFileError, VectorIndex, index_file_present, read_sidecar, write_sidecar
+from storage.index import IndexFileError, IndexSpec, VectorIndex, index_file_present, read_sidecar, write_sidecar
 from storage.schema import Collection
 
 log = logging.getLogger(__name__)
 
-EAGER_SAVE_BYTES = 32 << 20
-"""Indexes up to this many bytes of vectors are saved after every write."""
+SAVE_GROWTH = 0.5
+"""The file is saved once the vectors added or removed since its last save reach this fraction of it."""
 
 
 class IndexKeeper:
@@ -47,9 +51,11 @@ class IndexKeeper:
         self.loaded = False
         with session() as s:
             self.generation, self.key_dim = self._state(s)
+            self.spec = self._spec(s)
         self.dirty = False  # the file is behind the index in memory
         self.file_problem: str | None = None  # why the file was not used at the last load, if it was damaged
-        self._last_save = (0.0, 0.0)  # (monotonic time of the last save, seconds it took)
+        self._saved = 0  # vectors in the file when it was last saved or loaded
+        self._changes = 0  # vectors added or removed since
 
     @property
     def ntotal(self) -> int:
@@ -65,39 +71,43 @@ class IndexKeeper:
         """The index, made empty with ``dim`` if the collection had none."""
         self.get()
         if self.index is None:
-            self.index = VectorIndex(dim)
+            self.index = VectorIndex(dim, kind=self.spec.kind_for(0, dim), spec=self.spec)
             self.key_dim = dim
         return self.index
 
     def load(self) -> None:
-        """Loads the file when it matches SQL, else rebuilds from SQL (and writes the file when writable). A
-        reader that finds the file damaged, or an index file without a usable sidecar (an older memkit's),
-        says so once in a warning; a file merely behind the database (a writer saves large indexes now and
-        then, a crash leaves the last one) is rebuilt without one."""
+        """Loads the file when its dimension matches SQL and catches it up with SQL's commits since it was
+        written, else rebuilds from SQL (and writes the file when writable). A reader that finds the file
+        damaged, or an index file without a usable sidecar (an older memkit's), says so once in a warning; a
+        file merely behind the database (the writer saves now and then, a crash leaves the last one) is caught
+        up without one."""
         self.file_problem = None
         for _ in range(3):  # a writer may replace the pair while we read it: read again
             with self._session() as s:
                 generation, dim = self._state(s)
+                self.spec = self._spec(s)
             meta = read_sidecar(self.path)
             if dim is not None and meta is None and index_file_present(self.path):
                 self.file_problem = (f"index file {self.path} has no usable sidecar (damaged, or written by an "
                                      f"older memkit without a checksum)")
                 break
-            if dim is None or meta is None or meta["generation"] != generation or meta["dim"] != dim:
+            if dim is None or meta is None or meta["generation"] > generation or meta["dim"] != dim:
                 break
             try:
-                index = VectorIndex.load(self.path, meta)
+                index = VectorIndex.load(self.path, meta, spec=self.spec)
             except IndexFileError as e:
-                with self._session() as s:
-                    moved = self._state(s)[0] != generation
-                if moved or read_sidecar(self.path) != meta:  # a writer saved a newer file meanwhile
+                if read_sidecar(self.path) != meta:  # a writer saved a newer file meanwhile
                     continue
                 self.file_problem = f"index file {self.path} {e}"
                 break
             if read_sidecar(self.path) != meta:
                 continue
-            self.index, self.generation, self.key_dim, self.loaded = index, generation, dim, True
+            self.index, self.generation, self.key_dim, self.loaded = index, meta["generation"], dim, True
+            self._saved, self._changes = meta["count"], len(meta["removed"])
             self.dirty = bool(meta["removed"])  # the file still holds removed vectors: a writer compacts it
+            if meta["generation"] != generation and not self.catch_up():
+                break
+            self._shape()
             return
         if self.file_problem and not self.writable:  # a writer rewrites the file at once: nothing to say
             log.warning("%s; searching the keys the database holds instead (`memkit reindex` rewrites it)",
@@ -106,32 +116,90 @@ class IndexKeeper:
         if self.writable:
             self.save()
 
-    def rebuild(self) -> None:
-        """Replaces the index with one built from every key in SQL, read in one transaction with its generation."""
+    def catch_up(self) -> bool:
+        """Brings the loaded index up to SQL's current generation: adds the keys past the largest id it holds
+        and removes the ids SQL no longer holds. False (nothing changed) when it cannot (the dimension
+        changed, or what it holds does not add up: it must be rebuilt)."""
+        index = self.index
         with self._session() as s, s.begin():
             generation, dim = self._state(s)
-            index = None if dim is None else VectorIndex(dim)
-            if index is not None:
+            if index is None or dim != index.dim:
+                return False
+            new_ids, new_vecs = [], []
+            for ids, vecs in queries.keys(s, self._collection_id, after=index.max_id()):
+                new_ids.append(np.asarray(ids, np.int64))
+                new_vecs.append(vecs)
+            count = queries.key_count(s, self._collection_id)
+            gone = np.empty(0, np.int64)
+            if count != index.ntotal + sum(len(i) for i in new_ids):
+                sql_ids = queries.key_ids(s, self._collection_id)
+                gone = np.setdiff1d(index.ids(), sql_ids)
+        if count != index.ntotal - len(gone) + sum(len(i) for i in new_ids):
+            return False
+        index.remove(gone)
+        for ids, vecs in zip(new_ids, new_vecs):
+            index.add(ids, vecs)
+        changed = len(gone) + sum(len(i) for i in new_ids)
+        self._changes += changed
+        self.generation = generation
+        self.dirty = self.dirty or changed > 0
+        if self.writable and not self.dirty:  # the file holds just these vectors: only its generation moves
+            meta = read_sidecar(self.path)
+            if meta is not None and meta["count"] == index.ntotal + index.tombstones and \
+                    meta["generation"] < generation and meta["dim"] == index.dim:
+                meta["generation"] = generation
+                try:
+                    write_sidecar(self.path, meta)
+                except OSError as e:
+                    log.warning("could not update index sidecar of %s: %s", self.path, e)
+        return True
+
+    def _shape(self) -> None:
+        """Gives the index the kind its spec asks for at its size (flat -> HNSW as the store grows; whatever
+        ``reindex`` set) and drops an HNSW graph's tombstones once they are many. Writers only: a reader uses
+        the file as the writer left it."""
+        index = self.index
+        if index is None or not self.writable:
+            return
+        kind = self.spec.kind_for(index.ntotal, index.dim)
+        if kind != index.kind or (index.kind == "hnsw" and index.needs_compaction()):
+            log.info("building a %s index over %d vectors (was %s)", kind, index.ntotal, index.kind)
+            self.index = index.rebuilt(kind, self.spec)
+            self._changes = max(self._changes, self.index.ntotal)  # the file is another index now: save it
+            self.dirty = True
+
+    def rebuild(self) -> None:
+        """Replaces the index with one built from every key in SQL, read in one transaction with its generation,
+        of the kind the spec asks for at that size."""
+        with self._session() as s, s.begin():
+            generation, dim = self._state(s)
+            self.spec = self._spec(s)
+            index = None
+            if dim is not None:
+                count = queries.key_count(s, self._collection_id)
+                index = VectorIndex(dim, kind=self.spec.kind_for(count, dim), spec=self.spec)
                 for ids, vecs in queries.keys(s, self._collection_id):
                     index.add(ids, vecs)
         self.index, self.generation, self.key_dim, self.loaded = index, generation, dim, True
         self.dirty = True
+        self._changes = max(1, 0 if index is None else index.ntotal)
 
     def refresh(self) -> None:
-        """For a reader: loads on first use, then follows a writer's commits by reloading when SQL's generation
-        has moved."""
+        """For a reader: loads on first use, then follows a writer's commits by catching up with what changed
+        (or loading afresh when that is not possible)."""
         if not self.loaded:
             self.load()
             return
         with self._session() as s:
             generation, _ = self._state(s)
-        if generation != self.generation:
+        if generation != self.generation and not self.catch_up():
             self.load()
 
-    def committed(self, generation: int, removed: Sequence[int] = ()) -> None:
-        """Records a commit that moved SQL from ``generation - 1`` to ``generation`` (removing the keys of
-        ``removed``). A loaded index is saved when the policy says so; otherwise a sidecar that was current is
-        moved forward to ``generation`` with ``removed`` listed, and the large file is left as it is."""
+    def committed(self, generation: int, removed: Sequence[int] = (), changed: int = 0) -> None:
+        """Records a commit that moved SQL from ``generation - 1`` to ``generation``, adding or removing
+        ``changed`` keys (the keys of ``removed`` among them). A loaded index is saved when the policy says so;
+        otherwise a sidecar that was current is moved forward to ``generation`` with ``removed`` listed, and the
+        file is left as it is."""
         self.generation = generation
         if not self.loaded:
             meta = read_sidecar(self.path)
@@ -140,25 +208,31 @@ class IndexKeeper:
                 meta["removed"] = sorted(set(meta["removed"]) | {int(i) for i in removed})
                 try:
                     write_sidecar(self.path, meta)
-                except OSError as e:  # the commit stands; the stale file is rebuilt on the next load
+                except OSError as e:  # the commit stands; the file is caught up on the next load
                     log.warning("could not update index sidecar of %s: %s", self.path, e)
             return
         self.dirty = True
+        self._changes += max(changed, len(removed))
         if self.index is None:
             return
-        last_at, cost = self._last_save
-        if self.index.ntotal * self.index.dim * 4 <= EAGER_SAVE_BYTES or time.monotonic() - last_at >= 20 * cost:
+        self._shape()
+        if self._changes >= max(1, SAVE_GROWTH * self._saved):
             try:
                 self.save()
-            except OSError as e:  # the commit stands; the stale file is rebuilt on the next open
+            except OSError as e:  # the commit stands; the file is caught up on the next load
                 log.warning("could not save index file %s: %s", self.path, e)
 
     def save(self) -> None:
         if self.index is not None:
-            start = time.monotonic()
             self.index.save(self.path, self.generation)
-            self._last_save = (time.monotonic(), time.monotonic() - start)
+            self._saved, self._changes = self.index.ntotal + self.index.tombstones, 0
         self.dirty = False
+
+    def set_spec(self, spec: IndexSpec) -> None:
+        """Records ``spec`` as the collection's index (the caller rebuilds)."""
+        with self._session() as s, s.begin():
+            s.get(Collection, self._collection_id).index_spec = spec.to_dict()
+        self.spec = spec
 
     def count(self) -> int:
         """Vectors the index holds, without loading it: the loaded index's count, a current file's (less its
@@ -172,9 +246,24 @@ class IndexKeeper:
                 return meta["count"] - len(set(meta["removed"]))
             return queries.key_count(s, self._collection_id)
 
+    def kind(self) -> str | None:
+        """The kind of index held (``flat``/``hnsw``), read from the file's sidecar when not loaded; None if none."""
+        if self.loaded:
+            return None if self.index is None else self.index.kind
+        meta = read_sidecar(self.path)
+        return None if meta is None else meta["kind"]
+
     def ids(self) -> np.ndarray:
         index = self.get()
         return np.empty(0, np.int64) if index is None else index.ids()
+
+    def _spec(self, s: Session) -> IndexSpec:
+        raw = s.scalar(select(Collection.index_spec).where(Collection.id == self._collection_id))
+        try:
+            return IndexSpec.from_dict(raw)
+        except (TypeError, ValueError) as e:  # a hand-edited row: say so, search on with the default
+            log.warning("collection %s has an unusable index_spec (%s); using the default", self._collection_id, e)
+            return IndexSpec()
 
     def _state(self, s: Session) -> tuple[int, int | None]:
         row = s.execute(

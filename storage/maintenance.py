@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from storage import health, queries
 from storage.blobs import BlobStore
-from storage.database import integrity_problems
+from storage.database import database_writer, integrity_problems
 from storage.layout import StoreLayout
 from storage.lock import WriterLock
 from storage.state import StateFiles
@@ -32,7 +32,7 @@ def verify(session: Callable[[], Session], engine: Engine, collection_id: int, b
     is no damage. An unreferenced blob listed in ``pending`` (``write.pending``, with the temp files of its
     atomic write) was left by a writer that died before its commit: a note, since the next writer deletes it."""
     report = HealthReport()
-    report.writer_pid = None if writer else lock.holder()
+    report.writer_pid = None if writer else _other_writer(lock, engine)
     derived = HealthReport()  # the findings a writer's work in progress would disturb
     with session() as s:
         damaged = health.blob_problems(s, collection_id, blobs, check_blobs)
@@ -47,7 +47,7 @@ def verify(session: Callable[[], Session], engine: Engine, collection_id: int, b
             derived.problems += problems
             derived.notes += notes
     if report.writer_pid is None and not writer:
-        report.writer_pid = lock.holder()  # a writer that began during the check: its traces are not damage
+        report.writer_pid = _other_writer(lock, engine)  # one that began during the check: its traces are no damage
     if report.writer_pid is not None and damaged:
         with session() as s:
             alive = queries.existing_memories(s, [memory_id for memory_id, _ in damaged])
@@ -66,7 +66,15 @@ def verify(session: Callable[[], Session], engine: Engine, collection_id: int, b
     return report
 
 
-def remove_orphans(session: Callable[[], Session], blobs: BlobStore, layout: StoreLayout, state_root: Path) -> list[str]:
+def _other_writer(lock: WriterLock, engine: Engine) -> int | None:
+    """The pid of a process writing the store now: by the store directory's lock file, or (PostgreSQL) by the
+    database's writer lock, which a writer on another machine holds too (0 when it gave no pid)."""
+    pid = lock.holder()
+    return pid if pid is not None else database_writer(engine)
+
+
+def remove_orphans(session: Callable[[], Session], blobs: BlobStore, layout: StoreLayout,
+                   state_root: Path) -> list[str]:
     """Deletes blobs no memory references and temp files of atomic writes; their paths, relative to the store.
     The caller must hold the writer lock."""
     with session() as s:

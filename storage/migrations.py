@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 
 from storage.database import describe
@@ -102,8 +103,57 @@ def _0001_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _0002_segments_and_index_spec(conn: Connection) -> None:
+    """Records of a batch share one segment file (a memory's offset in it), a collection records the vector
+    index it asks for, and (PostgreSQL) ids, positions and sizes are 64-bit as in SQLite."""
+    wide = "BIGINT" if conn.dialect.name == "postgresql" else "INTEGER"  # SQLite's INTEGER is 64-bit already
+    conn.exec_driver_sql(f"ALTER TABLE memories ADD COLUMN blob_offset {wide}")
+    conn.exec_driver_sql("ALTER TABLE collections ADD COLUMN index_spec JSON")
+    if conn.dialect.name == "postgresql":  # ids, positions and sizes past 2**31 (int4 there)
+        for table, columns in (("documents", ("id", "position")),
+                               ("memories", ("id", "document_id", "nbytes", "span_start", "span_end"))):
+            conn.exec_driver_sql(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} TYPE BIGINT" for c in columns))
+            sequence = conn.exec_driver_sql(f"SELECT pg_get_serial_sequence('{table}', 'id')").scalar()
+            if sequence:
+                conn.exec_driver_sql(f"ALTER SEQUENCE {sequence} AS BIGINT")
+
+
+def _0003_memory_text(conn: Connection) -> None:
+    """A full-text (BM25) index of the searchable memories' text, kept by the database itself: SQLite FTS5, or a
+    PostgreSQL tsvector table with a GIN index; filled from the memories that have a key."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("CREATE VIRTUAL TABLE memory_text USING fts5(text, collection_id UNINDEXED, "
+                             "tokenize = 'porter unicode61 remove_diacritics 2')")
+        conn.exec_driver_sql("CREATE TRIGGER memory_text_after_memory_delete AFTER DELETE ON memories "
+                             "BEGIN DELETE FROM memory_text WHERE rowid = OLD.id; END")
+        insert_row = "INSERT INTO memory_text (rowid, text, collection_id) VALUES (:id, :text, :cid)"
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("CREATE TABLE memory_text (memory_id bigint PRIMARY KEY REFERENCES memories(id) "
+                             "ON DELETE CASCADE, collection_id integer NOT NULL, tsv tsvector NOT NULL)")
+        conn.exec_driver_sql("CREATE INDEX ix_memory_text_tsv ON memory_text USING gin (tsv)")
+        conn.exec_driver_sql("CREATE INDEX ix_memory_text_collection_id ON memory_text (collection_id)")
+        insert_row = ("INSERT INTO memory_text (memory_id, collection_id, tsv) "
+                      "VALUES (:id, :cid, to_tsvector('english', left(:text, 200000)))")
+    else:
+        raise StoreFormatError(f"memkit keeps its full-text index in SQLite or PostgreSQL, not {conn.dialect.name}")
+    rows = conn.exec_driver_sql(
+        "SELECT m.id, d.collection_id, d.text, m.span_start, m.span_end FROM memories m "
+        "JOIN documents d ON d.id = m.document_id WHERE m.key IS NOT NULL ORDER BY m.id")
+    batch = []
+    for r in rows.all():
+        body = r.text if r.span_start is None or r.span_end is None else r.text[r.span_start:r.span_end]
+        batch.append({"id": r.id, "cid": r.collection_id, "text": body})
+        if len(batch) == 500:
+            conn.execute(text(insert_row), batch)
+            batch = []
+    if batch:
+        conn.execute(text(insert_row), batch)
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", _0001_initial),
+    Migration("0002_segments_and_index_spec", _0002_segments_and_index_spec),
+    Migration("0003_memory_text", _0003_memory_text),
 ]
 
 _LEDGER = MetaData()

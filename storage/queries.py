@@ -50,15 +50,17 @@ def memory(s: Session, collection_id: int, memory_id: int) -> Memory | None:
     )
 
 
-def payload_refs(s: Session, collection_id: int, ids: list[int]) -> dict[int, tuple[int, str | None, str | None]]:
-    """``memory id -> (document_id, blob_path, checksum)`` of ``ids`` (at most ``SQL_CHUNK``) that belong to
-    the collection (only the columns a payload read needs: never the key)."""
+def payload_refs(s: Session, collection_id: int, ids: list[int]) -> dict[int, tuple]:
+    """``memory id -> (document_id, blob_path, checksum, blob_offset, nbytes)`` of ``ids`` (at most
+    ``SQL_CHUNK``) that belong to the collection (only the columns a payload read needs: never the key)."""
     rows = s.execute(
-        select(Memory.id, Memory.document_id, Memory.blob_path, Memory.checksum, Document.collection_id)
+        select(Memory.id, Memory.document_id, Memory.blob_path, Memory.checksum, Memory.blob_offset, Memory.nbytes,
+               Document.collection_id)
         .join(Document, Document.id == Memory.document_id)
         .where(Memory.id.in_(ids))
     )
-    return {r.id: (r.document_id, r.blob_path, r.checksum) for r in rows if r.collection_id == collection_id}
+    return {r.id: (r.document_id, r.blob_path, r.checksum, r.blob_offset, r.nbytes) for r in rows
+            if r.collection_id == collection_id}
 
 
 def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | None,
@@ -90,12 +92,14 @@ def hit_rows(s: Session, collection_id: int, ids: set[int], kinds: set[str] | No
     return out
 
 
-def keys(s: Session, collection_id: int, batch: int = 10_000) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Every key of the collection in id order, as ``(ids, [n, dim] float32)`` batches."""
+def keys(s: Session, collection_id: int, batch: int = 10_000,
+         after: int = -1) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Every key of the collection in id order (only those of ids past ``after``), as ``(ids, [n, dim]
+    float32)`` batches."""
     rows = s.execute(
         select(Memory.id, Memory.key)
         .join(Document, Document.id == Memory.document_id)
-        .where(Document.collection_id == collection_id, Memory.key.is_not(None))
+        .where(Document.collection_id == collection_id, Memory.key.is_not(None), Memory.id > after)
         .order_by(Memory.id)
         .execution_options(yield_per=batch)
     )

@@ -62,14 +62,17 @@ def memory_row(m: Memory) -> MemoryRow:
     )
 
 
-def new_memory(document_id: int, record: RecordIn, blob: tuple[str, str, int] | None, keyed: bool) -> Memory:
-    """The row of ``record``; ``blob`` is ``(path, checksum, nbytes)`` from ``BlobStore.write`` or None."""
-    rel, checksum, nbytes = blob if blob is not None else (None, None, 0)
+def memory_values(document_id: int, record: RecordIn, located: tuple[str, int, str, int] | None,
+                  keyed: bool) -> dict:
+    """The column values of ``record``'s row; ``located`` is ``(path, offset, checksum, nbytes)`` from
+    ``BlobStore.write_segment``, or None for a record without payload."""
+    rel, offset, checksum, nbytes = located if located is not None else (None, None, None, 0)
     span = record.span
-    return Memory(
+    return dict(
         document_id=document_id,
         kind=record.kind,
         blob_path=rel,
+        blob_offset=offset,
         shapes={k: list(v.shape) for k, v in record.tensors.items()},
         dtypes={k: str(v.dtype) for k, v in record.tensors.items()},
         nbytes=nbytes,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -36,6 +37,11 @@ def encode_key(key: np.ndarray) -> bytes:
 
 def decode_key(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+
+
+Wide = BigInteger().with_variant(Integer, "sqlite")
+"""A 64-bit integer column: BIGINT in PostgreSQL; INTEGER in SQLite, which is 64-bit there and which an
+AUTOINCREMENT key must be."""
 
 
 class Base(DeclarativeBase):
@@ -62,6 +68,8 @@ class Collection(Base):
     key_dim: Mapped[int | None] = mapped_column(Integer)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[str] = mapped_column(String(32))
+    index_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The vector index asked for (``storage.index.IndexSpec`` as a dict); None: the default, ``auto``."""
 
 
 class Document(Base):
@@ -71,14 +79,14 @@ class Document(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Wide, primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[str | None] = mapped_column(String(64))
     stream: Mapped[str | None] = mapped_column(String(200), index=True)
-    position: Mapped[int | None] = mapped_column(Integer)
+    position: Mapped[int | None] = mapped_column(Wide)
     external_id: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(32))
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -91,15 +99,17 @@ class Memory(Base):
     # an old vector onto a new row.
     __table_args__ = ({"sqlite_autoincrement": True},)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(Wide, primary_key=True)
+    document_id: Mapped[int] = mapped_column(Wide, ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     blob_path: Mapped[str | None] = mapped_column(String(300))
+    blob_offset: Mapped[int | None] = mapped_column(Wide)
+    """Where the record starts in a segment file (``nbytes`` long); None: the record is the whole file."""
     shapes: Mapped[dict[str, Any]] = mapped_column(JSON)
     dtypes: Mapped[dict[str, Any]] = mapped_column(JSON)
-    nbytes: Mapped[int] = mapped_column(Integer)
+    nbytes: Mapped[int] = mapped_column(Wide)
     checksum: Mapped[str | None] = mapped_column(String(64))
-    span_start: Mapped[int | None] = mapped_column(Integer)
-    span_end: Mapped[int | None] = mapped_column(Integer)
+    span_start: Mapped[int | None] = mapped_column(Wide)
+    span_end: Mapped[int | None] = mapped_column(Wide)
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)

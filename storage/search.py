@@ -1,4 +1,5 @@
-"""Search: nearest keys from the vector index, joined with their SQL rows.
+"""Search: nearest keys from the vector index, or best word matches from the database's full-text index, joined
+with their SQL rows.
 
 Owns: turning index results into ``Hit`` values, best first. The index may hold ids whose rows are gone (a
 reader's index that has not caught up) and a kind filter may reject many of the nearest keys, so this asks the
@@ -13,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from sqlalchemy.orm import Session
 
-from storage import queries
+from storage import lexical, queries
 from storage.index import VectorIndex
 from storage.types import Hit
 
@@ -55,4 +56,38 @@ def search_joined(
             if len(hits) < k and fetch < total:
                 short.append(q)
         pending, fetch = short, min(total, 4 * fetch)
+    return results
+
+
+def search_lexical(
+    session: Callable[[], Session],
+    collection_id: int,
+    texts: list[str],
+    k: int,
+    kinds: set[str] | None,
+    with_text: bool = False,
+    as_of: str | None = None,
+) -> list[list[Hit]]:
+    """``search_joined`` for query texts matched by the database's full-text index (``storage/lexical.py``):
+    the ``k`` best hits for each text among memories of ``kinds`` (and with ``as_of``, of documents timestamped
+    at or before it), asking for more candidates, four times as many each round, while a filter leaves a query
+    short and the index may hold more."""
+    results: list[list[Hit]] = [[] for _ in texts]
+    if k <= 0 or (kinds is not None and not kinds):
+        return results
+    pending = list(range(len(texts)))
+    fetch = k if kinds is None and as_of is None else KIND_OVERFETCH * k
+    while pending:
+        with session() as s:
+            found = lexical.search_many(s, collection_id, [texts[q] for q in pending], fetch)
+            rows = queries.hit_rows(s, collection_id, {i for row in found for i, _ in row}, kinds, with_text,
+                                   as_of=as_of)
+        short = []
+        for q, row in zip(pending, found):
+            hits = [Hit(memory_id, rows[memory_id][0], score, *rows[memory_id][1:])
+                    for memory_id, score in row if memory_id in rows][:k]
+            results[q] = hits
+            if len(hits) < k and len(row) == fetch:
+                short.append(q)
+        pending, fetch = short, 4 * fetch
     return results

@@ -11,16 +11,16 @@ and payloads are numpy arrays made by someone else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage import health, maintenance, queries
+from storage import health, lexical, maintenance, queries
 from storage.blobs import BlobIntegrityError, BlobStore
 from storage.database import check_url, diagnose, encodable, guarded, make_engine, open_engine
 from storage.errors import (
@@ -34,15 +34,16 @@ from storage.errors import (
     StoreError,
     StoreExistsError,
 )
+from storage.index import IndexSpec
 from storage.keeper import IndexKeeper
 from storage.layout import StoreLayout
 from storage.lock import WriterLock
 from storage.pending import PendingBlobs
 from storage.migrations import check_current, migrate
 from storage.records import PreparedRecords, prepare_records
-from storage.rows import collection_info, memory_row, new_memory
+from storage.rows import collection_info, memory_row, memory_values
 from storage.schema import Collection, Document, Memory, decode_key, utc_now
-from storage.search import search_joined
+from storage.search import search_joined, search_lexical
 from storage.state import StateFiles, StateIntegrityError
 from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, HealthReport, Hit, MemoryRow, RecordIn
 
@@ -177,91 +178,154 @@ class Store:
 
     @guarded
     def add_document(self, doc: DocumentIn, records: list[RecordIn]) -> AddResult:
-        """Adds a document and its records as one unit, or returns the stored twin of a duplicate text.
+        """Adds a document and its records as one unit, or returns the stored twin of a duplicate text
+        (``add_documents`` of one)."""
+        return self.add_documents([(doc, records)])[0]
 
-        Blobs are written first; then one SQL transaction inserts the rows, bumps the generation and adds the
-        keys to the index in memory; after the commit the index file is saved. On any failure the blobs and
-        index entries of this call are removed and the transaction rolls back: nothing of the document remains.
-        """
+    @guarded
+    def add_documents(self, items: Sequence[tuple[DocumentIn, list[RecordIn]]]) -> list[AddResult]:
+        """Adds several documents with their records in one write, one ``AddResult`` per item in order; a text
+        already stored (or given earlier in ``items``) is a duplicate of that document and writes nothing.
+
+        Every item is checked before anything is written (a bad one raises and nothing is added). Then the
+        payloads of all records go to one segment file (one fsync), and one SQL transaction inserts the rows,
+        bumps the generation once and adds the keys to the index in memory; the commit makes every document
+        of the call visible at once. On any failure the segment and the index entries of this call are removed
+        and the transaction rolls back: nothing of any document remains. The index file is saved after the
+        commit when the keeper's policy says so (not after every write)."""
         self._require_writable()
         keeper = self._keeper
-        prepared = prepare_records(doc, records, keeper.key_dim)
-        digest = doc.content_hash
-        existing = self.find_by_hash(digest)
-        if existing is not None:
-            return AddResult(existing, True, [])
-        if prepared.key_rows:
+        items = [(doc, list(records)) for doc, records in items]
+        dim = keeper.key_dim
+        prepared = []
+        for doc, records in items:
+            p = prepare_records(doc, records, dim)
+            dim = p.dim if p.dim is not None else dim
+            prepared.append(p)
+        digests = [doc.content_hash for doc, _ in items]
+        stored = self.find_by_hashes(digests)
+        first: dict[str, int] = {}
+        new = []  # positions of the items this call writes
+        for i, digest in enumerate(digests):
+            if digest not in stored and digest not in first:
+                first[digest] = i
+                new.append(i)
+        results: list[AddResult | None] = [None] * len(items)
+        if new:
+            try:
+                written = self._write_new(items, prepared, new, dim)
+            except IntegrityError:  # a text committed since our check (another writer): each on its own
+                if len(new) == 1:
+                    existing = self.find_by_hash(digests[new[0]])
+                    if existing is None:
+                        raise
+                    written = {new[0]: AddResult(existing, True, [])}
+                else:
+                    written = {i: self.add_documents([items[i]])[0] for i in new}
+            results = [written.get(i) for i in range(len(items))]
+        for i, digest in enumerate(digests):
+            if results[i] is None:
+                twin = stored.get(digest)
+                if twin is None:
+                    twin = results[first[digest]].document_id
+                results[i] = AddResult(twin, True, [])
+        return results
+
+    def _write_new(self, items, prepared: list[PreparedRecords], new: list[int], dim: int | None) -> dict:
+        """Writes the items at positions ``new`` (none stored yet); ``position -> AddResult``."""
+        keeper = self._keeper
+        if any(prepared[i].key_rows for i in new):
             keeper.get()  # read (or rebuild) the index before anything is written
-        written: list[str] = []
+        payloads = [(i, j) for i in new for j, record in enumerate(items[i][1]) if record.tensors]
+        rel = self._blobs.new_path(segment=True) if payloads else None
         tried_ids: list[int] = []
         old_index, old_dim = keeper.index, keeper.key_dim
         committed = False
-        doc_id = None
+        doc_ids: list[int] = []
+        generation = None
         try:
-            paths = [self._blobs.new_path() if record.tensors else None for record in records]
-            self._pending.add(p for p in paths if p is not None)  # listed before written: a crash's leftovers
-            blobs = []                                               # are found by the next writer
-            for record, rel in zip(records, paths):
-                blob = self._blobs.write(record.tensors, rel) if rel is not None else None
-                if blob is not None:
-                    written.append(blob[0])
-                blobs.append(blob)
+            located: dict[tuple[int, int], tuple] = {}
+            if rel is not None:
+                self._pending.add([rel])  # listed before written: a crash's leftover is found by the next writer
+                where = self._blobs.write_segment([items[i][1][j].tensors for i, j in payloads], rel)
+                located = dict(zip(payloads, where))
             with self._session() as s:
                 with s.begin():
-                    doc_id, memory_ids, generation = self._insert(s, doc, digest, records, blobs, prepared)
-                    tried_ids = [memory_ids[i] for i in prepared.key_rows]
+                    doc_ids, memory_ids, generation = self._insert(s, items, prepared, new, located, dim)
+                    keyed = [(memory_ids[i][r], prepared[i].keys[n]) for i in new
+                             for n, r in enumerate(prepared[i].key_rows)]
+                    tried_ids = [m for m, _ in keyed]
                     if tried_ids:
-                        keeper.ensure(prepared.dim).add(tried_ids, prepared.keys)
+                        keeper.ensure(dim).add(tried_ids, np.stack([k for _, k in keyed]))
                 committed = True
         except BaseException as e:
-            # Interrupted (Ctrl-C, SIGTERM) after the COMMIT, in SQLAlchemy's bookkeeping around it: the document
-            # is in, so keep it whole. The flag misses the last moments of the commit; the database does not.
-            if committed or (doc_id is not None and not isinstance(e, IntegrityError)
-                             and self._holds(doc_id, digest)):
-                keeper.committed(generation)
+            # Interrupted (Ctrl-C, SIGTERM) after the COMMIT, in SQLAlchemy's bookkeeping around it: the documents
+            # are in, so keep them whole. The flag misses the last moments of the commit; the database does not.
+            if committed or (doc_ids and not isinstance(e, IntegrityError)
+                             and self._holds(doc_ids[0], items[new[0]][0].content_hash)):
+                keeper.committed(generation, changed=len(tried_ids))
                 self._pending.clear()
                 raise
             if tried_ids and keeper.index is not None:
                 keeper.index.remove(tried_ids)
             keeper.index, keeper.key_dim = old_index, old_dim
-            for rel in written:
+            if rel is not None:
                 self._blobs.delete(rel)
             self._pending.clear()
-            if isinstance(e, IntegrityError):  # the same text committed since our check (another writer)
-                existing = self.find_by_hash(digest)
-                if existing is not None:
-                    return AddResult(existing, True, [])
             raise
         self._pending.clear()
-        keeper.committed(generation)
-        return AddResult(doc_id, False, memory_ids)
+        keeper.committed(generation, changed=len(tried_ids))
+        return {i: AddResult(doc_ids[n], False, memory_ids[i]) for n, i in enumerate(new)}
 
-    def _insert(self, s: Session, doc: DocumentIn, digest: str, records, blobs, prepared: PreparedRecords):
-        row = Document(
-            collection_id=self._info.id,
-            source=doc.source,
-            content_hash=digest,
-            text=doc.text,
-            timestamp=doc.timestamp,
-            stream=doc.stream,
-            position=doc.position,
-            external_id=doc.external_id,
-            status="ready",
-            meta=dict(doc.meta),
-            created_at=utc_now(),
-        )
-        s.add(row)
-        s.flush()
-        keyed = set(prepared.key_rows)
-        memories = [new_memory(row.id, r, blob, i in keyed) for i, (r, blob) in enumerate(zip(records, blobs))]
-        s.add_all(memories)
-        s.flush()
-        collection = s.get(Collection, self._info.id)
-        if collection.key_dim is None and prepared.dim is not None:
-            collection.key_dim = prepared.dim
+    def _insert(self, s: Session, items, prepared, new: list[int], located: dict, dim: int | None):
+        """Inserts the documents at ``new`` and their memories (bulk statements), bumps the generation once;
+        ``(document ids, position -> memory ids, generation)``."""
+        now = utc_now()
+        cid = self._info.id
+        docs = [items[i][0] for i in new]
+        doc_ids = list(s.scalars(
+            insert(Document).returning(Document.id, sort_by_parameter_order=True),
+            [dict(collection_id=cid, source=d.source, content_hash=d.content_hash, text=d.text,
+                  timestamp=d.timestamp, stream=d.stream, position=d.position, external_id=d.external_id,
+                  status="ready", meta=dict(d.meta), created_at=now) for d in docs]))
+        rows, owners = [], []
+        for doc_id, i in zip(doc_ids, new):
+            keyed = set(prepared[i].key_rows)
+            for j, record in enumerate(items[i][1]):
+                rows.append(memory_values(doc_id, record, located.get((i, j)), j in keyed))
+                owners.append(i)
+        memory_ids: dict[int, list[int]] = {i: [] for i in new}
+        if rows:
+            ids = s.scalars(insert(Memory).returning(Memory.id, sort_by_parameter_order=True), rows)
+            for owner, memory_id in zip(owners, ids):
+                memory_ids[owner].append(memory_id)
+        texts = []  # the searchable memories' text, for the database's own full-text index
+        for i in new:
+            body = items[i][0].text
+            for j in prepared[i].key_rows:
+                span = items[i][1][j].span
+                texts.append((memory_ids[i][j], cid, body if span is None else body[span[0]:span[1]]))
+        lexical.add(s, texts)
+        collection = s.get(Collection, cid)
+        if collection.key_dim is None and dim is not None and any(prepared[i].key_rows for i in new):
+            collection.key_dim = dim
         collection.generation += 1
         s.flush()
-        return row.id, [m.id for m in memories], collection.generation
+        return doc_ids, memory_ids, collection.generation
+
+    @guarded
+    def find_by_hashes(self, digests: Iterable[str]) -> dict[str, int]:
+        """``content hash -> document id`` of the ``digests`` (SHA-256 hex of texts) the collection holds, in one
+        query per 500."""
+        out: dict[str, int] = {}
+        wanted = sorted(set(digests))
+        with self._session() as s:
+            for start in range(0, len(wanted), queries.SQL_CHUNK):
+                rows = s.execute(select(Document.content_hash, Document.id).where(
+                    Document.collection_id == self._info.id,
+                    Document.content_hash.in_(wanted[start:start + queries.SQL_CHUNK])))
+                out.update({r.content_hash: r.id for r in rows})
+        return out
 
     @guarded
     def remove_document(self, doc_id: int) -> None:
@@ -294,12 +358,17 @@ class Store:
                     self._keeper.index.add(*removed)
                 raise
         self._keeper.committed(generation, removed=[m.id for m in mems if m.key is not None])
-        for m in mems:
-            if m.blob_path is not None:
-                try:
-                    self._blobs.delete(m.blob_path)
-                except (OSError, BlobIntegrityError) as e:  # left in place; ``verify`` reports it
-                    log.warning("did not delete blob %r of document %s: %s", m.blob_path, doc_id, e)
+        paths = sorted({m.blob_path for m in mems if m.blob_path is not None})
+        if paths:
+            with self._session() as s:
+                shared = queries.referenced_blobs(s, paths)  # segments other documents' records still use
+        for rel in paths:
+            if rel in shared:
+                continue
+            try:
+                self._blobs.delete(rel)
+            except (OSError, BlobIntegrityError) as e:  # left in place; ``verify`` reports it
+                log.warning("did not delete blob %r of document %s: %s", rel, doc_id, e)
 
     @guarded
     def remove_documents(self, doc_ids: Iterable[int]) -> list[int]:
@@ -316,12 +385,24 @@ class Store:
         return ids
 
     @guarded
-    def reindex(self) -> int:
-        """Rebuilds the index from the keys in SQL and saves it; returns the number of vectors."""
+    def reindex(self, spec: IndexSpec | None = None) -> int:
+        """Rebuilds the index from the keys in SQL and saves it; returns the number of vectors. With ``spec``,
+        the collection's index becomes that kind (recorded in the store) first."""
         self._require_writable()
+        if spec is not None:
+            self._keeper.set_spec(spec)
         self._keeper.rebuild()
         self._keeper.save()
         return self._keeper.ntotal
+
+    def index_info(self) -> dict:
+        """The index asked for (``spec``) and the one held (``kind``, its ``params``, ``vectors``, ``tombstones``),
+        loading it if need be."""
+        self._follow()
+        index = self._keeper.index
+        return {"spec": self._keeper.spec.to_dict(), "kind": None if index is None else index.kind,
+                "params": {} if index is None else index.params, "vectors": self._keeper.ntotal,
+                "tombstones": 0 if index is None else index.tombstones}
 
     @guarded
     def remove_orphans(self) -> list[str]:
@@ -443,7 +524,7 @@ class Store:
         ids = sorted(set(memory_ids))
         if any(not 0 <= i <= MAX_ID for i in ids):
             raise MemoryNotFoundError(next(i for i in ids if not 0 <= i <= MAX_ID))
-        refs: dict[int, tuple[int, str | None, str | None]] = {}
+        refs: dict[int, tuple] = {}
         with self._session() as s:
             for start in range(0, len(ids), queries.SQL_CHUNK):
                 refs.update(queries.payload_refs(s, self._info.id, ids[start:start + queries.SQL_CHUNK]))
@@ -451,9 +532,9 @@ class Store:
         for memory_id in ids:
             if memory_id not in refs:
                 raise MemoryNotFoundError(memory_id)
-            document_id, blob_path, checksum = refs[memory_id]
+            document_id, blob_path, checksum, offset, nbytes = refs[memory_id]
             try:
-                out[memory_id] = {} if blob_path is None else self._blobs.read(blob_path, checksum)
+                out[memory_id] = {} if blob_path is None else self._blobs.read(blob_path, checksum, offset, nbytes)
             except BlobIntegrityError as e:
                 raise CorruptBlobError(document_id, memory_id, e.path, e.reason) from e
         return out
@@ -482,6 +563,15 @@ class Store:
         return search_joined(index, self._session, self._info.id, keys, k, kinds, with_text, as_of)
 
     @guarded
+    def search_text_many(self, queries: Sequence[str], k: int, kinds: set[str] | None = None, *,
+                         with_text: bool = False, as_of: str | None = None) -> list[list[Hit]]:
+        """For each query text, the ``k`` memories that best match its words by the database's full-text index
+        (SQLite FTS5's BM25; PostgreSQL's ``ts_rank``), best first, with the same filters as ``search_many``. A
+        hit's ``score`` is the database's (higher is better; not comparable with a key's inner product). A query
+        without a content word finds nothing; no character of a query is query syntax."""
+        return search_lexical(self._session, self._info.id, list(queries), k, kinds, with_text, as_of)
+
+    @guarded
     def key_frequencies(self) -> tuple[np.ndarray, int]:
         """``(counts, n)``: per key dimension, how many of the ``n`` indexed memories have a non-zero entry
         there (what a sparse key encoder weighs queries by; ``memkit.embedders.LexicalEmbedder``)."""
@@ -495,11 +585,14 @@ class Store:
     def stats(self) -> dict:
         """Counts and sizes: documents, memories (and by kind), streams, generation, index vectors, and bytes:
         ``blob_bytes`` (payload files), ``key_bytes`` (keys in SQL), ``text_bytes`` (document texts, UTF-8),
-        ``state_bytes`` (method state files), ``db_bytes`` (the SQLite file and its WAL)."""
+        ``state_bytes`` (method state files), ``db_bytes`` (the SQLite file and its WAL, or the PostgreSQL
+        database's size)."""
         with self._session() as s:
             out = health.collection_stats(s, self._info.id)
         out.update(
             index_vectors=self._keeper.count(),
+            index_kind=self._keeper.kind(),
+            index_spec=self._keeper.spec.kind,
             key_dim=self._keeper.key_dim,
             db_bytes=health.db_bytes(self._engine),
             state_bytes=self._state.total_bytes(),

@@ -67,3 +67,37 @@ def tiny_slot_dir(tmp_path_factory, tiny_lm) -> Path:
 
     model = SlotModel.for_lm(tiny_lm, slots=3, mem_dim=16, key_dim=8, prefix_len=4, blocks=1, heads=2, seed=1)
     return model.save(tmp_path_factory.mktemp("slots") / "tiny")
+
+
+# ---- PostgreSQL (tests marked `postgres`; `make test-postgres`) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of this test session (``tests/pgserver.py``), started on first use and stopped at the
+    end. Missing server binaries or driver fail the test that asked, saying what to install: a test selected
+    with ``-m postgres`` is never quietly skipped."""
+    import pgserver
+
+    try:
+        server = pgserver.start()
+    except pgserver.PostgresUnavailable as e:
+        pytest.fail(f"PostgreSQL tests need a server: {e}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_db(postgres_server) -> Callable[[], str]:
+    """``postgres_db()``: the URL of a new, empty database on the session's server, one per call; every one is
+    dropped when the test ends (sessions still open included), so no test sees another's rows."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = postgres_server.create_database()
+        made.append(name)
+        return postgres_server.url(name)
+
+    yield make
+    for name in made:
+        postgres_server.drop_database(name)

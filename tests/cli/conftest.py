@@ -42,7 +42,16 @@ def memkit(tmp_path):
 
 
 @pytest.fixture
-def rag_store(memkit, model_dir):
-    result = memkit("init", "--model", model_dir, "--method", "rag", "-o", "chunk_tokens=32", "-o", "chunk_overlap=4")
+def store_db(request) -> str:
+    """The database ``rag_store`` is made on: ``sqlite`` unless a test asks for both (``pgserver.on_both_databases``:
+    ``postgres`` then runs it on a fresh PostgreSQL database, ``--db-url``)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def rag_store(memkit, model_dir, store_db, request):
+    db = ["--db-url", request.getfixturevalue("postgres_db")()] if store_db == "postgres" else []
+    result = memkit("init", "--model", model_dir, "--method", "rag", "-o", "chunk_tokens=32", "-o", "chunk_overlap=4",
+                    *db)
     assert result.exit_code == 0, result.output + result.stderr
     return memkit

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pgserver import on_both_databases
+
 DOCS = [("Ada Varn lives in Port Elsin.", "2020-01-01T00:00:00Z", "old"),
         ("Ada Varn lives in Dunmere.", "2023-06-01T12:00:00+02:00", "new"),
         ("Ada Varn once visited Harnby.", None, "undated")]
@@ -23,6 +25,7 @@ def sources(memkit, *extra) -> list[str]:
     return sorted(s["text"] if "text" in s else s["snippet"] for s in answer["sources"])
 
 
+@on_both_databases
 def test_as_of_keeps_only_documents_timestamped_before(rag_store, tmp_path):
     memkit = ingest(rag_store, tmp_path)
     everything = sources(memkit)

@@ -9,6 +9,7 @@ import numpy as np
 
 from storage import Store
 from storage.types import DocumentIn, RecordIn
+from pgserver import on_both_databases
 
 
 def texts(memkit):
@@ -100,6 +101,7 @@ def test_long_document_is_chunked_not_truncated(rag_store, tmp_path):
     assert all(i in covered for i, ch in enumerate(doc["text"]) if not ch.isspace())
 
 
+@on_both_databases
 def test_same_document_twice_is_skipped(rag_store, tmp_path):
     (tmp_path / "a.txt").write_text("Same text.")
     (tmp_path / "b.txt").write_text("Same text.")
@@ -137,6 +139,7 @@ def test_directory_that_is_not_a_store(memkit, tmp_path):
         assert "memkit init" in result.stderr and "Traceback" not in result.stderr
 
 
+@on_both_databases
 def test_second_concurrent_writer_is_refused(rag_store, tmp_path):
     (tmp_path / "a.txt").write_text("Some text.")
     with Store.open(rag_store.store, write=True):

@@ -3,7 +3,10 @@ store, every command reads the one ``--collection`` names, and a name that is ta
 
 from __future__ import annotations
 
+from pgserver import on_both_databases
 
+
+@on_both_databases
 def test_a_second_collection_keeps_its_own_documents(rag_store, model_dir, tmp_path):
     (tmp_path / "a.txt").write_text("Ada Varn keeps the lighthouse of Port Elsin.")
     (tmp_path / "b.txt").write_text("Tomas Brell draws maps of Kessin.")

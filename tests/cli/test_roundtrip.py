@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from storage import Store
+from pgserver import on_both_databases
 
 DOCS = {
     "ada.md": "Ada Varn is a lighthouse keeper who lives in Port Elsin and works for the Harbour Trust.",
@@ -26,6 +27,7 @@ def write_inputs(tmp_path):
     return notes, stream
 
 
+@on_both_databases
 def test_round_trip(rag_store, tmp_path):
     memkit = rag_store
     notes, stream = write_inputs(tmp_path)
@@ -62,6 +64,17 @@ def test_round_trip(rag_store, tmp_path):
     assert stats["documents"] == 4
     rebuilt = memkit.json("reindex")
     assert rebuilt["vectors"] == stats["index_vectors"] > 0
+    assert stats["index_kind"] == "flat" and stats["index_spec"] == "auto"
+
+    switched = memkit("reindex", "--index", "hnsw", "--ef-search", "40")
+    assert switched.exit_code == 0, switched.stderr
+    assert "hnsw (m 32, ef_construction 80, ef_search 40); asked for: hnsw" in switched.stdout
+    assert memkit.json("stats")["index_kind"] == "hnsw"
+    for question in ("Where does Ada Varn live?", "lighthouse"):  # the graph finds what the flat index found
+        assert memkit.json("ask", question, "--top-k", "2")["sources"]
+    refused = memkit("reindex", "--index", "ivf")
+    assert refused.exit_code == 2 and "--index: index kind must be one of auto, flat, hnsw" in refused.stderr
+    assert memkit.json("reindex", "--index", "auto")["index"]["kind"] == "flat"
 
     health = memkit.json("doctor")
     assert health["problems"] == [] and health["documents"] == 4

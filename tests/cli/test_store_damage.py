@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from storage import Store
+from pgserver import on_both_databases
 
 COMMANDS = [("ls",), ("show", "1"), ("rm", "1"), ("stats",), ("reindex",), ("doctor", "--skip-model"),
             ("ask", "Who keeps the lighthouse?"), ("ingest", "{doc}"), ("export-lora", "1", "--out", "{out}")]
@@ -152,6 +153,7 @@ def test_a_stale_index_after_a_crash_is_a_note_not_a_problem(filled_store):
     assert "note:" in result.stdout and "generation" in result.stdout and "healthy" in result.stdout
 
 
+@on_both_databases
 def test_doctor_knows_a_live_writer_from_a_problem(filled_store):
     memkit = filled_store
     sidecar = _index_file(memkit).with_suffix(".json")
@@ -233,6 +235,7 @@ def test_store_files_are_never_group_or_world_writable(memkit, model_dir, tmp_pa
     assert loose == []
 
 
+@on_both_databases
 def test_ids_and_offsets_too_large_for_any_database(filled_store):
     memkit = filled_store
     huge = "99999999999999999999"
@@ -244,6 +247,7 @@ def test_ids_and_offsets_too_large_for_any_database(filled_store):
     assert result.exit_code == 0 and "no documents" in result.stdout
 
 
+@on_both_databases
 def test_rm_checks_every_id_before_removing_any(filled_store):
     memkit = filled_store
     result = memkit("rm", "2", "424242")
@@ -286,6 +290,7 @@ def test_commands_that_do_not_search_never_read_the_index(filled_store, monkeypa
         [(s["document_id"], round(s["score"], 5)) for s in rebuilt]
 
 
+@on_both_databases
 def test_arguments_that_are_not_utf8_are_one_line_not_a_traceback(filled_store):
     """A byte of the command line that is not UTF-8 reaches Python as a lone surrogate."""
     memkit = filled_store

@@ -6,13 +6,18 @@ conftest files of other test folders.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from storage import DocumentIn, RecordIn
 
 DIM = 16
+
+sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+"""For a test about SQLite itself (its file, its journal, its damage): not run on PostgreSQL."""
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
@@ -27,6 +32,13 @@ def doc(i: int, **kw) -> DocumentIn:
 
 def keyed(key: np.ndarray, kind: str = "chunk", **kw) -> RecordIn:
     return RecordIn(kind=kind, key=key, **kw)
+
+
+def store_db_url(root: Path) -> str:
+    """The database URL of the store at ``root`` (its ``store.json``'s, or its own SQLite file), for a test
+    that looks at the rows with an engine of its own (made with ``create_engine``: no writer lock)."""
+    marker = json.loads((Path(root) / "store.json").read_text())
+    return marker["db_url"] or f"sqlite:///{Path(root).resolve() / 'memkit.db'}"
 
 
 def files_under(root: Path) -> set[str]:

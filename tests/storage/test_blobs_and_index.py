@@ -40,7 +40,7 @@ def test_read_blobs_are_kept_verified_and_read_only_within_the_cache_bound(tmp_p
     made = [blobs.write({"x": np.full(200, i, np.float32)}) for i in range(3)]      # ~900 bytes each
     reads = []
     real = blobs.read_verified
-    monkeypatch.setattr(blobs, "read_verified", lambda rel, c: reads.append(rel) or real(rel, c))
+    monkeypatch.setattr(blobs, "read_verified", lambda rel, c, *at: reads.append(rel) or real(rel, c, *at))
     first = blobs.read(*made[0][:2])
     assert not first["x"].flags.writeable                  # shared with the cache: callers copy to change
     first["extra"] = np.zeros(1)                           # the dict is the caller's own

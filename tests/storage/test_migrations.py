@@ -9,6 +9,15 @@ from storage import Store, StoreFormatError
 from storage.migrations import MIGRATIONS, Migration, applied_migrations, migrate
 from storage.database import make_engine
 from storage.schema import Base
+from storehelpers import store_db_url
+
+
+@pytest.fixture
+def fresh_engine(db, new_db_url, tmp_path):
+    """An engine on a new, empty database of the test's ``db`` (no writer lock: these tests are the only user)."""
+    engine = make_engine(new_db_url() or f"sqlite:///{tmp_path / 'db.sqlite'}", write=False)
+    yield engine
+    engine.dispose()
 
 
 def _ledger(engine) -> list[tuple[str, str]]:
@@ -18,7 +27,7 @@ def _ledger(engine) -> list[tuple[str, str]]:
 
 def test_fresh_store_records_every_migration_once_and_reopen_applies_nothing(make_store, tmp_path):
     make_store().close()
-    engine = make_engine(f"sqlite:///{tmp_path / 'store' / 'memkit.db'}")
+    engine = make_engine(store_db_url(tmp_path / "store"), write=False)
     first = _ledger(engine)
     assert [name for name, _ in first] == [m.name for m in MIGRATIONS]
 
@@ -31,8 +40,8 @@ def test_fresh_store_records_every_migration_once_and_reopen_applies_nothing(mak
     engine.dispose()
 
 
-def test_appended_migration_runs_once(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_appended_migration_runs_once(fresh_engine):
+    engine = fresh_engine
     runs = []
 
     def add_notes(conn):
@@ -49,11 +58,10 @@ def test_appended_migration_runs_once(tmp_path):
     assert "notes" in inspect(engine).get_table_names()
     with engine.connect() as conn:
         assert applied_migrations(conn)[-1] == "9999_notes"
-    engine.dispose()
 
 
-def test_failing_migration_rolls_back_its_ddl_and_is_not_recorded(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_failing_migration_rolls_back_its_ddl_and_is_not_recorded(fresh_engine):
+    engine = fresh_engine
     migrate(engine)
 
     def half_done(conn):
@@ -66,11 +74,10 @@ def test_failing_migration_rolls_back_its_ddl_and_is_not_recorded(tmp_path):
         migrate(engine, [*MIGRATIONS, Migration("9999_half", half_done)])
     assert "half" not in inspect(engine).get_table_names()
     assert [n for n, _ in _ledger(engine)] == [m.name for m in MIGRATIONS]
-    engine.dispose()
 
 
-def test_first_migration_is_atomic_on_a_fresh_database(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_first_migration_is_atomic_on_a_fresh_database(fresh_engine):
+    engine = fresh_engine
 
     def fail(conn):
         raise RuntimeError("second migration fails")
@@ -79,12 +86,11 @@ def test_first_migration_is_atomic_on_a_fresh_database(tmp_path):
         migrate(engine, [*MIGRATIONS, Migration("9999_fail", fail)])
     tables = set(inspect(engine).get_table_names())
     assert not tables & {"collections", "documents", "memories"}
-    engine.dispose()
 
 
 def test_database_from_a_newer_memkit_is_refused(make_store, tmp_path):
     make_store().close()
-    engine = make_engine(f"sqlite:///{tmp_path / 'store' / 'memkit.db'}")
+    engine = make_engine(store_db_url(tmp_path / "store"), write=False)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO schema_migrations VALUES ('9999_from_the_future', '2999-01-01T00:00:00Z')"))
     engine.dispose()
@@ -92,8 +98,8 @@ def test_database_from_a_newer_memkit_is_refused(make_store, tmp_path):
         Store.open(tmp_path / "store")
 
 
-def test_orm_classes_match_the_migrated_schema(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_orm_classes_match_the_migrated_schema(fresh_engine, db):
+    engine = fresh_engine
     migrate(engine)
     insp = inspect(engine)
     for table in Base.metadata.sorted_tables:
@@ -112,6 +118,6 @@ def test_orm_classes_match_the_migrated_schema(tmp_path):
         assert db_fks == orm_fks, table.name
     with engine.connect() as conn:
         assert conn.execute(select(text("1"))).scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    engine.dispose()
+        if db == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

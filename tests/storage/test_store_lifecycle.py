@@ -10,6 +10,8 @@ import pytest
 from storage import (
     CollectionNotFoundError,
     DocumentIn,
+    DocumentNotFoundError,
+    MemoryNotFoundError,
     ModelMismatchError,
     NotAStoreError,
     RecordIn,
@@ -18,10 +20,10 @@ from storage import (
     StoreExistsError,
 )
 from storage import errors as store_errors
-from storehelpers import doc, files_under, keyed, unit_rows
+from storehelpers import doc, files_under, keyed, sqlite_only, unit_rows
 
 
-def test_create_then_open_in_a_new_instance_sees_everything(make_store, tmp_path, rng):
+def test_create_then_open_in_a_new_instance_sees_everything(make_store, tmp_path, rng, db):
     store = make_store(key_dim=None)
     keys = unit_rows(rng, 3)
     ids = [store.add_document(doc(i, stream="s1", position=i, meta={"n": i}), [keyed(k)]).document_id
@@ -29,8 +31,13 @@ def test_create_then_open_in_a_new_instance_sees_everything(make_store, tmp_path
     info = store.info
     store.close()
 
-    assert files_under(tmp_path / "store") >= {"store.json", "memkit.db", "index/1.faiss", "index/1.json"}
-    assert json.loads((tmp_path / "store" / "store.json").read_text()) == {"format": 1, "db_url": None}
+    marker = json.loads((tmp_path / "store" / "store.json").read_text())
+    assert files_under(tmp_path / "store") >= {"store.json", "index/1.faiss", "index/1.json"}
+    if db == "sqlite":
+        assert "memkit.db" in files_under(tmp_path / "store") and marker == {"format": 1, "db_url": None}
+    else:  # the URL as given (docs/postgres.md: keep the password out of it, in PGPASSWORD or ~/.pgpass)
+        assert "memkit.db" not in files_under(tmp_path / "store")
+        assert marker["format"] == 1 and marker["db_url"].startswith("postgresql+psycopg://memkit:")
     with Store.open(tmp_path / "store") as again:
         assert not again.writable
         assert again.info == info
@@ -53,6 +60,7 @@ def test_open_of_a_directory_that_is_not_a_store(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+@sqlite_only  # on PostgreSQL: test_store_postgres.py drops the database
 def test_store_whose_database_is_gone_is_not_silently_recreated(make_store, tmp_path):
     make_store().close()
     (tmp_path / "store" / "memkit.db").unlink()
@@ -88,21 +96,22 @@ def test_create_in_an_existing_empty_directory(make_store, tmp_path):
     assert store.writable and store.info.name == "default"
 
 
-def test_failed_create_removes_what_it_made(make_store, tmp_path):
-    db = tmp_path / "shared.db"
-    make_store("a", db_url=f"sqlite:///{db}").close()
+def test_failed_create_removes_what_it_made(make_store, tmp_path, new_db_url):
+    url = new_db_url() or f"sqlite:///{tmp_path / 'shared.db'}"
+    make_store("a", db_url=url).close()
     with pytest.raises(StoreExistsError, match="collection 'default'"):
-        make_store("b", db_url=f"sqlite:///{db}")
+        make_store("b", db_url=url)
     assert not (tmp_path / "b").exists()
 
 
-def test_external_database_url_is_recorded_and_used(make_store, tmp_path, rng):
+def test_external_database_url_is_recorded_and_used(make_store, tmp_path, rng, new_db_url):
     db = tmp_path / "elsewhere.db"
-    store = make_store("ext", db_url=f"sqlite:///{db}")
+    url = new_db_url() or f"sqlite:///{db}"
+    store = make_store("ext", db_url=url)
     store.add_document(doc(0), [keyed(unit_rows(rng, 1)[0])])
     store.close()
-    assert db.exists() and not (tmp_path / "ext" / "memkit.db").exists()
-    assert json.loads((tmp_path / "ext" / "store.json").read_text())["db_url"] == f"sqlite:///{db}"
+    assert db.exists() == url.startswith("sqlite") and not (tmp_path / "ext" / "memkit.db").exists()
+    assert json.loads((tmp_path / "ext" / "store.json").read_text())["db_url"] == url
     with Store.open(tmp_path / "ext") as s:
         assert s.count_documents() == 1
 
@@ -170,6 +179,7 @@ def test_content_hash_is_sha256_of_utf8_text():
     assert r.tensors == {} and r.meta == {} and r.span is None
 
 
+@sqlite_only  # the file and its journal mode
 def test_a_reader_leaves_the_database_file_exactly_as_it_was(make_store, tmp_path):
     """A store on a database in rollback-journal mode (another tool may have set it): a reader does not switch
     it to WAL, nor write anything else; only a writer may."""
@@ -218,3 +228,19 @@ def test_removing_many_ids_checks_them_in_one_read(filled):
     finally:
         event.remove(store._engine, "before_cursor_execute", listener)
     assert len(statements) <= 3 and store.count_documents() == 60
+
+
+@pytest.mark.parametrize("big", [2**31, 2**40])
+def test_ids_past_32_bits_are_simply_not_there(make_store, rng, big):
+    store = make_store()
+    store.add_document(doc(0), [keyed(unit_rows(rng, 1)[0], tensors={"x": np.ones(2, np.float32)})])
+    assert store.get_documents([1, big]).keys() == {1}
+    with pytest.raises(DocumentNotFoundError, match=f"id {big}"):
+        store.get_document(big)
+    with pytest.raises(DocumentNotFoundError, match=f"id {big}"):
+        store.remove_document(big)
+    with pytest.raises(MemoryNotFoundError, match=f"id {big}"):
+        store.get_memory(big)
+    with pytest.raises(MemoryNotFoundError, match=f"id {big}"):
+        store.load_payloads([1, big])
+    assert store.count_documents() == 1

@@ -23,8 +23,8 @@ def unit(rng, d=8):
     return v / np.linalg.norm(v)
 
 
-def test_an_empty_store_gets_collections_that_share_one_lock_and_keep_apart(tmp_path, rng):
-    with StoreRoot.open(tmp_path / "s", write=True, create=True) as root:
+def test_an_empty_store_gets_collections_that_share_one_lock_and_keep_apart(tmp_path, new_db_url, rng):
+    with StoreRoot.open(tmp_path / "s", write=True, create=True, db_url=new_db_url()) as root:
         assert root.collections() == []
         a = root.create_collection("a", **SPEC)
         b = root.create_collection("b", **{**SPEC, "method": "adapter"})
@@ -45,8 +45,8 @@ def test_an_empty_store_gets_collections_that_share_one_lock_and_keep_apart(tmp_
         assert store.count_documents() == 1
 
 
-def test_dropping_a_collection_removes_its_rows_blobs_index_and_state_and_nothing_else(tmp_path, rng):
-    with StoreRoot.open(tmp_path / "s", write=True, create=True) as root:
+def test_dropping_a_collection_removes_its_rows_blobs_index_and_state_and_nothing_else(tmp_path, new_db_url, rng):
+    with StoreRoot.open(tmp_path / "s", write=True, create=True, db_url=new_db_url()) as root:
         keep, gone = root.create_collection("keep", **SPEC), root.create_collection("gone", **SPEC)
         keep.add_document(doc(1), [keyed(unit(rng), tensors={"x": np.ones(3, np.float32)})])
         before = files_under(tmp_path / "s")
@@ -68,8 +68,8 @@ def test_dropping_a_collection_removes_its_rows_blobs_index_and_state_and_nothin
         assert store.verify().healthy
 
 
-def test_a_new_collection_never_inherits_a_dropped_ones_state_under_a_reused_id(tmp_path, rng):
-    with StoreRoot.open(tmp_path / "s", write=True, create=True) as root:
+def test_a_new_collection_never_inherits_a_dropped_ones_state_under_a_reused_id(tmp_path, new_db_url, rng):
+    with StoreRoot.open(tmp_path / "s", write=True, create=True, db_url=new_db_url()) as root:
         old = root.create_collection("old", **SPEC)
         old.save_state("finetune", {"w": np.ones(2, np.float32)})
         state_dir = old._state.root
@@ -80,8 +80,8 @@ def test_a_new_collection_never_inherits_a_dropped_ones_state_under_a_reused_id(
         assert new.load_state("finetune") is None
 
 
-def test_a_reader_root_opens_no_lock_and_refuses_writes(tmp_path):
-    StoreRoot.open(tmp_path / "s", write=True, create=True).close()
+def test_a_reader_root_opens_no_lock_and_refuses_writes(tmp_path, new_db_url):
+    StoreRoot.open(tmp_path / "s", write=True, create=True, db_url=new_db_url()).close()
     with StoreRoot.open(tmp_path / "s") as root:
         assert not root.writable
         with pytest.raises(Exception, match="read-only"):

@@ -17,17 +17,20 @@ from storehelpers import DIM, brute_force, doc, keyed, unit_rows
 N_DOCS = 200
 
 
-@pytest.fixture(scope="module")
-def corpus_on_disk(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def corpus_on_disk(request, tmp_path_factory):
     """200 documents; each has a ``chunk`` key, every fifth also a ``summary`` key, every seventh a keyless note.
 
-    Built once per module and closed; ``corpus`` hands each test its own copy.
+    Built once per module and closed (on SQLite, or on a PostgreSQL database kept as a template); ``corpus``
+    hands each test its own copy.
     """
     rng = np.random.default_rng(99)
     path = tmp_path_factory.mktemp("corpus") / "store"
+    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    template = server.create_database() if server is not None else None
     ids, keys, kinds = [], [], []
     with Store.create(path, model_id="m", model_revision=None, model_fingerprint="fp", method="rag",
-                      method_config={}, key_dim=None) as store:
+                      method_config={}, key_dim=None, db_url=server.url(template) if server else None) as store:
         for i in range(N_DOCS):
             records = [keyed(k) for k in unit_rows(rng, 1)]
             if i % 5 == 0:
@@ -40,16 +43,25 @@ def corpus_on_disk(tmp_path_factory):
                     ids.append(mid)
                     keys.append(r.key)
                     kinds.append(r.kind)
-    return path, np.array(ids), np.stack(keys), np.array(kinds)
+    yield path, np.array(ids), np.stack(keys), np.array(kinds), (server, template)
+    if server is not None:
+        server.drop_database(template)
 
 
 @pytest.fixture
 def corpus(corpus_on_disk, tmp_path):
-    path, ids, keys, kinds = corpus_on_disk
+    path, ids, keys, kinds, (server, template) = corpus_on_disk
     shutil.copytree(path, tmp_path / "store")
+    copy = None
+    if server is not None:  # the database too: a copy of the template, named in the copied store.json
+        copy = server.create_database(template=template)
+        marker = tmp_path / "store" / "store.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "db_url": server.url(copy)}))
     store = Store.open(tmp_path / "store", write=True)
     yield store, ids, keys, kinds
     store.close()
+    if copy is not None:
+        server.drop_database(copy)
 
 
 def _ids(hits) -> list[int]:

@@ -10,13 +10,13 @@ from sqlalchemy.exc import StatementError
 from storage import DimensionMismatchError, DocumentIn, DocumentNotFoundError, MemoryNotFoundError, RecordIn, Store
 from storage.blobs import BlobStore
 from storage.index import VectorIndex, read_sidecar
-from storehelpers import doc, files_under, keyed, unit_rows
+from storehelpers import doc, files_under, keyed, store_db_url, unit_rows
 
 
 def _snapshot(store: Store, probes: np.ndarray):
     """Everything a failed add must leave unchanged."""
     stats = store.stats()
-    del stats["db_bytes"]  # the WAL file may grow or shrink without any visible change
+    del stats["db_bytes"]  # the WAL file (a server's pages) may grow or shrink without any visible change
     return (
         store.count_documents(),
         stats,
@@ -27,7 +27,7 @@ def _snapshot(store: Store, probes: np.ndarray):
 
 
 def _memory_rows(store: Store) -> int:
-    engine = create_engine(f"sqlite:///{store.path / 'memkit.db'}")
+    engine = create_engine(store_db_url(store.path))
     with engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM memories")).scalar()
     engine.dispose()
@@ -56,15 +56,13 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
     before = _snapshot(store, probes)
     records = _three_records(rng)
     if where == "blob_write":
-        real, calls = BlobStore.write, []
+        real = BlobStore._write_file
 
-        def write(self, tensors, rel=None):
-            calls.append(1)
-            if len(calls) == 2:
-                raise OSError("disk full on the second record")
-            return real(self, tensors, rel)
+        def write(self, rel, parts):
+            real(self, rel, parts[:1])  # the first record reaches the disk, then the disk is full
+            raise OSError("disk full on the second record")
 
-        monkeypatch.setattr(BlobStore, "write", write)
+        monkeypatch.setattr(BlobStore, "_write_file", write)
     elif where == "index_add":
         real_add = VectorIndex.add
 
@@ -77,7 +75,8 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
         records[1].meta = {"not json": object()}
 
     new = doc(1000)
-    with pytest.raises((OSError, RuntimeError, StatementError)):
+    # Unserialisable meta: SQLAlchemy's JSON type raises StatementError; psycopg serialises JSON itself, TypeError.
+    with pytest.raises((OSError, RuntimeError, StatementError, TypeError)):
         store.add_document(new, records)
     assert store.find_by_hash(new.content_hash) is None
     assert _snapshot(store, probes) == before
@@ -93,7 +92,8 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
 
 def test_failed_first_add_does_not_fix_the_key_dimension(make_store, rng, monkeypatch):
     store = make_store(key_dim=None)
-    monkeypatch.setattr(BlobStore, "write", lambda self, tensors, rel=None: (_ for _ in ()).throw(OSError("no space")))
+    monkeypatch.setattr(BlobStore, "write_segment",
+                        lambda self, records, rel=None: (_ for _ in ()).throw(OSError("no space")))
     with pytest.raises(OSError):
         store.add_document(doc(0), [keyed(unit_rows(rng, 1, 8)[0], tensors={"a": np.ones(2, np.float32)})])
     assert store.info.key_dim is None
@@ -230,7 +230,7 @@ def test_stats_are_consistent(make_store, rng):
     assert stats["memories_by_kind"] == {"chunk": 11, "note": 2, "summary": 4}  # document 5 had a note
     assert stats["streams"] == 2
     assert stats["index_vectors"] == 15  # chunks and summaries have keys, notes do not
-    assert stats["blob_bytes"] == sum(p.stat().st_size for p in (store.path / "blobs").rglob("*.safetensors"))
+    assert stats["blob_bytes"] == sum(p.stat().st_size for p in (store.path / "blobs").rglob("*.seg"))
     assert stats["generation"] == 13  # 12 adds and one removal
     assert stats["key_dim"] == 16 and stats["model_id"] == "tiny/model" and stats["method"] == "rag"
     assert stats["db_bytes"] > 0
