@@ -80,11 +80,13 @@ class IndexSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def kind_for(self, count: int, dim: int) -> str:
-        """The kind of index to hold ``count`` vectors of ``dim``: ``flat`` or ``hnsw``."""
+    def kind_for(self, count: int, dim: int, current: str | None = None) -> str:
+        """The kind of index to hold ``count`` vectors of ``dim`` (``flat`` or ``hnsw``); ``auto`` leaves an HNSW
+        graph (``current``) for flat only below half the line, so writes around it do not rebuild every time."""
         if self.kind != "auto":
             return self.kind
-        return "flat" if count * dim * 4 <= AUTO_FLAT_BYTES else "hnsw"
+        line = AUTO_FLAT_BYTES // 2 if current == "hnsw" else AUTO_FLAT_BYTES
+        return "flat" if count * dim * 4 <= line else "hnsw"
 
 
 def gpu_available() -> bool:
@@ -164,6 +166,7 @@ class VectorIndex:
         self._gpu_resources = None
         self._frequencies: np.ndarray | None = None  # key_frequencies, counted once, then kept up to date
         self._dead: set[int] = set()  # tombstones: ids removed from an HNSW graph, which cannot drop them
+        self._excluding = None  # (tombstone count, ids, IDSelectorBatch, IDSelectorNot) for searches
 
     def _inner(self):
         if self.kind == "flat":
@@ -286,17 +289,25 @@ class VectorIndex:
         if k <= 0 or len(queries) == 0:
             n = len(queries)
             return [np.empty(0, np.float32)] * n, [np.empty(0, np.int64)] * n
-        asked = min(k + len(self._dead), int(self._cpu.ntotal))  # room for tombstones among the nearest
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.spec.ef_search, asked)
-            scores, ids = self._cpu.search(queries, asked, params=params)
+            params.efSearch = max(self.spec.ef_search, k)
+            if self._dead:  # the graph walks through tombstones but never returns them
+                params.sel = self._selector()
+            scores, ids = self._cpu.search(queries, k, params=params)
         else:
-            scores, ids = self._search_index(asked).search(queries, asked)
+            scores, ids = self._search_index(k).search(queries, k)
         keep = ids >= 0
-        if self._dead:
-            keep &= ~np.isin(ids, np.fromiter(self._dead, np.int64, len(self._dead)))
-        return [s[m][:k] for s, m in zip(scores, keep)], [i[m][:k] for i, m in zip(ids, keep)]
+        return [s[m] for s, m in zip(scores, keep)], [i[m] for i, m in zip(ids, keep)]
+
+    def _selector(self):
+        """A FAISS selector of every id but the tombstones (kept until they change; FAISS holds no reference to
+        the objects it is given, so they live here)."""
+        if self._excluding is None or self._excluding[0] != len(self._dead):
+            dead = np.fromiter(self._dead, np.int64, len(self._dead))
+            batch = faiss.IDSelectorBatch(len(dead), faiss.swig_ptr(dead))
+            self._excluding = (len(self._dead), dead, batch, faiss.IDSelectorNot(batch))
+        return self._excluding[3]
 
     def _search_index(self, k: int):
         if self.kind != "flat" or not self._use_gpu or self.ntotal < GPU_MIN_VECTORS or k > GPU_MAX_K:
@@ -320,10 +331,21 @@ class VectorIndex:
         """
         path = Path(path)
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        digest = write_atomic_with(path, lambda tmp: faiss.write_index(self._cpu, str(tmp)))  # streamed to disk
+        digest = write_atomic_with(path, lambda tmp: self._write(tmp))
         write_sidecar(path, {"generation": int(generation), "dim": self.dim, "count": int(self._cpu.ntotal),
                              "sha256": digest, "removed": sorted(self._dead), "kind": self.kind,
                              "params": self.params})
+
+    def _write(self, tmp: Path) -> None:
+        """Streams the index to ``tmp`` through a Python file, so a failed write (a full disk) raises ``OSError``
+        instead of FAISS's RuntimeError, or a message printed while a truncated file is kept."""
+        with open(tmp, "wb") as f:
+            try:
+                faiss.write_index(self._cpu, faiss.PyCallbackIOWriter(f.write))
+            except RuntimeError as e:
+                cause = e.__context__ if isinstance(e.__context__, OSError) else None
+                raise OSError(getattr(cause, "errno", None) or 5, f"writing the index failed: {cause or e}") from e
+            f.flush()
 
     @classmethod
     def load(cls, path: Path, meta: dict, *, spec: IndexSpec | None = None,

@@ -7,12 +7,13 @@ file or an index in memory up with SQL, rebuilding the index from the keys in SQ
 choosing the kind of index (``collections.index_spec``: flat while small, HNSW beyond, or as asked), and when
 to write the file after a commit.
 
-Catching up relies on memory ids never being reused and growing with every write (one writer at a time):
+Catching up relies on the index holding only committed keys (the store adds and removes them after its
+commits) and on committed ids never being reused and growing with every write (one writer at a time):
 the keys an index lacks are exactly SQL's keys past the largest id it holds, and what it holds beyond SQL
 (removed since) shows as a count that differs, then found by comparing ids. So a file behind the database
 is loaded and brought forward, never rebuilt, and a reader follows a writer's commits at the cost of what
 changed. The file is therefore saved only when the changes since the last save reach half of what it
-holds (and always on close): bytes written for the index stay a small multiple of the keys' own bytes, however
+holds (a quarter on close): bytes written for the index stay a small multiple of the keys' own bytes, however
 the store grows, instead of a full rewrite per commit. A commit made while the index is not loaded (a
 removal, a document without keys) moves a current sidecar forward instead, listing the removed ids. Knows
 nothing of blobs, documents' contents or models.
@@ -21,6 +22,7 @@ nothing of blobs, documents' contents or models.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,7 +37,11 @@ from storage.schema import Collection
 log = logging.getLogger(__name__)
 
 SAVE_GROWTH = 0.5
-"""The file is saved once the vectors added or removed since its last save reach this fraction of it."""
+"""While a writer works, the file is saved once the vectors added or removed since its last save reach this
+fraction of it."""
+CLOSE_GROWTH = 0.25
+"""On close, the file is saved once those changes reach this fraction of it (a writer that stops sooner leaves
+them to the next load's catch-up, which reads at most this fraction of the keys from SQL)."""
 
 
 class IndexKeeper:
@@ -82,7 +88,7 @@ class IndexKeeper:
         file merely behind the database (the writer saves now and then, a crash leaves the last one) is caught
         up without one."""
         self.file_problem = None
-        for _ in range(3):  # a writer may replace the pair while we read it: read again
+        for attempt in range(3):  # a writer may replace the pair while we read it: read again
             with self._session() as s:
                 generation, dim = self._state(s)
                 self.spec = self._spec(s)
@@ -91,20 +97,26 @@ class IndexKeeper:
                 self.file_problem = (f"index file {self.path} has no usable sidecar (damaged, or written by an "
                                      f"older memkit without a checksum)")
                 break
-            if dim is None or meta is None or meta["generation"] > generation or meta["dim"] != dim:
+            if meta is not None and meta["generation"] > generation:  # a writer's newer file and commit: read again
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            if dim is None or meta is None or meta["dim"] != dim:
                 break
             try:
                 index = VectorIndex.load(self.path, meta, spec=self.spec)
             except IndexFileError as e:
-                if read_sidecar(self.path) != meta:  # a writer saved a newer file meanwhile
+                # A writer replaces the file, then its sidecar: between the two renames the new file meets the
+                # old sidecar. Wait a little and read the pair again before calling the file damaged.
+                if attempt < 2:
+                    time.sleep(0.05 * (attempt + 1))
                     continue
                 self.file_problem = f"index file {self.path} {e}"
                 break
             if read_sidecar(self.path) != meta:
                 continue
             self.index, self.generation, self.key_dim, self.loaded = index, meta["generation"], dim, True
-            self._saved, self._changes = meta["count"], len(meta["removed"])
-            self.dirty = bool(meta["removed"])  # the file still holds removed vectors: a writer compacts it
+            self._saved, self._changes = meta["count"], len(meta["removed"])  # removed ids count as changes:
+            self.dirty = bool(meta["removed"])                                # the policy compacts them in time
             if meta["generation"] != generation and not self.catch_up():
                 break
             self._shape()
@@ -161,7 +173,7 @@ class IndexKeeper:
         index = self.index
         if index is None or not self.writable:
             return
-        kind = self.spec.kind_for(index.ntotal, index.dim)
+        kind = self.spec.kind_for(index.ntotal, index.dim, index.kind)
         if kind != index.kind or (index.kind == "hnsw" and index.needs_compaction()):
             log.info("building a %s index over %d vectors (was %s)", kind, index.ntotal, index.kind)
             self.index = index.rebuilt(kind, self.spec)
@@ -201,7 +213,8 @@ class IndexKeeper:
         otherwise a sidecar that was current is moved forward to ``generation`` with ``removed`` listed, and the
         file is left as it is."""
         self.generation = generation
-        if not self.loaded:
+        changed = max(changed, len(removed))
+        if not self.loaded or (changed == 0 and not self.dirty):  # the file, if current, stays current
             meta = read_sidecar(self.path)
             if meta is not None and meta["generation"] == generation - 1:
                 meta["generation"] = generation
@@ -211,15 +224,22 @@ class IndexKeeper:
                 except OSError as e:  # the commit stands; the file is caught up on the next load
                     log.warning("could not update index sidecar of %s: %s", self.path, e)
             return
+        if changed == 0:
+            return
         self.dirty = True
-        self._changes += max(changed, len(removed))
+        self._changes += changed
         if self.index is None:
             return
         self._shape()
-        if self._changes >= max(1, SAVE_GROWTH * self._saved):
+        self.save_if_due()
+
+    def save_if_due(self, *, closing: bool = False) -> None:
+        """Saves the file when the changes since its last save reach ``SAVE_GROWTH`` of it (``CLOSE_GROWTH`` on
+        close); a failure is logged: the commits stand, and the next load catches the file up."""
+        if self._changes >= max(1, (CLOSE_GROWTH if closing else SAVE_GROWTH) * self._saved):
             try:
                 self.save()
-            except OSError as e:  # the commit stands; the file is caught up on the next load
+            except OSError as e:
                 log.warning("could not save index file %s: %s", self.path, e)
 
     def save(self) -> None:
@@ -245,6 +265,12 @@ class IndexKeeper:
             if meta is not None and dim is not None and meta["generation"] == generation and meta["dim"] == dim:
                 return meta["count"] - len(set(meta["removed"]))
             return queries.key_count(s, self._collection_id)
+
+    def forget(self) -> None:
+        """Drops the index in memory, unsaved: after a write whose outcome the index may not reflect, the next
+        use loads the file and catches it up with SQL."""
+        self.index, self.loaded, self.dirty = None, False, False
+        self._changes = 0
 
     def kind(self) -> str | None:
         """The kind of index held (``flat``/``hnsw``), read from the file's sidecar when not loaded; None if none."""

@@ -136,18 +136,20 @@ def _0003_memory_text(conn: Connection) -> None:
                       "VALUES (:id, :cid, to_tsvector('english', left(:text, 200000)))")
     else:
         raise StoreFormatError(f"memkit keeps its full-text index in SQLite or PostgreSQL, not {conn.dialect.name}")
-    rows = conn.exec_driver_sql(
-        "SELECT m.id, d.collection_id, d.text, m.span_start, m.span_end FROM memories m "
-        "JOIN documents d ON d.id = m.document_id WHERE m.key IS NOT NULL ORDER BY m.id")
-    batch = []
-    for r in rows.all():
-        body = r.text if r.span_start is None or r.span_end is None else r.text[r.span_start:r.span_end]
-        batch.append({"id": r.id, "cid": r.collection_id, "text": body})
-        if len(batch) == 500:
-            conn.execute(text(insert_row), batch)
-            batch = []
-    if batch:
-        conn.execute(text(insert_row), batch)
+    # 500 memories at a time, each with its own span cut in SQL (substr counts characters in both databases), so
+    # a long document with many chunks is never held once per chunk
+    page = text(
+        "SELECT m.id, d.collection_id, CASE WHEN m.span_start IS NULL OR m.span_end IS NULL THEN d.text "
+        "ELSE substr(d.text, CAST(m.span_start + 1 AS INTEGER), CAST(m.span_end - m.span_start AS INTEGER)) "
+        "END AS body FROM memories m "
+        "JOIN documents d ON d.id = m.document_id WHERE m.key IS NOT NULL AND m.id > :after ORDER BY m.id LIMIT 500")
+    after = -1
+    while True:
+        rows = conn.execute(page, {"after": after}).all()
+        if not rows:
+            break
+        conn.execute(text(insert_row), [{"id": r.id, "cid": r.collection_id, "text": r.body} for r in rows])
+        after = rows[-1].id
 
 
 MIGRATIONS: list[Migration] = [

@@ -42,7 +42,7 @@ from storage.pending import PendingBlobs
 from storage.migrations import check_current, migrate
 from storage.records import PreparedRecords, prepare_records
 from storage.rows import collection_info, memory_row, memory_values
-from storage.schema import Collection, Document, Memory, decode_key, utc_now
+from storage.schema import Collection, Document, Memory, utc_now
 from storage.search import search_joined, search_lexical
 from storage.state import StateFiles, StateIntegrityError
 from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, HealthReport, Hit, MemoryRow, RecordIn
@@ -138,7 +138,7 @@ class Store:
         self._closed = True
         try:
             if self.writable and self._keeper.loaded and self._keeper.dirty:
-                self._keeper.save()
+                self._keeper.save_if_due(closing=True)
         except OSError as e:  # the commits stand; the stale file is rebuilt on the next open
             log.warning("could not save index file for %s: %s", self.path, e)
         finally:
@@ -238,11 +238,8 @@ class Store:
             keeper.get()  # read (or rebuild) the index before anything is written
         payloads = [(i, j) for i in new for j, record in enumerate(items[i][1]) if record.tensors]
         rel = self._blobs.new_path(segment=True) if payloads else None
-        tried_ids: list[int] = []
-        old_index, old_dim = keeper.index, keeper.key_dim
         committed = False
         doc_ids: list[int] = []
-        generation = None
         try:
             located: dict[tuple[int, int], tuple] = {}
             if rel is not None:
@@ -252,29 +249,37 @@ class Store:
             with self._session() as s:
                 with s.begin():
                     doc_ids, memory_ids, generation = self._insert(s, items, prepared, new, located, dim)
-                    keyed = [(memory_ids[i][r], prepared[i].keys[n]) for i in new
-                             for n, r in enumerate(prepared[i].key_rows)]
-                    tried_ids = [m for m, _ in keyed]
-                    if tried_ids:
-                        keeper.ensure(dim).add(tried_ids, np.stack([k for _, k in keyed]))
                 committed = True
         except BaseException as e:
             # Interrupted (Ctrl-C, SIGTERM) after the COMMIT, in SQLAlchemy's bookkeeping around it: the documents
-            # are in, so keep them whole. The flag misses the last moments of the commit; the database does not.
+            # are in, so keep them whole; the index, which has not seen them, catches up from SQL when next used.
+            # The flag misses the last moments of the commit; the database does not (when even asking it fails,
+            # the files are kept and write.pending too: the next writer deletes them only if nothing uses them).
             if committed or (doc_ids and not isinstance(e, IntegrityError)
                              and self._holds(doc_ids[0], items[new[0]][0].content_hash)):
-                keeper.committed(generation, changed=len(tried_ids))
-                self._pending.clear()
+                keeper.forget()
+                if committed:
+                    self._pending.clear()
                 raise
-            if tried_ids and keeper.index is not None:
-                keeper.index.remove(tried_ids)
-            keeper.index, keeper.key_dim = old_index, old_dim
             if rel is not None:
                 self._blobs.delete(rel)
             self._pending.clear()
             raise
         self._pending.clear()
-        keeper.committed(generation, changed=len(tried_ids))
+        # The index is a cache of SQL: it takes the keys once they are committed, so a failed or interrupted
+        # write never leaves an id in it that SQL does not hold (SQLite hands a rolled-back batch's ids out again).
+        ids = [memory_ids[i][r] for i in new for r in prepared[i].key_rows]
+        try:
+            if ids:
+                keeper.ensure(dim).add(ids, np.concatenate([prepared[i].keys for i in new]))
+        except Exception as e:  # the documents are in: the index catches up from SQL when next used
+            log.warning("the index did not take the keys of %d committed memories (%s); it is caught up from the "
+                        "database when next used", len(ids), e)
+            keeper.forget()
+        except BaseException:
+            keeper.forget()
+            raise
+        keeper.committed(generation, changed=len(ids))
         return {i: AddResult(doc_ids[n], False, memory_ids[i]) for n, i in enumerate(new)}
 
     def _insert(self, s: Session, items, prepared, new: list[int], located: dict, dim: int | None):
@@ -331,7 +336,6 @@ class Store:
     def remove_document(self, doc_id: int) -> None:
         """Deletes a document, its memories (rows, index entries) and then their blob files."""
         self._require_writable()
-        removed: tuple[list[int], np.ndarray] | None = None
         committed = False
         with self._session() as s:
             try:
@@ -340,24 +344,29 @@ class Store:
                     if doc is None or doc.collection_id != self._info.id:
                         raise DocumentNotFoundError(doc_id)
                     mems = s.execute(
-                        select(Memory.id, Memory.blob_path, Memory.key).where(Memory.document_id == doc_id)
+                        select(Memory.id, Memory.blob_path, Memory.key.is_not(None).label("keyed"))
+                        .where(Memory.document_id == doc_id)
                     ).all()
                     s.delete(doc)  # the memories go by ON DELETE CASCADE
                     collection = s.get(Collection, self._info.id)
                     collection.generation += 1
                     s.flush()
                     generation = collection.generation
-                    keyed = [(m.id, decode_key(m.key)) for m in mems if m.key is not None]
-                    if keyed and self._keeper.loaded and self._keeper.index is not None:
-                        ids = [i for i, _ in keyed]
-                        self._keeper.index.remove(ids)
-                        removed = (ids, np.stack([v for _, v in keyed]))
                 committed = True
-            except BaseException:
-                if removed is not None and not committed and self._holds(doc_id):  # not removed: put them back
-                    self._keeper.index.add(*removed)
+            except DocumentNotFoundError:
                 raise
-        self._keeper.committed(generation, removed=[m.id for m in mems if m.key is not None])
+            except BaseException:
+                if committed or not self._holds(doc_id):  # gone, but the index has not seen it: caught up later
+                    self._keeper.forget()
+                raise
+        keyed = [m.id for m in mems if m.keyed]
+        try:
+            if keyed and self._keeper.loaded and self._keeper.index is not None:  # after the commit, as adds
+                self._keeper.index.remove(keyed)
+        except BaseException:
+            self._keeper.forget()
+            raise
+        self._keeper.committed(generation, removed=keyed)
         paths = sorted({m.blob_path for m in mems if m.blob_path is not None})
         if paths:
             with self._session() as s:

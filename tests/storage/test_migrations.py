@@ -121,3 +121,32 @@ def test_orm_classes_match_the_migrated_schema(fresh_engine, db):
         if db == "sqlite":
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_an_older_store_gets_its_full_text_index_filled_from_the_keyed_memories(fresh_engine):
+    """Upgrading through 0002-0003: the memories an older memkit wrote (keyed or not, with spans or without, the
+    spans counted in characters) are in the full-text index afterwards, each with its own span's words."""
+    from storage import lexical
+
+    engine = fresh_engine
+    migrate(engine, MIGRATIONS[:1])
+    text_a = "Ünïcode first: the lighthouse keeper. Then: maps of the Sorrel delta."
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO collections (id, name, model_id, model_fingerprint, method, method_config, "
+                          "generation, created_at) VALUES (1, 'default', 'm', 'fp', 'rag', '{}', 2, 'now')"))
+        conn.execute(text("INSERT INTO documents (id, collection_id, source, content_hash, text, status, meta, "
+                          "created_at) VALUES (1, 1, 'a', 'h1', :t, 'ready', '{}', 'now'), "
+                          "(2, 1, 'b', 'h2', 'a railway that burns peat', 'ready', '{}', 'now')"), {"t": text_a})
+        split = text_a.index("Then")
+        rows = [(1, 1, 0, split, b"\x00" * 8), (2, 1, split, len(text_a), b"\x00" * 8), (3, 1, 0, 5, None),
+                (4, 2, None, None, b"\x00" * 8)]
+        for mid, did, start, end, key in rows:
+            conn.execute(text("INSERT INTO memories (id, document_id, kind, shapes, dtypes, nbytes, span_start, "
+                              "span_end, key, meta) VALUES (:i, :d, 'chunk', '{}', '{}', 0, :s, :e, :k, '{}')"),
+                         {"i": mid, "d": did, "s": start, "e": end, "k": key})
+    migrate(engine)
+    with engine.connect() as conn:
+        assert lexical.count(conn, 1) == 3  # memory 3 has no key: never searched, not indexed
+        assert [i for i, _ in lexical.search(conn, 1, "lighthouse keeper", 5)] == [1]
+        assert [i for i, _ in lexical.search(conn, 1, "Sorrel delta maps", 5)] == [2]
+        assert [i for i, _ in lexical.search(conn, 1, "peat railway", 5)] == [4]

@@ -220,3 +220,41 @@ def test_records_without_payload_write_no_segment(make_store, rng):
     store = make_store()
     store.add_documents([(doc(i), [keyed(unit_rows(rng, 1)[0]), RecordIn("note", None)]) for i in range(3)])
     assert _segments(store) == set()
+
+
+def test_a_failed_batch_on_an_hnsw_graph_leaves_later_writes_and_searches_whole(make_store, rng, monkeypatch):
+    store = make_store(key_dim=32)
+    store.reindex(IndexSpec(kind="hnsw"))
+    keys = _clustered(rng, 60)
+    store.add_documents([(doc(i), [keyed(keys[i])]) for i in range(30)])
+    real = Store._insert
+
+    def insert_then_fail(self, *args):
+        real(self, *args)  # rows inserted (ids handed out), then the commit never happens
+        raise RuntimeError("disk full at commit")
+
+    monkeypatch.setattr(Store, "_insert", insert_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.add_documents([(doc(i), [keyed(keys[i])]) for i in range(30, 45)])
+    monkeypatch.undo()
+    assert store.count_documents() == 30 and store.index_info()["tombstones"] == 0
+    results = store.add_documents([(doc(i), [keyed(keys[i])]) for i in range(30, 60)])  # the same ids again
+    for i in (31, 44, 59):
+        assert store.search(keys[i], 1)[0].memory_id == results[i - 30].memory_ids[0]
+    store.close()
+    with Store.open(store.path, write=True) as writer:
+        assert writer.index_info()["vectors"] == 60 and writer.verify().problems == []
+        assert writer.search(keys[59], 1)[0].memory_id == results[-1].memory_ids[0]
+
+
+def test_auto_goes_back_to_flat_only_well_below_the_line(make_store, rng, monkeypatch):
+    monkeypatch.setattr("storage.index.AUTO_FLAT_BYTES", 200 * 32 * 4)
+    store = make_store(key_dim=32)
+    keys = _clustered(rng, 260)
+    results = store.add_documents([(doc(i), [keyed(keys[i])]) for i in range(260)])
+    assert store.index_info()["kind"] == "hnsw"
+    store.remove_documents([r.document_id for r in results[:80]])  # 180 left: under the line, over half of it
+    assert store.index_info()["kind"] == "hnsw"
+    store.remove_documents([r.document_id for r in results[80:170]])  # 90 left: under half the line
+    info = store.index_info()
+    assert info["kind"] == "flat" and info["vectors"] == 90 and info["tombstones"] == 0

@@ -49,7 +49,7 @@ def test_duplicate_text_is_skipped_and_writes_nothing(filled, rng):
     assert _snapshot(store, probes) == before
 
 
-@pytest.mark.parametrize("where", ["blob_write", "index_add", "sql_flush"])
+@pytest.mark.parametrize("where", ["blob_write", "sql_flush"])
 def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
     store, _ = filled
     probes = unit_rows(rng, 4)
@@ -63,14 +63,6 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
             raise OSError("disk full on the second record")
 
         monkeypatch.setattr(BlobStore, "_write_file", write)
-    elif where == "index_add":
-        real_add = VectorIndex.add
-
-        def add(self, ids, vecs):
-            real_add(self, ids, vecs)  # the vectors go in, then something fails
-            raise RuntimeError("index failure after adding")
-
-        monkeypatch.setattr(VectorIndex, "add", add)
     else:
         records[1].meta = {"not json": object()}
 
@@ -88,6 +80,26 @@ def test_failure_midway_leaves_no_trace(filled, rng, monkeypatch, where):
     result = store.add_document(new, records)
     assert not result.duplicate and len(result.memory_ids) == 3
     assert store.search(records[2].key, 1)[0].memory_id == result.memory_ids[2]
+
+
+def test_an_index_failure_after_the_commit_keeps_the_document_and_the_index_catches_up(filled, rng, monkeypatch,
+                                                                                      caplog):
+    store, keys = filled
+    real_add = VectorIndex.add
+
+    def add(self, ids, vecs):
+        real_add(self, ids, vecs)  # the vectors go in, then something fails
+        raise RuntimeError("index failure after adding")
+
+    monkeypatch.setattr(VectorIndex, "add", add)
+    records = _three_records(rng)
+    result = store.add_document(doc(1000), records)  # committed first: the index is only a cache of it
+    assert not result.duplicate and store.find_by_hash(doc(1000).content_hash) == result.document_id
+    assert "did not take the keys of 3 committed memories" in caplog.text
+    monkeypatch.undo()
+    assert store.search(records[2].key, 1)[0].memory_id == result.memory_ids[2]  # caught up from SQL
+    assert store.search(keys[5], 1)[0].document_id == 6
+    assert store.index_info()["vectors"] == 63 and store.verify().problems == []
 
 
 def test_failed_first_add_does_not_fix_the_key_dimension(make_store, rng, monkeypatch):
