@@ -97,7 +97,6 @@ def exact_top(batches, queries: np.ndarray, k: int) -> np.ndarray:
 
 def run(args) -> dict:
     from storage import DocumentIn, RecordIn, Store
-    from storage.index import IndexSpec
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="memkit-scale-"))
@@ -109,10 +108,10 @@ def run(args) -> dict:
     payload = np.zeros(args.payload_bytes // 2, np.float16)
     store = Store.create(path, model_id="synthetic", model_revision=None, model_fingerprint="synthetic",
                          method="rag", method_config={}, key_dim=args.dim)
-    if args.index != "auto":
+    if args.index != "auto" or args.ef_search != 96:  # a store before issue 16 has only its flat index
+        from storage.index import IndexSpec
+
         store.reindex(IndexSpec(kind=args.index, ef_search=args.ef_search))
-    elif args.ef_search != IndexSpec().ef_search:
-        store.reindex(IndexSpec(ef_search=args.ef_search))
     batched = hasattr(store, "add_documents")
     ids_seen: list[np.ndarray] = []  # memory ids per batch; the keys are drawn again for exact search
 
