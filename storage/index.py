@@ -237,20 +237,14 @@ class VectorIndex:
         if len(ids) == 0:
             return 0
         self._gpu = None
-        present = []
-        for i in dict.fromkeys(int(i) for i in ids):
-            if i in self._dead:
-                continue
-            try:
-                vec = self._cpu.reconstruct(i)
-            except RuntimeError:                   # not in the index
-                continue
-            present.append((i, vec))
-        if present and self._frequencies is not None:
-            self._frequencies = self._frequencies - (np.stack([v for _, v in present]) != 0).sum(0)
+        present = np.unique(ids[np.isin(ids, self._all_ids())])  # unknown ids are ignored
+        if self._dead:
+            present = present[~np.isin(present, np.fromiter(self._dead, np.int64, len(self._dead)))]
+        if len(present) and self._frequencies is not None:
+            self._frequencies = self._frequencies - (self.vectors_of(present) != 0).sum(0)
         if self.kind == "flat":
-            return int(self._cpu.remove_ids(np.asarray([i for i, _ in present], dtype=np.int64)))
-        self._dead.update(i for i, _ in present)
+            return int(self._cpu.remove_ids(present))
+        self._dead.update(present.tolist())
         return len(present)
 
     def rebuilt(self, kind: str | None = None, spec: IndexSpec | None = None) -> VectorIndex:

@@ -156,15 +156,22 @@ class IndexKeeper:
         self.generation = generation
         self.dirty = self.dirty or changed > 0
         if self.writable and not self.dirty:  # the file holds just these vectors: only its generation moves
-            meta = read_sidecar(self.path)
-            if meta is not None and meta["count"] == index.ntotal + index.tombstones and \
-                    meta["generation"] < generation and meta["dim"] == index.dim:
-                meta["generation"] = generation
-                try:
-                    write_sidecar(self.path, meta)
-                except OSError as e:
-                    log.warning("could not update index sidecar of %s: %s", self.path, e)
+            self._move_sidecar(generation, lambda meta: meta["count"] == index.ntotal + index.tombstones
+                               and meta["generation"] < generation and meta["dim"] == index.dim)
         return True
+
+    def _move_sidecar(self, generation: int, current, removed: Sequence[int] = ()) -> None:
+        """Moves the sidecar forward to ``generation`` (listing ``removed``) when ``current(meta)`` says its file
+        still holds what the index does; a failure is logged (the file is caught up on the next load)."""
+        meta = read_sidecar(self.path)
+        if meta is None or not current(meta):
+            return
+        meta["generation"] = generation
+        meta["removed"] = sorted(set(meta["removed"]) | {int(i) for i in removed})
+        try:
+            write_sidecar(self.path, meta)
+        except OSError as e:
+            log.warning("could not update index sidecar of %s: %s", self.path, e)
 
     def _shape(self) -> None:
         """Gives the index the kind its spec asks for at its size (flat -> HNSW as the store grows; whatever
@@ -215,14 +222,7 @@ class IndexKeeper:
         self.generation = generation
         changed = max(changed, len(removed))
         if not self.loaded or (changed == 0 and not self.dirty):  # the file, if current, stays current
-            meta = read_sidecar(self.path)
-            if meta is not None and meta["generation"] == generation - 1:
-                meta["generation"] = generation
-                meta["removed"] = sorted(set(meta["removed"]) | {int(i) for i in removed})
-                try:
-                    write_sidecar(self.path, meta)
-                except OSError as e:  # the commit stands; the file is caught up on the next load
-                    log.warning("could not update index sidecar of %s: %s", self.path, e)
+            self._move_sidecar(generation, lambda meta: meta["generation"] == generation - 1, removed)
             return
         if changed == 0:
             return

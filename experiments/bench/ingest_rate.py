@@ -25,19 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from experiments.bench import crash_trials
+
 
 def world_stream(path: Path, n: int, seed: int) -> list[str]:
     """``n`` test documents of the world (seed ``seed``) as a JSONL stream at ``path``; returns their texts."""
-    from experiments.world.entities import WorldConfig
-    from experiments.world.export import export_split
-
-    out = path.parent / "world"
-    export_split(WorldConfig(seed=seed), "test", out)
-    rows = [json.loads(line) for line in (out / "documents.jsonl").read_text().splitlines()][:n]
-    if len(rows) < n:
-        raise SystemExit(f"the world of seed {seed} has {len(rows)} test documents, fewer than --docs {n}")
-    path.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
-    return [r["text"] for r in rows]
+    texts = list(crash_trials.world_stream(path, n, seed).values())
+    if len(texts) < n:
+        raise SystemExit(f"the world of seed {seed} has {len(texts)} test documents, fewer than --docs {n}")
+    return texts
 
 
 def forward_rate(texts: list[str], batch: int, repeats: int = 2) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from experiments.bench.store_memory import _rss_kb
 
 
 def _io_written() -> int:
@@ -46,10 +49,7 @@ def _io_written() -> int:
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _rss_kb(os.getpid()) / 1024
 
 
 def _dir_bytes(path: Path) -> int:
