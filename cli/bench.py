@@ -16,7 +16,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import err, handle_errors, out, state
+from cli.common import MODEL_HELP, err, handle_errors, out, state
 
 DEFAULT_METHODS = "closed,prompt,prompt:oracle,rag,finetune"
 DEFAULT_CONTEXTS = "512,1024,2048,4096,8192"
@@ -29,8 +29,8 @@ SUMMARY = [  # (header, report column)
 def bench(
     ctx: typer.Context,
     benchmark: Annotated[str, typer.Argument(
-        help="world (the synthetic world) or a dataset read with --data: squad, streamingqa, archivalqa, msc, "
-             "metaicl.", show_default=False)],
+        help="world (the synthetic world), english (memkit's own English set, packaged; --data optional) or a "
+             "dataset read with --data: squad, streamingqa, archivalqa, msc, metaicl.", show_default=False)],
     methods: Annotated[str, typer.Option(
         help="Methods to compare, comma-separated; NAME:SETTING picks a setting (prompt:oracle hands the "
              "gold documents to the prompt instead of retrieving).")] = DEFAULT_METHODS,
@@ -45,7 +45,7 @@ def bench(
         help="Write a markdown report here and its PNG plots beside it.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="The dataset's local file or directory.")] = None,
     model: Annotated[Optional[str], typer.Option(
-        help="Model hub id or directory (default: the packaged world LM).")] = None,
+        help=f"Model: {MODEL_HELP} (default: the packaged world LM).")] = None,
     split: Annotated[str, typer.Option(help="Split of the synthetic world.")] = "test",
     option: Annotated[Optional[list[str]], typer.Option(
         "--option", "-o", help="METHOD.OPTION=VALUE, repeatable (e.g. -o finetune.steps=4).")] = None,

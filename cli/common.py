@@ -34,6 +34,11 @@ class State:
     collection: str = "default"
 
 
+MODEL_HELP = ("a reference model's short name (gemma-3-270m, smollm2-135m-instruct: `memkit models`), a .gguf file "
+              "(converted once, then cached in MEMKIT_CACHE_DIR, default ~/.cache/memkit), a local directory or a "
+              "Hugging Face hub id")
+"""How every ``--model`` option describes what it accepts."""
+
 # What `ask` and `ingest` share when they talk to a running `memkit serve` (--server URL).
 RemoteCollectionOpt = Annotated[Optional[str], typer.Option(
     "--collection", help="With --server: the collection to use (default: the global --collection).")]

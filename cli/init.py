@@ -7,14 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import err, fail, handle_errors, print_json, state
+from cli.common import MODEL_HELP, err, fail, handle_errors, print_json, state
 
 
 @handle_errors
 def init(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(
-        help="Base LM: a Hugging Face hub id or a local directory. Default: the packaged world LM.")] = None,
+        help=f"Base LM: {MODEL_HELP}. Default: the packaged world LM.")] = None,
     method: Annotated[str, typer.Option(
         help="How documents are absorbed: closed_book, prompt, rag, finetune, adapter (generated adapters), "
              "slots (memory slots) or hybrid (adapters and slots together).")] = "rag",

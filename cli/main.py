@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli import admin, ask, bench, docs, export, ingest, init, serve, train
+from cli import admin, ask, bench, docs, export, ingest, init, models, serve, train
 from cli.common import EXIT_TERMINATED, TERMINATED, State, Terminated, err, install_signal_handlers
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def root(
     ctx.obj = State(store=store, device=device, collection=collection)
 
 
-for module in (init, ingest, ask, docs, export, admin, bench, train, serve):
+for module in (init, ingest, ask, docs, export, admin, bench, train, serve, models):
     module.register(app)
 
 
@@ -53,13 +53,15 @@ class _Lowercase(logging.Formatter):
 
 def log_to_stderr() -> None:
     """The library's own warnings (a damaged index file answered around, a blob left in place) as one
-    ``warning: ...`` line each on stderr, in the command's voice; other libraries' logging is left alone."""
+    ``warning: ...`` line each on stderr, in the command's voice, and the ``info: ...`` lines of a GGUF file's
+    one-time conversion; other libraries' logging is left alone."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Lowercase())
     for name in ("memkit", "storage", "experiments"):
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
+    logging.getLogger("memkit.gguf").setLevel(logging.INFO)  # a GGUF file's one-time conversion takes a minute
 
 
 def main() -> None:

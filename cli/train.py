@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import handle_errors, print_json, state
+from cli.common import MODEL_HELP, handle_errors, print_json, state
 
 train_app = typer.Typer(help="Train memkit's models: the world LM (base), and for any causal LM on any data the "
                              "adapter generator (adapter) and the memory-slot model (slots).",
@@ -33,8 +33,9 @@ CorpusOpt = Annotated[Optional[list[str]], typer.Option(
 MaxQuestionsOpt = Annotated[int, typer.Option(min=1, help="Most questions one training item asks of its documents.")]
 # Options the adapter and slots commands share: how the loop runs and where the model comes from.
 PromptFormatOpt = Annotated[str, typer.Option(
-    help="How questions and answers are laid out: plain (Question: ... Answer: ...) or chat (the tokenizer's chat "
-         "template, for instruct models). Saved with the model; its method answers the same way.")]
+    help="How questions and answers are laid out: plain (Question: ... Answer: ...), fewshot (plain after two worked "
+         "examples; small pretrained models read best with it) or chat (the tokenizer's chat template, for instruct "
+         "models). Saved with the model; its method answers the same way.")]
 ResumeOpt = Annotated[Optional[Path], typer.Option(
     help="Go on from a checkpoint: a run's OUT/checkpoint directory (its latest checkpoint) or one checkpoint in "
          "it. The other options must be the run's (only the budget and how often it reports may change); with "
@@ -112,7 +113,7 @@ def base(
 def adapter(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(
-        help="Base model hub id or directory (default: the packaged world LM).")] = None,
+        help=f"Base model: {MODEL_HELP} (default: the packaged world LM).")] = None,
     out: Annotated[Path, typer.Option(help="Where to save the generator.")] = Path("build/adapter-generator"),
     minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 20.0,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: the budget decides).")] = 0,
@@ -192,7 +193,7 @@ def adapter(
 def slots(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(
-        help="Base model hub id or directory (default: the packaged world LM).")] = None,
+        help=f"Base model: {MODEL_HELP} (default: the packaged world LM).")] = None,
     out: Annotated[Path, typer.Option(help="Where to save the slot model.")] = Path("build/slot-model"),
     minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 20.0,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: the budget decides).")] = 0,

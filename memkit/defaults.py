@@ -18,4 +18,4 @@ def default_model() -> str:
     if (PACKAGED_MODEL / "config.json").is_file():
         return str(PACKAGED_MODEL)
     raise ConfigError("this memkit carries no packaged default model yet; "
-                      "pass one with --model HUB_ID_OR_DIRECTORY")
+                      "pass one with --model NAME_OR_PATH")

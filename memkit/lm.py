@@ -1,7 +1,8 @@
 """The frozen language model every memory method reads through.
 
-Owns: loading any Hugging Face causal LM and its tokenizer by local directory or hub id (device, dtype or a
-device_map spreading it over devices; no network when a local copy is named), freezing it (``requires_grad=False`` on every weight, eval mode),
+Owns: loading any Hugging Face causal LM and its tokenizer (by reference name, GGUF file, local directory or hub
+id: ``memkit.loading.resolve_model``; device, dtype or a device_map spreading it over devices; no network when a
+local copy is named), freezing it (``requires_grad=False`` on every weight, eval mode),
 a fingerprint of its config and vocabulary, tokenising, hidden states and pooled embeddings, logits,
 deterministic greedy generation with a KV cache, and gradient checkpointing through its layers while training
 what reads through it (``recomputing``). Memory reaches the model only through the two hook points of
@@ -15,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -37,7 +36,7 @@ from memkit.hooks import (
     module_shape,
     target_module_names,
 )
-from memkit.loading import load_pretrained, resolve_device, resolve_dtype
+from memkit.loading import load_pretrained, resolve_device, resolve_dtype, resolve_model
 from memkit.recompute import recomputing
 
 __all__ = ["FrozenLM", "LowRankDelta", "Prefix", "load_pretrained", "resolve_device", "resolve_dtype"]
@@ -91,22 +90,24 @@ class FrozenLM:
     @classmethod
     def load(cls, name_or_path: str, *, revision: str | None = None, device: str = "auto", dtype: str = "auto",
              trust_remote_code: bool = False, device_map: str | dict | None = None) -> FrozenLM:
-        """Load from a local directory (never touching the network) or a hub id (cache first, then the hub).
-        ``device_map`` (e.g. ``auto``: a model larger than one device, spread over the GPUs and the CPU) is handed
-        to ``from_pretrained``, which places the weights; ``device`` then only chooses the ``auto`` dtype, and
-        inputs go where the input embeddings are."""
+        """Load a reference model by short name, a GGUF file (dequantized once, then read from memkit's cache), a
+        local directory (never touching the network) or a hub id (cache first, then the hub). ``device_map`` (e.g.
+        ``auto``: a model larger than one device, spread over the GPUs and the CPU) is handed to
+        ``from_pretrained``, which places the weights; ``device`` then only chooses the ``auto`` dtype, and inputs
+        go where the input embeddings are."""
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
-        model, tokenizer = load_pretrained(AutoModelForCausalLM, AutoTokenizer, name_or_path, revision=revision,
+        source = resolve_model(name_or_path)
+        model, tokenizer = load_pretrained(AutoModelForCausalLM, AutoTokenizer, source.load_from, revision=revision,
                                            dtype=torch_dtype, trust_remote_code=trust_remote_code,
                                            device_map=device_map)
-        local = os.path.expanduser(name_or_path)
-        name = str(Path(local).resolve()) if os.path.isdir(local) else name_or_path
         if device_map is None:
             model.to(dev)
-        return cls(model, tokenizer, name=name, revision=revision)
+        return cls(model, tokenizer, name=source.name, revision=revision, digest=source.digest)
 
-    def __init__(self, model, tokenizer, *, name: str, revision: str | None = None):
+    def __init__(self, model, tokenizer, *, name: str, revision: str | None = None, digest: str | None = None):
+        """``digest``: the fingerprint of a model made from a GGUF file (its content hash), which then stands for
+        the config-and-vocabulary fingerprint."""
         self.model = model
         self.tokenizer = tokenizer
         self._name = name
@@ -125,7 +126,7 @@ class FrozenLM:
         # cache and warns on the old name; older versions and families know only past_key_values.
         self._cache_arg = "cache" if "cache" in forward else "past_key_values"
         self._linears: dict[str, torch.nn.Module] | None = None
-        self._fingerprint: str | None = None
+        self._fingerprint: str | None = digest
         self.last_truncated: list[bool] = []
         self.last_generated: list[int] = []
 
@@ -200,7 +201,8 @@ class FrozenLM:
     def fingerprint(self) -> str:
         """sha256 of the model config (less how it was saved or is run), the tokenizer vocabulary, its special
         tokens and the tokens it puts before a text. Not a hash of the weights: two checkpoints of one
-        architecture and tokenizer share it."""
+        architecture and tokenizer share it. A model made from a GGUF file is fingerprinted by the file's
+        content instead (``gguf-sha256:<hex>``)."""
         if self._fingerprint is None:
             config = _clean_config(self.model.config.to_dict())
             vocab = sorted(self.tokenizer.get_vocab().items())

@@ -1,7 +1,8 @@
 """Loading Hugging Face models and tokenizers by local directory or hub id, and choosing device and dtype.
 
-Owns: the rules for where a model comes from (a local directory with no network attempt; a hub id from the
-local cache, then the hub), one-line errors that say how to point at a local copy, quiet loading, the
+Owns: the rules for where a model comes from (a reference model's short name, ``memkit.reference``; a GGUF
+file, dequantized once into a cached directory, ``memkit.gguf``; a local directory with no network attempt; a hub
+id from the local cache, then the hub: ``resolve_model``), one-line errors that say how to point at a local copy, quiet loading, the
 ``auto`` device/dtype choice (a launched process's own GPU), and handing a ``device_map`` to ``from_pretrained``.
 Knows nothing of memory methods, storage or the CLI.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -52,6 +54,36 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a named model is read from."""
+
+    load_from: str
+    """What ``from_pretrained`` reads: a local directory or a hub id."""
+    name: str
+    """The name a store records and shows: a reference model's short name, a resolved local path, or a hub id."""
+    digest: str | None = None
+    """For a model made from a GGUF file: ``gguf-sha256:<hex>``, its fingerprint (the file's content)."""
+
+
+def resolve_model(name_or_path: str) -> ModelSource:
+    """A reference model's short name -> its GGUF file; a GGUF file -> its cached float32 directory (converted
+    now if needed); a directory made from a GGUF file keeps that file's digest; anything else is loaded as it is
+    named (a directory, or a hub id)."""
+    from memkit import gguf, reference
+
+    local = os.path.expanduser(name_or_path)
+    if reference.is_reference(name_or_path) and not os.path.exists(local):   # a local path by that name wins
+        directory = gguf.dequantized(reference.reference_file(name_or_path), label=name_or_path)
+        return ModelSource(str(directory), name_or_path, gguf.gguf_digest(directory))
+    if not os.path.isdir(local) and (local.lower().endswith(".gguf") or gguf.is_gguf(local)):
+        directory = gguf.dequantized(local, label=name_or_path)
+        return ModelSource(str(directory), str(Path(local).resolve()), gguf.gguf_digest(directory))
+    if os.path.isdir(local):
+        return ModelSource(name_or_path, str(Path(local).resolve()), gguf.gguf_digest(local))
+    return ModelSource(name_or_path, name_or_path)
+
+
 def _looks_like_path(name: str) -> bool:
     """A name meant as a filesystem path rather than a hub id (``org/model``)."""
     if name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name in (".", "..") or "\\" in name:
@@ -71,13 +103,13 @@ def _hub_offline() -> bool:
     return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
     return text if len(text) <= 200 else text[:197] + "..."
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """No progress bars or info logs from transformers while loading."""
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
@@ -106,27 +138,28 @@ def load_pretrained(model_cls, tokenizer_cls, name_or_path: str, *, revision: st
         kw["dtype"] = dtype
     if device_map is not None:
         kw["device_map"] = device_map
-    with _quiet_transformers():
+    with quiet_transformers():
         if os.path.exists(local):
             if not os.path.isdir(local):
-                raise ModelLoadError(f"{name_or_path} is a file; point at the model directory holding config.json")
+                raise ModelLoadError(f"{name_or_path} is a file but not a GGUF file; point at a model directory "
+                                     f"holding config.json, or at a .gguf file")
             try:
                 return _from_pretrained(model_cls, tokenizer_cls, local, local_only=True, **kw)
             except Exception as exc:  # transformers raises many kinds; report them as one line
-                raise ModelLoadError(f"could not load a model from {name_or_path}: {_one_line(exc)}") from exc
+                raise ModelLoadError(f"could not load a model from {name_or_path}: {one_line(exc)}") from exc
         if _looks_like_path(name_or_path):
             raise ModelLoadError(f"no model directory at {name_or_path}")
         try:
             return _from_pretrained(model_cls, tokenizer_cls, name_or_path, local_only=True, **kw)
         except Exception as exc:
-            reason = _one_line(exc)
+            reason = one_line(exc)
         if _hub_offline():
             reason = f"offline mode is on and it is not in the local cache ({reason})"
         else:
             try:
                 return _from_pretrained(model_cls, tokenizer_cls, name_or_path, local_only=False, **kw)
             except Exception as exc:
-                reason = _one_line(exc)
+                reason = one_line(exc)
     raise ModelLoadError(
         f"could not fetch model {name_or_path!r} from the Hugging Face hub: {reason}. Download it where there is "
         f"network (e.g. `hf download {name_or_path} --local-dir DIR`) and point memkit at that local directory "

@@ -1,9 +1,10 @@
 """The text formats the frozen LM reads: one place for the question-answering prompt and its answer.
 
-Owns: how passages, a question and its answer are laid out for the LM, in one of two formats: ``plain``
-(memkit's own: passages, "Question: ...", "Answer:", the answer on the same line) and ``chat`` (the tokenizer's
-chat template, for instruct models: the passages and question as the user's turn, the answer as the
-assistant's). A trained generator or slot model records the format it was trained with, and its method answers
+Owns: how passages, a question and its answer are laid out for the LM, in one of three formats: ``plain``
+(memkit's own: passages, "Question: ...", "Answer:", the answer on the same line), ``fewshot`` (the plain layout
+after a few worked examples written for memkit, for small pretrained models that do not yet know what the
+layout asks of them) and ``chat`` (the tokenizer's chat template, for instruct models: the passages and question
+as the user's turn, the answer as the assistant's). Answers end at the first line break in every format. A trained generator or slot model records the format it was trained with, and its method answers
 in that same format (``QAFormat``). Plain prompts end at "Answer:" with no trailing space: with byte-level BPE
 a trailing space tokenises differently from training text. Knows nothing of models beyond a tokenizer's chat
 template, nor of storage.
@@ -17,7 +18,23 @@ from typing import Any
 from memkit.errors import ConfigError
 
 STOP = ["\n"]
-PROMPT_FORMATS = ("plain", "chat")
+PROMPT_FORMATS = ("plain", "fewshot", "chat")
+
+FEWSHOT_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    ("The reading room of the Orvel Street library reopened on 4 March after eleven months of repairs. The new "
+     "shelving was paid for by the Pellam Trust, and the room now seats forty people.",
+     "Who paid for the new shelving?", "the Pellam Trust"),
+    ("Tamsin Okoro has coached the Rillbank Rowing Club since 2019. Before that she rowed for the club for six "
+     "seasons and worked as a ferry pilot in Gadsby.",
+     "Where did Tamsin Okoro work as a ferry pilot?", "Gadsby"),
+)
+"""The worked examples of the ``fewshot`` format: (passage, question, answer), written for memkit about invented
+places and people, taken from no benchmark; each answer is a short span of its passage."""
+
+
+def fewshot_preamble() -> str:
+    """The worked examples, in the plain layout, each followed by a blank line."""
+    return "".join(f"{qa_prompt(q, [p])} {a}\n\n" for p, q, a in FEWSHOT_EXAMPLES)
 
 
 def qa_prompt(question: str, passages: list[str] | None = None) -> str:
@@ -36,8 +53,8 @@ def user_turn(question: str, passages: list[str] | None = None) -> str:
 
 @dataclass(frozen=True)
 class QAFormat:
-    """How questions and answers are laid out: ``plain`` or ``chat`` (with the tokenizer whose chat template it
-    uses). Texts are without the model's leading BOS: the LM adds its own ``bos_ids``."""
+    """How questions and answers are laid out: ``plain``, ``fewshot`` or ``chat`` (with the tokenizer whose chat
+    template it uses). Texts are without the model's leading BOS: the LM adds its own ``bos_ids``."""
 
     name: str = "plain"
     tokenizer: Any = None
@@ -69,13 +86,16 @@ class QAFormat:
         """The text whose continuation is the answer."""
         if self.name == "plain":
             return qa_prompt(question, passages)
+        if self.name == "fewshot":
+            return fewshot_preamble() + qa_prompt(question, passages)
         return self._render([{"role": "user", "content": user_turn(question, passages)}], open_turn=True)
 
     def turns(self, qas: list[tuple[str, str]], passages: list[str] | None = None) -> list[tuple[str, str]]:
         """``(text before the answer, the answer as the model writes it)`` for each question of one sequence
         that asks them in turn; joined, they are the whole sequence (a training example)."""
-        if self.name == "plain":
-            return [(("\n\n" if i else "") + qa_prompt(q, passages if i == 0 else None), " " + a + "\n")
+        if self.name in ("plain", "fewshot"):
+            lead = fewshot_preamble() if self.name == "fewshot" else ""
+            return [((("\n\n" if i else lead)) + qa_prompt(q, passages if i == 0 else None), " " + a + "\n")
                     for i, (q, a) in enumerate(qas)]
         out, done = [], ""
         for i in range(len(qas)):

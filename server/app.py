@@ -43,8 +43,9 @@ Name = Annotated[str, PathParam(description="The collection's name.")]
 class CollectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr = Field(description="1 to 128 letters, digits, '.', '_' or '-'; also the OpenAI `model` name.")
-    model: Optional[StrictStr] = Field(None, description="Base LM: hub id, or a directory the server was allowed "
-                                                         "(--allow-path). Default: the packaged world LM.")
+    model: Optional[StrictStr] = Field(None, description=(
+        "Base LM: a reference model's short name (gemma-3-270m, smollm2-135m-instruct), a hub id, or a directory or "
+        ".gguf file the server was allowed (--allow-path). Default: the packaged world LM."))
     method: StrictStr = Field("rag", description="closed_book, prompt, rag, finetune, adapter, slots or hybrid.")
     options: dict[str, Union[StrictStr, StrictInt, StrictFloat, StrictBool]] = Field(
         default_factory=dict, description="Method options, as `memkit init -o KEY=VALUE`.")

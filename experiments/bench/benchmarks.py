@@ -2,7 +2,7 @@
 
 Owns: ``load(name, data=..., split=..., seed=..., limit=...)``: ``world`` builds the synthetic world with the
 given seed and returns its split; any other name is a dataset of ``experiments.bench.loaders`` read from
-``data``. Every failure is a ``ConfigError`` naming the flag to change. Knows nothing of models or methods.
+``data`` (``english``, memkit's own English set, from its packaged folder when no ``data`` is given). Every failure is a ``ConfigError`` naming the flag to change. Knows nothing of models or methods.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ def load(name: str, *, data: str | Path | None = None, split: str = "test", seed
         raise ConfigError(f"the dataset loaders are not available in this build ({exc})") from None
     if name not in LOADERS:
         raise ConfigError(f"unknown benchmark {name!r}; choose world or one of {', '.join(LOADERS)}")
+    if data is None and name == "english":   # memkit's own English set ships with memkit
+        from experiments.bench.loaders.english import DEFAULT_PATH
+
+        data = DEFAULT_PATH
     if data is None:
         raise ConfigError(f"benchmark {name} is read from local files; pass them with --data PATH")
     options = {} if limit is None else {"limit": limit}

@@ -88,7 +88,7 @@ class AdapterTrainConfig(LoopConfig):
     merge_max: int = 2
     """Most other items' documents merged into an item's state (see ``merge_extra``)."""
     prompt_format: str = "plain"
-    """plain or chat: how the questions and answers are laid out (``memkit.prompts.QAFormat``); recorded in the
+    """plain, fewshot or chat: how the questions and answers are laid out (``memkit.prompts.QAFormat``); recorded in the
     generator, whose method answers in the same format."""
 
     def validate(self) -> None:

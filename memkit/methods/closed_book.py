@@ -9,11 +9,11 @@ import dataclasses
 from typing import Sequence
 
 from memkit.methods.base import Answer, Context, Record, Retrieved
-from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.methods.common import TextAnswerer, TextFormatConfig, text_format
 
 
 @dataclasses.dataclass
-class ClosedBookConfig(MethodConfig):
+class ClosedBookConfig(TextFormatConfig):
     """Options of closed-book answering (only the answer length)."""
 
 
@@ -25,7 +25,7 @@ class ClosedBook:
     def __init__(self, lm, config: ClosedBookConfig):
         self.lm = lm
         self.config = config
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+        self.answerer = TextAnswerer(lm, config.max_new_tokens, text_format(lm, config))
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

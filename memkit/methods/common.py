@@ -15,7 +15,7 @@ import numpy as np
 
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, Retrieved, Source, snippet
-from memkit.prompts import QAFormat
+from memkit.prompts import PROMPT_FORMATS, QAFormat
 
 
 @dataclasses.dataclass
@@ -45,6 +45,32 @@ class MethodConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TextFormatConfig(MethodConfig):
+    """Options of a method that prompts the LM itself (no trained generator or slot model to say how)."""
+
+    prompt_format: str = "auto"
+    """How the question (and any passages) is laid out for the LM: plain, fewshot (plain after two worked
+    examples; small pretrained models read best with it) or chat (the tokenizer's chat template); auto: a
+    reference model's best format (memkit.reference), plain otherwise. The store records the resolved one."""
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.prompt_format not in ("auto", *PROMPT_FORMATS):
+            raise ConfigError(f"option prompt_format of method {method} must be auto or one of "
+                              f"{', '.join(PROMPT_FORMATS)}, not {self.prompt_format!r}")
+
+
+def text_format(lm, config: TextFormatConfig) -> QAFormat:
+    """The config's prompt format for ``lm``, ``auto`` resolved (and written back, so the store records it)."""
+    if config.prompt_format == "auto":
+        from memkit.reference import REFERENCE_MODELS
+
+        ref = REFERENCE_MODELS.get(lm.name)
+        config.prompt_format = ref.prompt_format if ref is not None else "plain"
+    return QAFormat.of(config.prompt_format, lm.tokenizer)
 
 
 PAYLOAD_DTYPES = ("float32", "float16")
@@ -253,7 +279,7 @@ class PassageMethod(EmbedderKeys):
         self.lm = lm
         self.config = config
         self.init_keys(lm, config)
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+        self.answerer = TextAnswerer(lm, config.max_new_tokens, text_format(lm, config))
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

@@ -22,13 +22,13 @@ import torch
 from memkit.errors import ConfigError
 from memkit.lora import LoraFactors, next_token_loss, resolve_targets, windows
 from memkit.methods.base import Answer, Context, Record, Retrieved
-from memkit.methods.common import MethodConfig, TextAnswerer
+from memkit.methods.common import TextAnswerer, TextFormatConfig, text_format
 
 NO_SOURCES = "fine-tuned weights cannot say which documents an answer came from"
 
 
 @dataclasses.dataclass
-class FinetuneConfig(MethodConfig):
+class FinetuneConfig(TextFormatConfig):
     """Options of online LoRA fine-tuning (all recorded with the store and in benchmark reports)."""
 
     rank: int = 8
@@ -74,7 +74,7 @@ class Finetune:
     def __init__(self, lm, config: FinetuneConfig):
         self.lm = lm
         self.config = config
-        self.answerer = TextAnswerer(lm, config.max_new_tokens)
+        self.answerer = TextAnswerer(lm, config.max_new_tokens, text_format(lm, config))
         self.lora = LoraFactors(lm, resolve_targets(lm, config.targets), rank=config.rank, alpha=config.alpha,
                                 seed=config.seed)
         self.optimizer = torch.optim.AdamW(self.lora.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -12,11 +12,11 @@ from typing import Sequence
 
 from memkit.errors import ConfigError
 from memkit.methods.base import Record
-from memkit.methods.common import MethodConfig, PassageMethod, check_fusion
+from memkit.methods.common import PassageMethod, TextFormatConfig, check_fusion
 
 
 @dataclasses.dataclass
-class PromptConfig(MethodConfig):
+class PromptConfig(TextFormatConfig):
     """Options of full-context prompting."""
 
     max_docs: int = 16

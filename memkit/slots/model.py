@@ -70,7 +70,7 @@ class SlotShape:
     """Whether the keys were trained to match (self-matching) and the matching scores weigh the memories in the
     aggregation; without it (MAC) every memory enters with equal weight and attention alone decides."""
     prompt_format: str = "plain"
-    """The prompt format the model is trained with (plain or chat: ``memkit.prompts``); its method answers in it."""
+    """The prompt format the model is trained with (plain, fewshot or chat: ``memkit.prompts``); its method answers in it."""
 
     def shape(self) -> dict:
         """These fields as a dict (the options ``SlotModel.for_lm`` takes)."""

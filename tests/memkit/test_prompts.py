@@ -41,3 +41,31 @@ def test_a_format_that_cannot_be_used_names_the_flag():
         QAFormat.of("fancy")
     with pytest.raises(ConfigError, match="no chat template.*--prompt-format plain"):
         QAFormat.of("chat", build_tokenizer())
+
+
+def test_fewshot_is_the_plain_layout_after_worked_examples_whose_answers_are_spans():
+    from memkit.prompts import FEWSHOT_EXAMPLES, fewshot_preamble
+
+    fmt = QAFormat.of("fewshot")
+    plain = QAFormat.of("plain").prompt("Where does Ada live?", ["Ada lives in Port Elsin."])
+    prompt = fmt.prompt("Where does Ada live?", ["Ada lives in Port Elsin."])
+    assert prompt == fewshot_preamble() + plain and prompt.endswith("\nAnswer:")
+    assert len(FEWSHOT_EXAMPLES) >= 2
+    for passage, question, answer in FEWSHOT_EXAMPLES:
+        assert answer in passage and "\n" not in answer
+        assert f"{qa_prompt(question, [passage])} {answer}\n\n" in fmt.prompt("q")
+    turns = fmt.turns(QAS, ["Ada lives in Port Elsin."])
+    assert turns[0][0].startswith(fewshot_preamble()) and not turns[1][0].startswith(fewshot_preamble())
+    assert [a for _, a in turns] == [a for _, a in QAS[:0]] + [" Port Elsin\n", " keeper\n"]
+
+
+def test_text_methods_resolve_auto_and_record_the_format(tiny_lm):
+    from memkit.methods import build_method
+
+    rag = build_method("rag", tiny_lm, {})
+    assert rag.config_dict()["prompt_format"] == "plain"          # auto: not a reference model
+    assert rag.answerer.fmt.name == "plain"
+    fewshot = build_method("closed_book", tiny_lm, {"prompt_format": "fewshot"})
+    assert fewshot.config_dict()["prompt_format"] == "fewshot" and fewshot.answerer.fmt.name == "fewshot"
+    with pytest.raises(ConfigError, match="option prompt_format of method prompt must be auto or one of"):
+        build_method("prompt", tiny_lm, {"prompt_format": "fancy"})

@@ -1,4 +1,5 @@
-"""Dataset loaders: one module per public dataset, each turning local files into a ``Benchmark``.
+"""Dataset loaders: one module per dataset (the public ones, and memkit's own ``english`` set), each turning
+local files into a ``Benchmark``.
 
 Owns: the ``LOADERS`` table (dataset name -> loader) and ``load_benchmark``, the one entry point the runner
 and the CLI call. It refuses an unknown dataset, a missing path, an unknown option and a benchmark that
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from experiments.bench.data import Benchmark
-from experiments.bench.loaders import archivalqa, metaicl, msc, squad, streamingqa
+from experiments.bench.loaders import archivalqa, english, metaicl, msc, squad, streamingqa
 from experiments.bench.loaders.common import DatasetError, require_path
 
 Loader = Callable[..., Benchmark]
@@ -25,6 +26,7 @@ LOADERS: dict[str, Loader] = {
     "archivalqa": archivalqa.load,
     "msc": msc.load,
     "metaicl": metaicl.load,
+    "english": english.load,
 }
 
 EXPECTED: dict[str, str] = {
@@ -33,6 +35,7 @@ EXPECTED: dict[str, str] = {
     "archivalqa": archivalqa.EXPECTED,
     "msc": msc.EXPECTED,
     "metaicl": metaicl.EXPECTED,
+    "english": english.EXPECTED,
 }
 
 

@@ -14,7 +14,7 @@ SQUAD = {"version": "1.1", "data": [{"title": "Normans", "paragraphs": [{
 
 
 def test_every_dataset_has_a_loader_with_a_limit():
-    assert list(LOADERS) == ["squad", "streamingqa", "archivalqa", "msc", "metaicl"]
+    assert list(LOADERS) == ["squad", "streamingqa", "archivalqa", "msc", "metaicl", "english"]
     for name in LOADERS:
         assert "limit" in options_of(name)
     assert {"k", "seed"} <= set(options_of("metaicl")) and "max_docs" in options_of("streamingqa")

@@ -89,5 +89,5 @@ def test_a_format_the_generator_was_not_built_for_is_refused(chat_lm, tiny_lm):
     gen = AdapterGenerator.for_lm(chat_lm, chat_lm.target_modules("attn_out"), state_rank=8, svd_rank=2, alpha=8.0)
     with pytest.raises(ConfigError, match="plain prompt format but training asks for chat"):
         train_generator(chat_lm, gen, ITEMS, cfg, log=lambda _: None)
-    with pytest.raises(ConfigError, match="--prompt-format is one of plain, chat"):
+    with pytest.raises(ConfigError, match="--prompt-format is one of plain, fewshot, chat"):
         AdapterTrainConfig(prompt_format="fancy").validate()
