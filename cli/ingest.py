@@ -40,7 +40,8 @@ def ingest(
         "--format", help="auto (by extension), text (one document per file) or jsonl (one per line).")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Documents encoded together.")] = 8,
     model: Annotated[Optional[str], typer.Option(
-        help="Load the store's model from this directory instead (it must be the same model).")] = None,
+        help="Load the store's model from this directory or .gguf file instead (it must be the same "
+             "model).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     max_doc_bytes: Annotated[int, typer.Option(
         parser=_size, metavar="SIZE",

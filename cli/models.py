@@ -28,7 +28,7 @@ def models(
 
     rows = [{"name": ref.name, "title": ref.title, "installed": installed(ref.name), "install": ref.install,
              "prompt_format": ref.prompt_format, "license": ref.license} for ref in REFERENCE_MODELS.values()]
-    packaged = {"name": "world-lm (default)", "path": str(PACKAGED_MODEL),
+    packaged = {"name": "(default)", "path": str(PACKAGED_MODEL),
                 "installed": (PACKAGED_MODEL / "config.json").is_file()}
     if json_out:
         print_json({"reference": rows, "packaged": packaged, "cache": str(cache_root())})
@@ -37,7 +37,8 @@ def models(
         state = "installed" if row["installed"] else f"not installed: {row['install']}"
         typer.echo(f"{row['name']:<24} {row['title']} ({row['license']}; prompt format {row['prompt_format']}); "
                    f"{state}")
-    typer.echo(f"{packaged['name']:<24} memkit's own world LM, packaged at {packaged['path']}")
+    here = "packaged at" if packaged["installed"] else "missing from this build, expected at"
+    typer.echo(f"{packaged['name']:<24} memkit's own world LM (no --model needed), {here} {packaged['path']}")
     typer.echo(f"cache: {cache_root()} (MEMKIT_CACHE_DIR)")
 
 

@@ -28,8 +28,8 @@ def serve(
              "Required off loopback.")] = None,
     allow_path: Annotated[Optional[list[Path]], typer.Option(
         help="A directory (or file) a POST /collections may name as its model or in an option, e.g. a trained "
-             "generator (repeatable). Without it only hub ids, the packaged models and the models the store "
-             "already uses are allowed.")] = None,
+             "generator or a .gguf model (repeatable). Without it only hub ids, reference names (memkit models), "
+             "the packaged models and the models the store already uses are allowed.")] = None,
     max_body_bytes: Annotated[int, typer.Option(
         min=1024, help="Largest request body (an ingest's documents); larger is refused with 413.")] = 64 * 1024 * 1024,
     max_question_chars: Annotated[int, typer.Option(min=1, help="Longest question.")] = 4096,

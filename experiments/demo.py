@@ -33,8 +33,9 @@ ENGLISH = HERE / "data" / "english"
 if ENGLISH.is_relative_to(Path.cwd()):
     ENGLISH = ENGLISH.relative_to(Path.cwd())
 ENGLISH_RAG = ["-o", "chunk_tokens=256", "-o", "top_k=1"]
-ENGLISH_QUESTIONS = ("q-003", "q-001", "q-010", "q-020", "q-040")
-"""A few single-document questions of the English set the demo asks (the set's first of several documents)."""
+ENGLISH_QUESTIONS = ("q-013", "q-001", "q-039", "q-134", "q-254", "q-097")
+"""A few single-document questions of the English set; the last is one Gemma gets wrong through rag (it answers
+with a place from the fewshot format's worked example: docs/benchmarks.md)."""
 
 QUESTIONS = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines() if line.strip()]
 
@@ -126,7 +127,7 @@ def main() -> None:
         print(f"{name}: {a}/{len(single)} single-document and {b}/{len(multi)} two-document answers correct")
     english()
     print(f"\nThe stores are in {STORE}, {ADAPTER_STORE}, {HYBRID_STORE} and {ENGLISH_STORE}; try: memkit --store "
-          f"{ENGLISH_STORE} ask \"Who set up The Lantern Fund?\"")
+          f"{ENGLISH_STORE} ask \"Who founded Brackwater Analytics?\"")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """GGUF checkpoints as models: a ``.gguf`` file is dequantized once and cached as an ordinary model directory.
 
-Owns: telling a GGUF file by its magic bytes, its content hash (remembered per path, size and modification time,
-so a 250 MB file is not hashed on every load), the cache folder (``MEMKIT_CACHE_DIR``, else
-``$XDG_CACHE_HOME/memkit``, else ``~/.cache/memkit``), and turning a file into a cached directory
-(``models/gguf-<sha256>/``: ``config.json``, ``model.safetensors`` in float32, the tokenizer's files and
-``memkit-gguf.json`` naming the file it came from), written to a temporary folder and renamed so a killed
-conversion leaves nothing half-made. A model loaded from that directory is fingerprinted by the file's hash
-(``gguf_digest``), so a store or an artifact built on a GGUF file is tied to the file's content.
+Owns: telling a GGUF file by its magic bytes, its content hash (remembered per path, size, times and inode, so a
+250 MB file is not hashed on every load), the cache folder (``MEMKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/memkit``,
+else ``~/.cache/memkit``), and turning a file into a cached directory (``models/gguf-<sha256>/``: ``config.json``,
+``model.safetensors`` in float32, the tokenizer's files and ``memkit-gguf.json`` naming the file it came from),
+written to a work folder and renamed, so the cache never holds a half-made model; the work folder of a
+conversion whose process was killed is deleted by the next one. A model loaded from that directory is
+fingerprinted by the file's hash (``gguf_digest``), so a store or an artifact built on a GGUF file is tied to
+the file's content.
 
 transformers does the reading (``from_pretrained(..., gguf_file=...)``, through the ``gguf`` package); memkit
 only caches what it produced, because transformers converts the file again on every load (about a minute for a
@@ -138,7 +139,9 @@ def dequantized(path: str | Path, *, label: str | None = None) -> Path:
     started = time.monotonic()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".gguf-", dir=target.parent))
+        _remove_abandoned(target.parent)
+        work = Path(tempfile.mkdtemp(prefix=f".gguf-{os.getpid()}-", dir=target.parent))
+        work.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide a shared cache from other users
     except OSError as exc:
         raise ModelLoadError(f"cannot write the GGUF cache under {target.parent} ({exc.strerror or exc}); set "
                              f"MEMKIT_CACHE_DIR to a writable folder") from None
@@ -174,6 +177,30 @@ def _no_tensor_progress() -> Iterator[None]:
         yield
     finally:
         gguf_utils.tqdm = original
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_abandoned(models: Path) -> None:
+    """Delete the work folders of conversions whose process is gone (killed midway: up to a GB each)."""
+    for folder in models.glob(".gguf-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _convert(path: Path, out: Path, shown: str) -> None:

@@ -98,6 +98,9 @@ class FrozenLM:
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         source = resolve_model(name_or_path)
+        if revision and source.digest:
+            raise ConfigError(f"--revision names a hub revision; {name_or_path} is a GGUF model, whose content is "
+                              f"its version: drop --revision")
         model, tokenizer = load_pretrained(AutoModelForCausalLM, AutoTokenizer, source.load_from, revision=revision,
                                            dtype=torch_dtype, trust_remote_code=trust_remote_code,
                                            device_map=device_map)

@@ -67,13 +67,13 @@ class ModelSource:
 
 
 def resolve_model(name_or_path: str) -> ModelSource:
-    """A reference model's short name -> its GGUF file; a GGUF file -> its cached float32 directory (converted
+    """A reference model's short name -> its GGUF file (always: a local folder of that name is named ``./NAME``); a GGUF file -> its cached float32 directory (converted
     now if needed); a directory made from a GGUF file keeps that file's digest; anything else is loaded as it is
     named (a directory, or a hub id)."""
     from memkit import gguf, reference
 
     local = os.path.expanduser(name_or_path)
-    if reference.is_reference(name_or_path) and not os.path.exists(local):   # a local path by that name wins
+    if reference.is_reference(name_or_path):  # a local folder of that name is ./NAME (a store's name stays one model)
         directory = gguf.dequantized(reference.reference_file(name_or_path), label=name_or_path)
         return ModelSource(str(directory), name_or_path, gguf.gguf_digest(directory))
     if not os.path.isdir(local) and (local.lower().endswith(".gguf") or gguf.is_gguf(local)):

