@@ -348,10 +348,13 @@ class FrozenLM:
         return (means / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def logits(self, texts: Sequence[str | Sequence[int]], *, delta: LowRankDelta | None = None,
-               prefix: Prefix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               prefix: Prefix | None = None, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, T, V]`` (model dtype) at every text position and the mask ``[B, T]`` (right padding).
         With a prefix, the text is its continuation (no ``bos_ids`` added) and starts at position ``P``.
-        Gradients flow to trainable delta factors or prefix tensors when the caller has grad enabled."""
+        ``keep`` (bool ``[B, T]``, ``T`` the longest text): only the logits at its True positions, flattened to
+        ``[N, V]`` in row-major order; the output projection then runs on those positions alone (with a vocabulary
+        of 262K, it costs more than the rest of a small model). Gradients flow to trainable delta factors or prefix
+        tensors when the caller has grad enabled."""
         has_prefix = prefix is not None and prefix.length > 0
         plen = prefix.length if has_prefix else 0
         seqs = self._sequences(texts, lead=not has_prefix)
@@ -366,10 +369,19 @@ class FrozenLM:
             attention = torch.cat([mask.new_ones(len(seqs), plen), mask], dim=1)
         else:
             kwargs = dict(use_cache=False)
+        if keep is not None:
+            if keep.dtype != torch.bool or tuple(keep.shape) != tuple(ids.shape):
+                raise ValueError(f"keep must be a bool mask of shape {tuple(ids.shape)}")
+            keep = keep.to(ids.device)
+            if self._keeps_logits:
+                kwargs["logits_to_keep"] = keep
         with self._delta(delta):
             out = self.model(input_ids=ids, attention_mask=attention, position_ids=self._positions(mask, plen),
                              **kwargs)
-        return out.logits, mask
+        logits = out.logits
+        if keep is not None and logits.dim() == 3:      # a model without logits_to_keep computed them all
+            logits = logits[keep]
+        return logits, mask
 
     # ------------------------------------------------------------------ generation
 

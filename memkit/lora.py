@@ -168,9 +168,10 @@ def windows(lm, text: str, max_tokens: int) -> list[list[int]]:
 
 def next_token_loss(lm, seqs: list[list[int]], delta: LowRankDelta | None) -> torch.Tensor:
     """Mean next-token cross-entropy over every predicted token of ``seqs`` (token lists used as given)."""
-    logits, mask = lm.logits(seqs, delta=delta)
-    pred = logits[:, :-1].float()
-    ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in seqs], batch_first=True).to(pred.device)
-    target = ids[:, 1:]
-    keep = mask[:, 1:].bool()
-    return F.cross_entropy(pred[keep], target[keep])
+    width = max(len(s) for s in seqs)
+    keep = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        keep[i, : len(s) - 1] = True
+    logits, _ = lm.logits(seqs, delta=delta, keep=keep)
+    target = torch.tensor([int(t) for s in seqs for t in s[1:]], device=logits.device)
+    return F.cross_entropy(logits.float(), target)

@@ -117,18 +117,25 @@ class LoopReport:
 def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, delta=None,
                     prefix=None) -> torch.Tensor:
     """Mean of per-token next-token losses weighted by ``weights`` (one per token of each sequence), the LM
-    reading with ``delta`` applied or after its row of ``prefix``."""
-    logits, mask = lm.logits(seqs, delta=delta, prefix=prefix)
-    width = logits.shape[1]
-    w = torch.zeros(len(seqs), width, device=logits.device)
-    ids = torch.zeros(len(seqs), width, dtype=torch.long, device=logits.device)
+    reading with ``delta`` applied or after its row of ``prefix``. Logits are computed only where a token of
+    positive weight is predicted."""
+    width = max(len(s) for s in seqs)
+    keep = torch.zeros(len(seqs), width, dtype=torch.bool)
+    targets, target_w = [], []
     for i, (s, ws) in enumerate(zip(seqs, weights)):
-        ids[i, : len(s)] = torch.tensor(s)
-        w[i, : len(ws)] = torch.tensor(ws)
-    target_w = w[:, 1:] * mask[:, 1:].to(w.dtype)
-    keep = target_w > 0
-    losses = F.cross_entropy(logits[:, :-1][keep].float(), ids[:, 1:][keep], reduction="none")
-    return (losses * target_w[keep]).sum() / target_w[keep].sum().clamp(min=1e-9)
+        for t in range(1, len(s)):
+            if t < len(ws) and ws[t] > 0:
+                keep[i, t - 1] = True
+                targets.append(int(s[t]))
+                target_w.append(float(ws[t]))
+    if not targets:                     # nothing to predict: a zero that still reaches the graph
+        keep[0, 0] = True
+        targets, target_w = [0], [0.0]
+    logits, _ = lm.logits(seqs, delta=delta, prefix=prefix, keep=keep)
+    ids = torch.tensor(targets, device=logits.device)
+    w = torch.tensor(target_w, device=logits.device)
+    losses = F.cross_entropy(logits.float(), ids, reduction="none")
+    return (losses * w).sum() / w.sum().clamp(min=1e-9)
 
 
 def learning_rate(step: int, total: int, *, lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
