@@ -51,11 +51,7 @@ def ask(
     if json_out:
         print_json(answer.to_dict())
         return
-    data = answer.to_dict()
-    weights = answer.info.get("merge_weights") or []
-    for n, src in enumerate(data["sources"]):
-        src["weight"] = weights[n] if n < len(weights) else None
-    show(data)
+    show(answer.to_dict())
 
 
 def show(data: dict) -> None:

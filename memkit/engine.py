@@ -18,8 +18,11 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from memkit.errors import ConfigError, InputError
-from memkit.methods.base import Answer, BatchAnswering, Context, Method, Retrieved, StatefulMethod
+from memkit.errors import InputError
+from memkit.methods.base import (
+    Answer, BatchAnswering, BatchKeys, ChoosesPayloads, Context, FusesText, Method, QuestionRead, ReadsQuestions,
+    Retrieved, StatefulMethod, WeighsQueries,
+)
 from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 
 
@@ -37,20 +40,67 @@ def as_of_time(value: str | None, what: str = "as of") -> str | None:
 
 
 class MemoryStore(Protocol):
-    """What the engine needs of a store."""
+    """Every call the engine makes of a store (``storage.Store`` satisfies it; so can an in-memory fake)."""
 
-    def find_by_hash(self, content_hash: str) -> int | None: ...
-    def add_document(self, doc, records) -> object: ...          # -> .document_id, .duplicate, .memory_ids
-    # optional: add_documents([(doc, records), ...]) -> [result, ...], one write for the batch;
-    # find_by_hashes(digests) -> {digest: document id} of those it holds, in one query
-    def search_many(self, keys, k: int, *, with_text: bool, as_of: str | None = None) -> list: ...
-    # -> per key [.memory_id, .score, .text, ...]; as_of: only documents timestamped at or before it
-    def load_payloads(self, memory_ids) -> dict: ...             # -> memory id -> named arrays
-    def stream_length(self, stream: str) -> int: ...
-    # optional, for stateful methods: save_state(name, tensors) and load_state(name) -> tensors | None
-    # optional, for methods that weigh queries by the stored keys: key_frequencies() -> (counts [dim], n)
-    # optional, for methods that fuse keys with words: search_text_many(texts, k, with_text=, as_of=) -> per text
-    # [hit, ...] from the database's full-text index
+    def find_by_hashes(self, digests: Sequence[str]) -> dict[str, int]:
+        """``{digest: document id}`` of the content hashes the store holds, in one query."""
+
+    def stream_length(self, stream: str) -> int:
+        """How many documents the store holds of ``stream`` (the next document's position)."""
+
+    def add_documents(self, items: Sequence[tuple[SourceDocument, list]]) -> list:
+        """Write ``(document, records)`` pairs as one batch; per pair a result with ``document_id``,
+        ``duplicate`` and ``memory_ids``."""
+
+    def search_many(self, keys: np.ndarray, k: int, *, with_text: bool, as_of: str | None = None) -> list:
+        """Per key ``[q, d]`` its ``k`` nearest memories as hits (``memory_id``, ``document_id``, ``score``,
+        ``kind``, ``source``, ``span``, ``text``); ``as_of``: only documents timestamped at or before it."""
+
+    def search_text_many(self, texts: Sequence[str], k: int, *, with_text: bool,
+                         as_of: str | None = None) -> list:
+        """Per text its ``k`` best memories by the database's full-text (BM25) ranking, as ``search_many``'s
+        hits."""
+
+    def key_frequencies(self) -> tuple[np.ndarray, int]:
+        """Per key dimension how many stored keys are non-zero there, and how many keys there are."""
+
+    def load_payloads(self, memory_ids) -> dict[int, dict[str, np.ndarray]]:
+        """Memory id -> its named arrays."""
+
+    def save_state(self, name: str, tensors: dict[str, np.ndarray]) -> None:
+        """Keep a method's own state."""
+
+    def load_state(self, name: str) -> dict[str, np.ndarray] | None:
+        """The state ``save_state`` kept under ``name``, or None."""
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """A method's optional abilities (``memkit.methods.base``), resolved once when the engine is built."""
+
+    read: Callable[[list[str]], list[QuestionRead]]
+    """The questions' keys and readings: the method's ``read_questions``, else keys alone."""
+    weigh: Callable | None
+    fusion: object | None
+    wanted: Callable | None
+    reads_questions: bool
+    stateful: bool
+    batch_answers: bool
+
+    @classmethod
+    def of(cls, method: Method) -> "Abilities":
+        if isinstance(method, ReadsQuestions):
+            read = method.read_questions
+        elif isinstance(method, BatchKeys):
+            read = lambda qs: [QuestionRead(k) for k in method.query_keys(qs)]    # noqa: E731
+        else:
+            read = lambda qs: [QuestionRead(method.query_key(q)) for q in qs]     # noqa: E731
+        return cls(read=read, weigh=method.weigh_queries if isinstance(method, WeighsQueries) else None,
+                   fusion=method.fusion if isinstance(method, FusesText) else None,
+                   wanted=method.payloads_wanted if isinstance(method, ChoosesPayloads) else None,
+                   reads_questions=isinstance(method, ReadsQuestions),
+                   stateful=isinstance(method, StatefulMethod),
+                   batch_answers=isinstance(method, BatchAnswering))
 
 
 @dataclass
@@ -85,12 +135,13 @@ class Engine:
         self.batch_size = batch_size
         self.write_batch = max(write_batch, batch_size)
         """Documents written to the store together (one transaction, one segment file, one index update)."""
+        self.abilities = Abilities.of(method)
         self._load_state()
 
     # ---- method state ---------------------------------------------------------------------------------
     @property
     def stateful(self) -> bool:
-        return isinstance(self.method, StatefulMethod) and hasattr(self.store, "load_state")
+        return self.abilities.stateful
 
     def _load_state(self) -> None:
         if self.stateful:
@@ -153,9 +204,7 @@ class Engine:
         if not pending:
             return
         digests = [doc.content_hash for doc in pending]
-        lookup = getattr(self.store, "find_by_hashes", None)
-        stored = lookup(digests) if lookup is not None else {
-            d: i for d in digests if (i := self.store.find_by_hash(d)) is not None}
+        stored = self.store.find_by_hashes(digests)
         fresh = []
         for doc, digest in zip(pending, digests):
             if digest in stored:
@@ -177,8 +226,7 @@ class Engine:
         then saves a stateful method's state."""
         if not encoded:
             return
-        batched = getattr(self.store, "add_documents", None)
-        results = batched(encoded) if batched is not None else [self.store.add_document(d, r) for d, r in encoded]
+        results = self.store.add_documents(encoded)
         for (doc, _), result in zip(encoded, results):
             if result.duplicate:
                 report.duplicates += 1
@@ -199,17 +247,21 @@ class Engine:
     def retrieve_many(self, questions: Sequence[str], n: int, *, as_of: str | None = None) -> list[list[Retrieved]]:
         """``retrieve`` for each question (the same memories), with one search (hits and their documents' texts
         in one query) and one read of the payloads for all of them."""
-        batched = getattr(self.method, "query_keys", None)     # optional: the keys of many questions at once
-        keys = batched(list(questions)) if batched is not None else [self.method.query_key(q) for q in questions]
-        asked = [i for i, k in enumerate(keys) if k is not None]
+        return self._search(questions, n, as_of)[0]
+
+    def _search(self, questions: Sequence[str], n: int,
+                as_of: str | None) -> tuple[list[list[Retrieved]], list[QuestionRead | None]]:
+        """``retrieve_many``'s memories and each question's reading (for a method that reads questions)."""
+        reads = self.abilities.read(list(questions))
+        asked = [i for i, r in enumerate(reads) if r.key is not None]
         out: list[list[Retrieved]] = [[] for _ in questions]
+        kept: list[QuestionRead | None] = list(reads) if self.abilities.reads_questions else [None] * len(questions)
         if n <= 0 or not asked:
-            return out
-        queries = np.stack([np.asarray(keys[i], dtype=np.float32) for i in asked])
-        weigh, frequencies = getattr(self.method, "weigh_queries", None), getattr(self.store, "key_frequencies", None)
-        if weigh is not None and frequencies is not None:
-            queries = weigh(queries, frequencies)
-        fusion = getattr(self.method, "fusion", None)
+            return out, kept
+        queries = np.stack([np.asarray(reads[i].key, dtype=np.float32) for i in asked])
+        if self.abilities.weigh is not None:
+            queries = self.abilities.weigh(queries, self.store.key_frequencies)
+        fusion = self.abilities.fusion
         if fusion is None:
             hits = self.store.search_many(queries, n, with_text=True, as_of=as_of)
         else:
@@ -217,7 +269,7 @@ class Engine:
         payloads = {}
         if self.method.needs_payload:
             # a method may say which hits it will use, from their scores, so the rest are never read
-            wanted = getattr(self.method, "payloads_wanted", None)
+            wanted = self.abilities.wanted
             use = [wanted([h.score for h in row]) if wanted else [True] * len(row) for row in hits]
             payloads = self.store.load_payloads({h.memory_id for row, keep in zip(hits, use)
                                                  for h, k in zip(row, keep) if k})
@@ -228,7 +280,7 @@ class Engine:
                     memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
                     source=hit.source, span=span, text=hit.text[span[0]:span[1]] if span else hit.text,
                     payload=payloads.get(hit.memory_id)))
-        return out
+        return out, kept
 
     def _fused(self, fusion, questions: list[str], queries: np.ndarray, n: int, as_of: str | None) -> list[list]:
         """The ``n`` best hits per question from the nearest keys and the database's BM25 over the memories'
@@ -237,14 +289,10 @@ class Engine:
         a memory can get (1: first in both lists; in ``lexical`` mode, the BM25 score over the best's)."""
         from memkit.fusion import fuse
 
-        text_search = getattr(self.store, "search_text_many", None)
-        if text_search is None:
-            raise ConfigError(f"the method's fusion={fusion.mode} needs a store with a full-text index; this one has "
-                              f"none")
         depth = max(n, FUSE_DEPTH * n)
         dense = ([[] for _ in questions] if fusion.mode == "lexical"
                  else self.store.search_many(queries, depth, with_text=True, as_of=as_of))
-        lexical = text_search(questions, depth, with_text=True, as_of=as_of)
+        lexical = self.store.search_text_many(questions, depth, with_text=True, as_of=as_of)
         best = {"rrf": 1.0 / (fusion.rrf_k + 1), "score": 1.0}.get(fusion.mode)
         out = []
         for d_row, l_row in zip(dense, lexical):
@@ -279,13 +327,15 @@ class Engine:
         for q in questions:
             validate_question(q)
         share = 0.0
+        reads: list[QuestionRead | None] = [None] * len(questions)
         if retrieved is None:
             t0 = time.perf_counter()
-            retrieved = self.retrieve_many(questions, self.method.search_size(top_k), as_of=as_of_time(as_of))
+            retrieved, reads = self._search(questions, self.method.search_size(top_k), as_of_time(as_of))
             share = (time.perf_counter() - t0) * 1000 / max(1, len(questions))
-        contexts = [self._context(q, top_k, list(retrieved[i]), retrieve_ms=share) for i, q in enumerate(questions)]
+        contexts = [self._context(q, top_k, list(retrieved[i]), reads[i], retrieve_ms=share)
+                    for i, q in enumerate(questions)]
         t0 = time.perf_counter()
-        if isinstance(self.method, BatchAnswering):
+        if self.abilities.batch_answers:
             answers = self.method.answer_many(contexts, batch_size=batch_size)
         else:
             answers = [self.method.answer(c) for c in contexts]
@@ -295,16 +345,20 @@ class Engine:
         return answers
 
     def _context(self, question: str, top_k: int | None, given: list[Retrieved] | None,
-                 retrieve_ms: float = 0.0, as_of: str | None = None) -> Context:
-        """The method's context for ``question`` from ``given`` memories (searched here when None);
-        ``retrieve_ms`` is the time already spent finding ``given``, if this engine found them."""
+                 read: QuestionRead | None = None, retrieve_ms: float = 0.0, as_of: str | None = None) -> Context:
+        """The method's context for ``question`` from ``given`` memories (searched here when None) and its
+        reading of the question; ``retrieve_ms`` is the time already spent finding ``given``, if this engine
+        found them."""
         validate_question(question)
         t0 = time.perf_counter()
-        retrieved = given if given is not None else self.retrieve(question, self.method.search_size(top_k),
-                                                                  as_of=as_of)
+        if given is None:
+            found, reads = self._search([question], self.method.search_size(top_k), as_of)
+            given, read = found[0], reads[0]
         t1 = time.perf_counter()
-        context = self.method.combine(question, retrieved, top_k)
+        if self.abilities.reads_questions:
+            context = self.method.combine(question, given, top_k, read=read)
+        else:
+            context = self.method.combine(question, given, top_k)
         t2 = time.perf_counter()
-        context.extras.setdefault("timings", {}).update({"retrieve": (t1 - t0) * 1000 + retrieve_ms,
-                                                          "combine": (t2 - t1) * 1000})
+        context.timings.update({"retrieve": (t1 - t0) * 1000 + retrieve_ms, "combine": (t2 - t1) * 1000})
         return context

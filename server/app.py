@@ -62,17 +62,14 @@ class AskIn(BaseModel):
 
 def answer_json(answer, docs: dict, name: str, batch: int) -> dict:
     """An answer as the API returns it: text, sources (with external ids and merge weights), timings."""
-    weights = answer.info.get("merge_weights") or []
     sources = []
-    for n, src in enumerate(answer.sources):
+    for src in answer.sources:
         doc = docs.get(src.document_id)
         sources.append({**src.to_dict(), "external_id": doc.external_id if doc else None,
-                        "timestamp": doc.timestamp if doc else None,
-                        "weight": round(float(weights[n]), 6) if n < len(weights) else None})
+                        "timestamp": doc.timestamp if doc else None})
     timings = {k: round(v, 3) for k, v in answer.timings.items()}
-    info = {k: v for k, v in answer.info.items() if k != "merge_weights"}
     return {"collection": name, "question": answer.question, "answer": answer.text, "method": answer.method,
-            "sources": sources, "timings_ms": timings, "batch_size": batch, "info": info}
+            "sources": sources, "timings_ms": timings, "batch_size": batch, "info": answer.info()}
 
 
 def document_json(row, with_text: bool = False) -> dict:

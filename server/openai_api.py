@@ -109,8 +109,8 @@ def add_routes(app: FastAPI, runtime, check_question) -> None:
             t0 = time.perf_counter()
             answer, docs, batch = await runtime.ask(name, question, extra.top_k, extra.as_of)
             # usage: the method's own token counts, else the texts' (the tokenizer only)
-            prompt_tokens = answer.info.get("prompt_tokens") or lm.count_tokens(question)
-            completion_tokens = answer.info.get("generated_tokens") or lm.count_tokens(answer.text)
+            prompt_tokens = answer.usage.prompt_tokens or lm.count_tokens(question)
+            completion_tokens = answer.usage.generated_tokens or lm.count_tokens(answer.text)
             total = (time.perf_counter() - t0) * 1000
             native = answer_json(answer, docs, name, batch)
             native["timings_ms"]["server"] = round(total, 3)

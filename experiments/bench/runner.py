@@ -133,10 +133,10 @@ class MethodSession:
                     question_id=q.id, question=q.question, type=q.type or "single", answers=list(q.answers),
                     prediction=a.text, em=exact_match(a.text, q.answers), f1=f1(a.text, q.answers),
                     latency_ms=float(a.timings.get("total", 0.0)),
-                    prompt_tokens=int(a.info.get("prompt_tokens", 0)) + len(self.lm.bos_ids),
-                    generated_tokens=int(a.info.get("generated_tokens", 0)),
-                    read_tokens=int(a.info.get("read_tokens", 0)),
-                    truncated=bool(a.info.get("truncated", False)),
+                    prompt_tokens=a.usage.prompt_tokens + len(self.lm.bos_ids),
+                    generated_tokens=a.usage.generated_tokens,
+                    read_tokens=a.usage.read_tokens or 0,
+                    truncated=a.notes.truncated,
                     sources=[self.bench_ids.get(s.document_id, str(s.document_id)) for s in a.sources],
                     gold_doc_ids=list(q.doc_ids), method=self.name, setting=self.setting))
             if on_answer is not None:

@@ -29,7 +29,7 @@ from memkit.adapters.encode import MODES, encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
+from memkit.methods.base import Answer, AnswerNotes, Context, Record, Retrieved, Source, snippet
 from memkit.methods.common import EmbedderKeys, PayloadConfig, TextAnswerer, check_fusion, stored
 from memkit.prompts import QAFormat
 
@@ -42,6 +42,22 @@ MERGES = ("score", "sum")
 
 def _has_basis(payload: dict, state: AdapterState) -> bool:
     return all(BASIS_U + n in payload and BASIS_V + n in payload for n in state.mats)
+
+
+@dataclasses.dataclass
+class AdapterPlan:
+    """What the adapter method combined for one question: the merged state of its documents, each document's
+    merge weight, and (one document with its normalisation stored at ingest) that normalisation."""
+
+    state: AdapterState
+    weights: list[float]
+    """Merge weight of each merged document, in the order of the context's sources."""
+    basis: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    """Per target module the stored ``(U, V)`` of the one merged document, so answering needs no SVD."""
+
+    @property
+    def merged(self) -> int:
+        return len(self.weights)
 
 
 @dataclasses.dataclass
@@ -184,28 +200,28 @@ class Adapter(EmbedderKeys):
             states = [AdapterState({n: m * (w / m.norm().clamp(min=1e-12)) for n, m in s.mats.items()}, s.tokens)
                       for s, (_, w) in zip(states, kept)]
         merged = AdapterState.total(states) if states else self.generator.empty_state()
-        extras = {"state": merged, "merged": len(states), "weights": [round(w, 4) for _, w in kept]}
+        plan = AdapterPlan(state=merged, weights=[round(w, 4) for _, w in kept])
         if len(kept) == 1 and self.generator.config.norm == "svd" and _has_basis(kept[0][0].payload, merged):
             # One document: its normalisation was made at ingest, so answering needs no SVD.
             payload = kept[0][0].payload
-            extras["basis"] = {n: (torch.from_numpy(payload[BASIS_U + n].astype(np.float32)).to(device),
-                                   torch.from_numpy(payload[BASIS_V + n].astype(np.float32)).to(device))
-                               for n in merged.mats}
-        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r, _ in kept]
-        extras["timings"] = {"merge": (time.perf_counter() - start) * 1000}
-        return Context(question=question, sources=sources, extras=extras)
+            plan.basis = {n: (torch.from_numpy(payload[BASIS_U + n].astype(np.float32)).to(device),
+                              torch.from_numpy(payload[BASIS_V + n].astype(np.float32)).to(device))
+                          for n in merged.mats}
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text), weight=w)
+                   for r, w in kept]
+        return Context(question=question, sources=sources, plan=plan,
+                       timings={"merge": (time.perf_counter() - start) * 1000})
 
-    def delta(self, contexts: list[Context]):
+    def delta(self, plans: list[AdapterPlan]):
         """One batched delta: the stored bases of single documents, an SVD (in one batch) for the rest."""
         with torch.no_grad():
-            todo = [i for i, c in enumerate(contexts) if "basis" not in c.extras]
-            if len(todo) == len(contexts):
-                return self.generator.delta(AdapterState.stack([c.extras["state"] for c in contexts]))
-            made = (self.generator.bases(AdapterState.stack([contexts[i].extras["state"] for i in todo]))
-                    if todo else {})
+            todo = [i for i, p in enumerate(plans) if p.basis is None]
+            if len(todo) == len(plans):
+                return self.generator.delta(AdapterState.stack([p.state for p in plans]))
+            made = self.generator.bases(AdapterState.stack([plans[i].state for i in todo])) if todo else {}
             names = self.generator.config.targets
             rows = {i: {n: (made[n][0][k], made[n][1][k]) for n in names} for k, i in enumerate(todo)}
-            each = [rows.get(i) or c.extras["basis"] for i, c in enumerate(contexts)]
+            each = [rows.get(i) or p.basis for i, p in enumerate(plans)]
             bases = {n: (torch.stack([e[n][0] for e in each]), torch.stack([e[n][1] for e in each])) for n in names}
             return self.generator.delta(bases=bases)
 
@@ -214,14 +230,14 @@ class Adapter(EmbedderKeys):
 
     def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
         contexts = list(contexts)
-        answers = self.answerer.answer_prepared(contexts, self.name, lambda cs: {"delta": self.delta(cs)},
+        answers = self.answerer.answer_prepared(contexts, self.name,
+                                                lambda cs: {"delta": self.delta([c.plan for c in cs])},
                                                 "normalise", batch_size=batch_size)
         for a, c in zip(answers, contexts):
-            a.info["merged_documents"] = c.extras.get("merged", 0)
-            a.info["merge_weights"] = c.extras.get("weights", [])
+            a.notes.merged_documents = c.plan.merged
         return answers
 
     def merged_delta(self, retrieved: list[Retrieved]):
         """The normalised delta of the sum of the states of ``retrieved`` (for export: states add)."""
         context = self.combine("", retrieved, top_k=len(retrieved), merge="sum")
-        return self.delta([context])
+        return self.delta([context.plan])

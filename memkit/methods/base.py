@@ -1,17 +1,21 @@
-"""The one small interface every way of absorbing knowledge implements, and the values it passes around.
+"""The one small interface every way of absorbing knowledge implements, and the typed values it passes around.
 
 Owns: ``Record`` (what a method makes of a document), ``Retrieved`` (what a question got back from the
-memory), ``Context`` (what a method combined for one question), ``Answer`` with its ``Source`` list, the
-``Method`` protocol, and two optional abilities a method may add: ``StatefulMethod`` (state of its own beyond
-per-document records, such as trained weights, which the engine keeps in the store) and ``BatchAnswering``
-(answering many combined contexts in batched generation). Knows nothing of SQL, FAISS or the CLI: the engine
-moves values between a method and a store.
+memory), ``Context`` (what a method combined for one question, with its own typed ``plan`` for answering),
+``Answer`` with its ``Source`` list, ``Usage`` and ``AnswerNotes``, the ``Method`` protocol, and the optional
+abilities a method may add, each a small protocol the engine resolves once when it is built: ``BatchKeys``
+(the keys of many questions at once), ``WeighsQueries`` (query keys reweighted by the store's key statistics),
+``FusesText`` (nearest keys fused with the database's full-text search), ``ChoosesPayloads`` (which hits'
+payloads to read), ``StatefulMethod`` (state of its own beyond per-document records, such as trained weights,
+which the engine keeps in the store) and ``BatchAnswering`` (answering many combined contexts in batched
+generation). A context's ``plan`` is read only by the method that made it. Knows nothing of SQL, FAISS or the
+CLI: the engine moves values between a method and a store.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -47,7 +51,8 @@ class Retrieved:
 
 @dataclass
 class Source:
-    """Where an answer came from: a document, the part of it used, and how well it matched."""
+    """Where an answer came from: a document, the part of it used, how well it matched, and (for a method that
+    merges its memories by weight) the weight it had in the merge."""
 
     document_id: int
     source: str
@@ -55,20 +60,58 @@ class Source:
     kind: str
     span: tuple[int, int] | None = None
     snippet: str = ""
+    weight: float | None = None
 
     def to_dict(self) -> dict:
         return {"document_id": self.document_id, "source": self.source, "score": round(float(self.score), 6),
-                "kind": self.kind, "span": list(self.span) if self.span else None, "snippet": self.snippet}
+                "kind": self.kind, "span": list(self.span) if self.span else None, "snippet": self.snippet,
+                "weight": None if self.weight is None else round(float(self.weight), 6)}
 
 
 @dataclass
 class Context:
-    """What a method combined for one question: passages for the prompt, sources, and method extras."""
+    """What a method combined for one question: passages for the prompt, sources, the time each step took, and
+    the method's own ``plan`` for answering (e.g. the adapter's merged state, the slots' memories): a typed value
+    that only the method that made it reads."""
 
     question: str
     passages: list[str] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+    """Whether passages were cut to fit the model's window."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Milliseconds per step so far (retrieve, combine, the method's own steps)."""
+    plan: Any = None
+
+
+@dataclass
+class Usage:
+    """What answering read and wrote, in tokens."""
+
+    prompt_tokens: int = 0
+    """Tokens of the prompt the LM read (its lead tokens such as BOS not counted)."""
+    generated_tokens: int = 0
+    """Tokens the LM generated (a stop string's included, EOS not)."""
+    read_tokens: int | None = None
+    """Tokens a slot model read for the question (its key and aggregation); None for a method without one."""
+
+
+@dataclass
+class AnswerNotes:
+    """What a method says about how it answered; a field is None when the method has nothing to say of it."""
+
+    truncated: bool = False
+    """The passages were cut to fit the model's window."""
+    merged_documents: int | None = None
+    """How many retrieved documents' adapters were merged (adapter, hybrid)."""
+    memories: int | None = None
+    """How many retrieved memories were aggregated (slots, hybrid)."""
+    documents_trained: int | None = None
+    """Documents the method's own weights were trained on (finetune)."""
+    lora_steps: int | None = None
+    """Optimizer steps of the method's own weights (finetune)."""
+    sources_note: str | None = None
+    """Why an answer has no sources, when the method never has any (finetune)."""
 
 
 @dataclass
@@ -80,12 +123,17 @@ class Answer:
     method: str
     sources: list[Source] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    notes: AnswerNotes = field(default_factory=AnswerNotes)
+
+    def info(self) -> dict:
+        """Usage and notes as one flat dict, without what is None (the ``info`` of the JSON answer)."""
+        return {k: v for k, v in {**asdict(self.usage), **asdict(self.notes)}.items() if v is not None}
 
     def to_dict(self) -> dict:
         return {"question": self.question, "answer": self.text, "method": self.method,
                 "sources": [s.to_dict() for s in self.sources],
-                "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}, "info": self.info}
+                "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}, "info": self.info()}
 
 
 @runtime_checkable
@@ -93,9 +141,7 @@ class Method(Protocol):
     """A way of absorbing documents into memory and answering from it."""
 
     name: str
-    needs_payload: bool          # whether combine() needs Retrieved.payload loaded (optional beside it:
-                                 # payloads_wanted(scores) -> [bool], which of a question's hits, best first,
-                                 # combine() will use; the others' payloads are not read)
+    needs_payload: bool          # whether combine() needs Retrieved.payload loaded (see ChoosesPayloads)
     key_dim: int | None          # dimension of the keys it makes (None: it makes none)
 
     def config_dict(self) -> dict:
@@ -105,10 +151,7 @@ class Method(Protocol):
         """Memory records for each document text, batched."""
 
     def query_key(self, question: str) -> np.ndarray | None:
-        """The key a question searches with, or None when the method does not search. (Optional beside it:
-        ``query_keys(questions) -> list`` (the same keys, computed together: the engine uses it when present),
-        ``weigh_queries(keys, frequencies)``, keys ``[q, d]`` reweighted by the store's key statistics,
-        ``frequencies() -> (counts [d], n)``; the engine calls it before searching.)"""
+        """The key a question searches with, or None when the method does not search (see ``BatchKeys``)."""
 
     def search_size(self, top_k: int | None) -> int:
         """How many memories to retrieve for a question."""
@@ -118,6 +161,63 @@ class Method(Protocol):
 
     def answer(self, context: Context) -> Answer:
         """Let the frozen LM answer with the combined memory applied."""
+
+
+@runtime_checkable
+class BatchKeys(Protocol):
+    """Optional: the keys of many questions computed together (the engine then never calls ``query_key``)."""
+
+    def query_keys(self, questions: Sequence[str]) -> list[np.ndarray | None]:
+        """``query_key`` of each question, in order."""
+
+
+@dataclass
+class QuestionRead:
+    """A question as a method read it: the key it searches with, and what the method keeps of the reading for
+    answering (given back to its ``combine``; only that method reads it)."""
+
+    key: np.ndarray | None
+    state: Any = None
+
+
+@runtime_checkable
+class ReadsQuestions(Protocol):
+    """Optional: a method that reads each question once, for its key and for answering (e.g. the slot model's
+    vectors of the question): the engine searches with the keys ``read_questions`` gives and hands each
+    question's reading back to ``combine(..., read=)``."""
+
+    def read_questions(self, questions: Sequence[str]) -> list[QuestionRead]:
+        """One reading per question, in order."""
+
+    def combine(self, question: str, retrieved: list["Retrieved"], top_k: int | None = None, *,
+                read: QuestionRead | None = None) -> "Context":
+        """``Method.combine`` with the question's reading (None: the method reads the question itself)."""
+
+
+@runtime_checkable
+class WeighsQueries(Protocol):
+    """Optional: query keys reweighted by the store's key statistics before searching (e.g. lexical keys by IDF)."""
+
+    def weigh_queries(self, keys: np.ndarray, frequencies: Callable[[], tuple[np.ndarray, int]]) -> np.ndarray:
+        """``keys [q, d]`` reweighted by ``frequencies()`` (per-dimension counts ``[d]`` over ``n`` keys; called
+        only when the weighing needs them)."""
+
+
+@runtime_checkable
+class FusesText(Protocol):
+    """Optional: how the nearest keys are fused with the database's full-text (BM25) search of the memories'
+    words; a ``memkit.fusion.FusionConfig``, or None for nearest keys alone."""
+
+    fusion: Any
+
+
+@runtime_checkable
+class ChoosesPayloads(Protocol):
+    """Optional: which of a question's hits (best first) ``combine`` will use, from their scores, so the others'
+    payloads are never read."""
+
+    def payloads_wanted(self, scores: Sequence[float]) -> list[bool]:
+        """One flag per score."""
 
 
 @runtime_checkable

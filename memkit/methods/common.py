@@ -14,7 +14,7 @@ import typing
 import numpy as np
 
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, Context, Retrieved, Source, snippet
+from memkit.methods.base import Answer, AnswerNotes, Context, Retrieved, Source, Usage, snippet
 from memkit.prompts import PROMPT_FORMATS, QAFormat
 
 
@@ -163,7 +163,7 @@ class TextAnswerer:
             return kept, len(kept), True
         return kept, len(kept), False
 
-    def context(self, question: str, retrieved: list[Retrieved], limit: int, **extras) -> Context:
+    def context(self, question: str, retrieved: list[Retrieved], limit: int) -> Context:
         """The best ``limit`` retrieved passages that fit the window, with their sources (best first).
 
         The passages go into the prompt by rising score: the best one last, next to the question, where a small
@@ -174,12 +174,11 @@ class TextAnswerer:
         passages, kept, cut = self.fit(question, [r.text for r in ranked])
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked[:kept]]
         order = sorted(range(len(passages)), key=lambda i: ranked[i].score)
-        return Context(question=question, passages=[passages[i] for i in order], sources=sources,
-                       extras={"truncated": cut, "retrieved": len(ranked), **extras})
+        return Context(question=question, passages=[passages[i] for i in order], sources=sources, truncated=cut)
 
-    def answer(self, context: Context, method: str, *, delta=None, info: dict | None = None) -> Answer:
+    def answer(self, context: Context, method: str, *, delta=None, notes: AnswerNotes | None = None) -> Answer:
         """Generate the answer to one combined context (``delta``: a low-rank delta active while generating)."""
-        return self.answer_many([context], method, delta=delta, info=info)[0]
+        return self.answer_many([context], method, delta=delta, notes=notes)[0]
 
     def answer_prepared(self, contexts, method: str, prepare, step: str, *, batch_size: int = 8) -> list[Answer]:
         """``answer_many`` with what ``prepare(contexts)`` returns for the LM to read (``{"delta": ...}`` or
@@ -191,17 +190,17 @@ class TextAnswerer:
         applied = prepare(contexts)
         share = (time.perf_counter() - start) * 1000 / len(contexts)
         for c in contexts:
-            c.extras.setdefault("timings", {})[step] = share
+            c.timings[step] = share
         return self.answer_many(contexts, method, batch_size=batch_size, **applied)
 
     def answer_many(self, contexts: list[Context], method: str, *, batch_size: int = 8, delta=None, prefix=None,
-                    info: dict | None = None) -> list[Answer]:
+                    notes: AnswerNotes | None = None) -> list[Answer]:
         """Answers to many contexts, generated in batches of ``batch_size`` (texts equal one-at-a-time answers),
         with ``delta`` (a low-rank delta) or ``prefix`` (a key/value prefix, one row per context) applied.
 
-        Each answer's ``generate`` timing is its share of the batched generation time; its info holds the
-        prompt's tokens (``bos_ids`` not counted), the tokens generated, whether the context was cut, and
-        ``info`` (the method's notes).
+        Each answer's ``generate`` timing is its share of the batched generation time; its usage holds the
+        prompt's tokens (``bos_ids`` not counted) and the tokens generated; its notes are a copy of ``notes``
+        (the method's) with whether the context was cut.
         """
         if not contexts:
             return []
@@ -213,13 +212,12 @@ class TextAnswerer:
         generated = list(self.lm.last_generated)
         answers = []
         for i, (context, prompt, text) in enumerate(zip(contexts, prompts, texts)):
-            timings = dict(context.extras.get("timings", {}))
-            timings["generate"] = share
-            notes = {"prompt_tokens": self.lm.count_tokens(prompt),
-                     "generated_tokens": generated[i] if i < len(generated) else self.lm.count_tokens(text),
-                     "truncated": bool(context.extras.get("truncated", False)), **(info or {})}
+            timings = {**context.timings, "generate": share}
+            usage = Usage(prompt_tokens=self.lm.count_tokens(prompt),
+                          generated_tokens=generated[i] if i < len(generated) else self.lm.count_tokens(text))
+            said = dataclasses.replace(notes or AnswerNotes(), truncated=context.truncated)
             answers.append(Answer(question=context.question, text=text.strip(), method=method,
-                                  sources=context.sources, timings=timings, info=notes))
+                                  sources=context.sources, timings=timings, usage=usage, notes=said))
         return answers
 
 

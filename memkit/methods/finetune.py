@@ -21,7 +21,7 @@ import torch
 
 from memkit.errors import ConfigError
 from memkit.lora import LoraFactors, next_token_loss, resolve_targets, windows
-from memkit.methods.base import Answer, Context, Record, Retrieved
+from memkit.methods.base import Answer, AnswerNotes, Context, Record, Retrieved
 from memkit.methods.common import TextAnswerer, TextFormatConfig, text_format
 
 NO_SOURCES = "fine-tuned weights cannot say which documents an answer came from"
@@ -168,12 +168,13 @@ class Finetune:
     def _delta(self):
         return None if self.lora.is_zero() else self.lora.delta(detach=True)
 
-    def _info(self) -> dict:
-        return {"sources_note": NO_SOURCES, "documents_trained": self.documents_trained, "lora_steps": self.steps_done}
+    def _notes(self) -> AnswerNotes:
+        return AnswerNotes(sources_note=NO_SOURCES, documents_trained=self.documents_trained,
+                           lora_steps=self.steps_done)
 
     def answer(self, context: Context) -> Answer:
-        return self.answerer.answer(context, self.name, delta=self._delta(), info=self._info())
+        return self.answerer.answer(context, self.name, delta=self._delta(), notes=self._notes())
 
     def answer_many(self, contexts: Sequence[Context], batch_size: int = 8) -> list[Answer]:
         return self.answerer.answer_many(list(contexts), self.name, batch_size=batch_size, delta=self._delta(),
-                                         info=self._info())
+                                         notes=self._notes())

@@ -22,9 +22,10 @@ from typing import Sequence
 import numpy as np
 
 from memkit.errors import ConfigError
-from memkit.methods.adapter import Adapter, AdapterConfig
-from memkit.methods.base import Answer, Context, Record, Retrieved
-from memkit.methods.slots import SLOTS, Slots, SlotsConfig
+from memkit.methods.adapter import Adapter, AdapterConfig, AdapterPlan
+from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved
+from memkit.methods.common import resolve_fusion
+from memkit.methods.slots import SLOTS, Slots, SlotsConfig, SlotsPlan
 
 KEYS = ("slots", "lexical")
 PACKAGED_HYBRID_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-hybrid-slots"
@@ -48,6 +49,14 @@ class HybridConfig(AdapterConfig, SlotsConfig):
     def part(self, cls):
         """The options of one part (``AdapterConfig`` or ``SlotsConfig``)."""
         return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass
+class HybridPlan:
+    """The adapter's plan and the slots' plan for one question."""
+
+    adapter: AdapterPlan
+    slots: SlotsPlan
 
 
 class Hybrid:
@@ -74,6 +83,10 @@ class Hybrid:
             self.weigh_queries = self.adapter.weigh_queries
         else:
             self.key_dim = self.slots.key_dim
+        self.fusion = resolve_fusion(config) if config.keys == "lexical" else _slot_key_fusion(config.fusion)
+        """How the nearest keys are fused with the database's BM25 (option ``fusion``): with ``keys=lexical`` as
+        the adapter method's; with the slot model's keys, ``auto`` means nearest keys alone and the other modes
+        apply as asked."""
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
@@ -94,24 +107,32 @@ class Hybrid:
         return self.query_keys([question])[0]
 
     def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
-        part = self.slots if self.config.keys == "slots" else self.adapter
-        return part.query_keys(questions)
+        return [r.key for r in self.read_questions(questions)]
+
+    def read_questions(self, questions: Sequence[str]) -> list[QuestionRead]:
+        """The slot model's reading of each question (its key, when ``keys=slots``, and its vectors for the
+        aggregation); with ``keys=lexical`` the key is the adapter's."""
+        read = self.slots.read_questions(questions)
+        if self.config.keys == "lexical":
+            keys = self.adapter.query_keys(questions)
+            read = [QuestionRead(key=k, state=r.state) for k, r in zip(keys, read)]
+        return read
 
     def search_size(self, top_k: int | None) -> int:
         return max(self.adapter.search_size(top_k), self.slots.search_size(top_k))
 
-    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None, *,
+                read: QuestionRead | None = None) -> Context:
         states = [dataclasses.replace(r, payload={k: v for k, v in r.payload.items() if k != SLOTS})
                   if r.payload else r for r in retrieved]
         memories = [dataclasses.replace(r, payload={SLOTS: r.payload[SLOTS]})
                     if r.payload and SLOTS in r.payload else r for r in retrieved]
         a = self.adapter.combine(question, states, top_k)
-        s = self.slots.combine(question, memories, top_k)
+        s = self.slots.combine(question, memories, top_k, read=read)
         seen = {x.document_id for x in a.sources}
         sources = a.sources + [x for x in s.sources if x.document_id not in seen]
-        timings = {**a.extras.pop("timings", {}), **s.extras.pop("timings", {})}
-        return Context(question=question, sources=sources,
-                       extras={"adapter": a, "slots": s, "timings": timings})
+        return Context(question=question, sources=sources, plan=HybridPlan(adapter=a.plan, slots=s.plan),
+                       timings={**a.timings, **s.timings})
 
     def answer(self, context: Context) -> Answer:
         return self.answer_many([context])[0]
@@ -120,14 +141,20 @@ class Hybrid:
         contexts = list(contexts)
 
         def prepare(cs):
-            return {"delta": self.adapter.delta([c.extras["adapter"] for c in cs]),
-                    "prefix": self.slots.prefix([c.extras["slots"] for c in cs])}
+            return {"delta": self.adapter.delta([c.plan.adapter for c in cs]),
+                    "prefix": self.slots.prefix([c.question for c in cs], [c.plan.slots for c in cs])}
 
         answers = self.answerer.answer_prepared(contexts, self.name, prepare, "normalise+aggregate",
                                                 batch_size=batch_size)
         for a, c in zip(answers, contexts):
-            a.info["merged_documents"] = c.extras["adapter"].extras.get("merged", 0)
-            a.info["merge_weights"] = c.extras["adapter"].extras.get("weights", [])
-            a.info["memories"] = len(c.extras["slots"].extras["memories"])
-            a.info["read_tokens"] = self.slots.read_tokens(c.question)
+            a.notes.merged_documents = c.plan.adapter.merged
+            a.notes.memories = len(c.plan.slots.memories)
+            a.usage.read_tokens = self.slots.read_tokens(c.question)
         return answers
+
+
+def _slot_key_fusion(mode: str):
+    """The fusion a hybrid found by slot keys uses: None (nearest keys alone) for ``auto`` and ``dense``."""
+    from memkit.fusion import FusionConfig
+
+    return None if mode in ("auto", "dense") else FusionConfig(mode=mode)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -29,13 +28,12 @@ import numpy as np
 import torch
 
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, Context, Record, Retrieved, Source, snippet
+from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved, Source, snippet
 from memkit.methods.common import PayloadConfig, TextAnswerer, stored
 from memkit.prompts import QAFormat
 
 PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
 AGGREGATIONS = ("topk", "all")
-READ_KEPT = 512
 SLOTS = "slots"
 """Payload name of a document's memory vectors."""
 ALL = 1_000_000_000
@@ -81,6 +79,16 @@ def resolve_model(lm, path: str):
                           "with `memkit train slots --model MODEL --out DIR` and pass -o model=DIR") from None
 
 
+@dataclasses.dataclass
+class SlotsPlan:
+    """What the slots method gathered for one question: the memories to aggregate (each ``[windows * slots,
+    mem_dim]``), their retrieval scores, and the question's pooled vectors when the engine's search read them."""
+
+    memories: list[np.ndarray]
+    scores: list[float]
+    question: torch.Tensor | None = None
+
+
 class Slots:
     name = "slots"
     needs_payload = True
@@ -91,9 +99,6 @@ class Slots:
         self.model = resolve_model(lm, config.model).eval()
         self.key_dim = self.model.config.key_dim
         self.answerer = TextAnswerer(lm, config.max_new_tokens, QAFormat.of(self.model.config.prompt_format, lm.tokenizer))
-        self._read: OrderedDict[str, torch.Tensor] = OrderedDict()
-        """The memory vectors of the questions ``query_key`` read, until ``combine`` takes them (the question is
-        read once, for its key and its aggregation); a few hundred at most."""
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
@@ -123,48 +128,47 @@ class Slots:
         return self.query_keys([question])[0]
 
     def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
-        """Keys of ``questions``, read in batches; each question's vectors are kept for its aggregation."""
+        return [r.key for r in self.read_questions(questions)]
+
+    def read_questions(self, questions: Sequence[str]) -> list[QuestionRead]:
+        """Each question read once (in batches): its self-matching key and its pooled vectors, which ``combine``
+        keeps for the aggregation."""
         groups, present = self.memories(questions)
         with torch.no_grad():
             keys = self.model.key(groups, present).cpu().numpy()
             memory = self.model.pool(groups, present)
-        for question, vectors in zip(questions, memory):
-            self._read[question] = vectors
-            self._read.move_to_end(question)
-        while len(self._read) > READ_KEPT:
-            self._read.popitem(last=False)
-        return list(keys)
+        return [QuestionRead(key=k, state=v) for k, v in zip(keys, memory)]
 
     def search_size(self, top_k: int | None) -> int:
         return ALL if self.config.aggregation == "all" else (top_k or self.config.top_k)
 
-    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None) -> Context:
+    def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None, *,
+                read: QuestionRead | None = None) -> Context:
         start = time.perf_counter()
         ranked = [r for r in sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
                   if r.payload and SLOTS in r.payload]
-        memories = [np.array(r.payload[SLOTS], dtype=np.float32) for r in ranked]
+        plan = SlotsPlan(memories=[np.array(r.payload[SLOTS], dtype=np.float32) for r in ranked],
+                         scores=[r.score for r in ranked], question=read.state if read is not None else None)
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
-        extras = {"memories": memories, "scores": [r.score for r in ranked],
-                  "question": self._read.pop(question, None),
-                  "timings": {"gather": (time.perf_counter() - start) * 1000}}
-        return Context(question=question, sources=sources, extras=extras)
+        return Context(question=question, sources=sources, plan=plan,
+                       timings={"gather": (time.perf_counter() - start) * 1000})
 
-    def prefix(self, contexts: list[Context]):
-        """One batched prefix for ``contexts``: each question's vectors aggregated over its memories (a long
-        document's groups each a memory, sharing the document's score and weight)."""
+    def prefix(self, questions: list[str], plans: list[SlotsPlan]):
+        """One batched prefix: each question's vectors (read now where its plan has none) aggregated over its
+        plan's memories (a long document's groups each a memory, sharing the document's score and weight)."""
         c = self.model.config
         groups = []
-        for x in contexts:
+        for x in plans:
             per = []
-            for m, s in zip(x.extras["memories"], x.extras["scores"]):
+            for m, s in zip(x.memories, x.scores):
                 windows = np.asarray(m, dtype=np.float32).reshape(-1, c.slots, c.mem_dim)
                 per.extend((w, s, len(windows)) for w in windows)
             groups.append(per)
         n = max(1, max(len(g) for g in groups))
-        mem = torch.zeros(len(contexts), n, c.slots, c.mem_dim)
-        scores = torch.zeros(len(contexts), n)
-        present = torch.zeros(len(contexts), n, dtype=torch.bool)
-        counts = torch.ones(len(contexts), n)
+        mem = torch.zeros(len(plans), n, c.slots, c.mem_dim)
+        scores = torch.zeros(len(plans), n)
+        present = torch.zeros(len(plans), n, dtype=torch.bool)
+        counts = torch.ones(len(plans), n)
         for i, per in enumerate(groups):
             for j, (m, s, k) in enumerate(per):
                 mem[i, j] = torch.from_numpy(m)
@@ -172,13 +176,13 @@ class Slots:
                 present[i, j] = True
                 counts[i, j] = k
         device = self.model.device
-        unread = [i for i, x in enumerate(contexts) if x.extras.get("question") is None]
+        unread = [i for i, x in enumerate(plans) if x.question is None]
         with torch.no_grad():
             read = {}
             if unread:
-                qgroups, qpresent = self.model.read_groups(self.lm, [contexts[i].question for i in unread])
+                qgroups, qpresent = self.model.read_groups(self.lm, [questions[i] for i in unread])
                 read = dict(zip(unread, self.model.pool(qgroups, qpresent)))
-            question = torch.stack([read[i] if i in read else x.extras["question"] for i, x in enumerate(contexts)])
+            question = torch.stack([read[i] if i in read else x.question for i, x in enumerate(plans)])
             agg = self.model.aggregate(question, mem.to(device), scores.to(device), present.to(device),
                                        counts.to(device))
             return self.model.prefix(agg)
@@ -188,11 +192,12 @@ class Slots:
 
     def answer_many(self, contexts, batch_size: int = 8) -> list[Answer]:
         contexts = list(contexts)
-        answers = self.answerer.answer_prepared(contexts, self.name, lambda cs: {"prefix": self.prefix(cs)},
-                                                "aggregate", batch_size=batch_size)
+        answers = self.answerer.answer_prepared(
+            contexts, self.name, lambda cs: {"prefix": self.prefix([c.question for c in cs], [c.plan for c in cs])},
+            "aggregate", batch_size=batch_size)
         for a, c in zip(answers, contexts):
-            a.info["memories"] = len(c.extras["memories"])
-            a.info["read_tokens"] = self.read_tokens(c.question)
+            a.notes.memories = len(c.plan.memories)
+            a.usage.read_tokens = self.read_tokens(c.question)
         return answers
 
     def read_tokens(self, question: str) -> int:

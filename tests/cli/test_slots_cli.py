@@ -52,7 +52,8 @@ def test_cli_trains_the_hybrids_slot_model_with_an_adapter_and_a_hybrid_store_an
     assert memkit("ingest", docs).exit_code == 0
     answer = memkit.json("ask", "Who leads the Harbour Trust?")
     assert answer["method"] == "hybrid" and answer["info"]["memories"] == 2 and answer["sources"]
-    merged = len(answer["info"]["merge_weights"])
+    merged = answer["info"]["merged_documents"]
+    assert [s["weight"] is not None for s in answer["sources"]] == [i < merged for i in range(len(answer["sources"]))]
     shown = memkit("ask", "Who leads the Harbour Trust?").output.splitlines()
     lines = [line for line in shown if line.strip().startswith("[")]
     assert len(lines) == len(answer["sources"])

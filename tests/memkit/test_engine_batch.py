@@ -38,7 +38,7 @@ def test_ask_many_equals_ask(tiny_lm, tmp_path, name, options):
     assert [[s.document_id for s in a.sources] for a in batched] == [[s.document_id for s in a.sources] for a in single]
     for a in batched:
         assert a.timings["total"] >= a.timings["generate"] > 0
-        assert a.info["prompt_tokens"] > 0 and 1 <= a.info["generated_tokens"] <= 8
+        assert a.usage.prompt_tokens > 0 and 1 <= a.usage.generated_tokens <= 8
     engine.store.close()
 
 

@@ -61,8 +61,8 @@ def test_documents_are_kept_without_keys_and_answers_have_no_sources(tiny_lm, tm
         assert memory.kind == "doc" and memory.blob_path is None
     assert engine.store.stats()["key_bytes"] == 0 and engine.store.stats()["index_vectors"] == 0
     answer = engine.ask("Where does Ada Varn live?")
-    assert answer.sources == [] and answer.info["sources_note"] == NO_SOURCES
-    assert answer.info["documents_trained"] == 3
+    assert answer.sources == [] and answer.notes.sources_note == NO_SOURCES
+    assert answer.notes.documents_trained == 3
     engine.store.close()
 
 

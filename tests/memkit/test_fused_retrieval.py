@@ -1,5 +1,5 @@
 """Finding memories by keys fused with the database's BM25 (``fusion`` option), end to end through the engine and
-a real store: the MiniLM keys with the full-text index, BM25 alone, and the refusals."""
+a real store: the MiniLM keys with the full-text index, BM25 alone, the hybrid's fusion, and the refusals."""
 
 from __future__ import annotations
 
@@ -51,29 +51,31 @@ def test_auto_fuses_minilm_keys_and_keeps_lexical_keys_alone(tiny_lm):
     assert build_method("prompt", tiny_lm, {"fusion": "lexical"}).fusion.mode == "lexical"
 
 
-def test_fused_retrieval_without_a_full_text_index_is_refused(tiny_lm, tmp_path):
-    engine = _engine(tiny_lm, tmp_path, {"fusion": "rrf"})
-    try:
-        engine.store = _NoText(engine.store)
-        with pytest.raises(ConfigError, match="fusion=rrf needs a store with a full-text index"):
-            engine.retrieve("Who drew the map?", 2)
-    finally:
-        engine.store._inner.close()
-
-
 def test_a_bad_fusion_option_is_refused_with_the_choices(tiny_lm):
     with pytest.raises(ConfigError, match="option fusion of method rag must be one of auto, dense, lexical, rrf, "
                                           "score, not 'bm25'"):
         build_method("rag", tiny_lm, {"fusion": "bm25"})
 
 
-class _NoText:
-    """A store as the engine's protocol allows it: nearest keys only."""
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def __getattr__(self, name):
-        if name == "search_text_many":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
+@pytest.mark.parametrize("keys", ["slots", "lexical"])
+def test_the_hybrids_fusion_option_reaches_the_engine(tiny_lm, tmp_path, tiny_generator_dir, tiny_slot_dir, keys):
+    """``-o fusion=lexical`` on a hybrid store finds memories by the database's BM25 alone, whichever key the
+    documents are found by (it was validated and then ignored)."""
+    options = {"generator": str(tiny_generator_dir), "model": str(tiny_slot_dir), "chunk_tokens": 16,
+               "keys": keys, "fusion": "lexical"}
+    method = build_method("hybrid", tiny_lm, options)
+    assert method.fusion is not None and method.fusion.mode == "lexical"
+    assert build_method("hybrid", tiny_lm, {**options, "fusion": "auto"}).fusion is None
+    store = Store.create(tmp_path / "store", model_id=tiny_lm.name, model_revision=None,
+                         model_fingerprint=tiny_lm.fingerprint, method="hybrid",
+                         method_config=method.config_dict(), key_dim=method.key_dim)
+    engine = Engine(tiny_lm, method, store)
+    try:
+        assert engine.abilities.fusion is method.fusion
+        engine.ingest([SourceDocument(text=t, source=f"doc{i}") for i, t in enumerate(DOCS)])
+        for question, want in (("Who drew a map of the Sorrel delta?", "doc1"),
+                               ("Which railway engines burn peat?", "doc4")):
+            hits = engine.retrieve(question, 2)
+            assert hits[0].source == want and hits[0].score == pytest.approx(1.0), [h.source for h in hits]
+    finally:
+        store.close()

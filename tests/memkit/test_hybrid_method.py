@@ -55,19 +55,19 @@ def test_the_answer_reads_the_merged_delta_and_the_slot_prefix_together(tiny_lm,
     method = engine.method
     retrieved = engine.retrieve(QUESTION, method.search_size(None))
     context = method.combine(QUESTION, retrieved)
-    a, s = context.extras["adapter"], context.extras["slots"]
-    assert a.extras["merged"] == 2 and len(s.extras["memories"]) == 2
+    a, s = context.plan.adapter, context.plan.slots
+    assert a.merged == 2 and len(s.memories) == 2
     assert {x.document_id for x in context.sources} <= set(report.added)
     expected = tiny_lm.generate([qa_prompt(QUESTION, [])], max_new_tokens=6, stop=STOP,
-                                delta=method.adapter.delta([a]), prefix=method.slots.prefix([s]))[0].strip()
+                                delta=method.adapter.delta([a]), prefix=method.slots.prefix([QUESTION], [s]))[0].strip()
     only_delta = tiny_lm.generate([qa_prompt(QUESTION, [])], max_new_tokens=6, stop=STOP,
                                   delta=method.adapter.delta([a]))[0].strip()
     answer = engine.ask(QUESTION)
     assert answer.text == expected
-    assert answer.info["merged_documents"] == 2 and answer.info["memories"] == 2
+    assert answer.notes.merged_documents == 2 and answer.notes.memories == 2
     assert engine.ask_many([QUESTION, "Where does Ada Varn live?"], batch_size=2)[0].text == answer.text
     only_prefix = tiny_lm.generate([qa_prompt(QUESTION, [])], max_new_tokens=6, stop=STOP,
-                                   prefix=method.slots.prefix([s]))[0].strip()
+                                   prefix=method.slots.prefix([QUESTION], [s]))[0].strip()
     assert expected != only_delta and expected != only_prefix, "both the delta and the prefix shape the answer"
     engine.store.close()
 
@@ -77,10 +77,10 @@ def test_a_removed_document_leaves_both_parts(tiny_lm, tmp_path, tiny_generator_
                         min_weight=0.0, temperature=10.0)
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     answer = engine.ask(QUESTION)
-    assert answer.info["memories"] == 3 and answer.info["merged_documents"] == 3
+    assert answer.notes.memories == 3 and answer.notes.merged_documents == 3
     engine.store.remove_document(report.added[2])
     answer = engine.ask(QUESTION)
-    assert answer.info["memories"] == 2 and answer.info["merged_documents"] == 2
+    assert answer.notes.memories == 2 and answer.notes.merged_documents == 2
     assert report.added[2] not in {s.document_id for s in answer.sources}
     engine.store.close()
 

@@ -109,8 +109,8 @@ def test_prompt_cuts_a_document_longer_than_the_window(tiny_lm, tmp_path):
     long_text = " ".join(f"fact{i} is about the harbour." for i in range(400))
     engine.ingest([SourceDocument(text=long_text, source="long")])
     answer = engine.ask("What is fact3 about?")
-    assert answer.info["truncated"] is True
-    assert answer.info["prompt_tokens"] + len(tiny_lm.bos_ids) + 32 <= tiny_lm.max_context
+    assert answer.notes.truncated is True
+    assert answer.usage.prompt_tokens + len(tiny_lm.bos_ids) + 32 <= tiny_lm.max_context
     assert tiny_lm.last_truncated == [False], "the method fits the prompt; the LM never has to cut it"
     engine.store.close()
 

@@ -61,7 +61,7 @@ def test_adapter_oracle_merges_exactly_the_stored_states_of_the_gold_documents(t
 
         def spy(question, retrieved, top_k=None):
             context = combine(question, retrieved, top_k)
-            seen.append(({r.document_id for r in retrieved if r.payload}, context.extras["merged"]))
+            seen.append(({r.document_id for r in retrieved if r.payload}, context.plan.merged))
             return context
 
         session.method.combine = spy

@@ -31,7 +31,7 @@ def test_ask_merges_the_states_of_the_retrieved_documents(tiny_lm, tmp_path, tin
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     question = "Where does Ada Varn keep the lighthouse?"
     answer = engine.ask(question)
-    assert answer.info["merged_documents"] == 2 and len(answer.sources) == 2
+    assert answer.notes.merged_documents == 2 and len(answer.sources) == 2
     assert answer.sources[0].document_id == report.added[0]      # lexical keys find the shared words
     # the merged state is exactly the sum of the two documents' own states
     gen = AdapterGenerator.load(tiny_generator_dir, tiny_lm)
@@ -55,8 +55,8 @@ def test_score_merge_weighs_unit_states_by_retrieval_score_and_drops_faint_match
     weights = method.merge_weights(scores)
     assert abs(sum(weights) - 1) < 1e-9 and weights == sorted(weights, reverse=True) and weights[0] > 0.5
     context = method.combine("q", retrieved)
-    assert context.extras["merged"] == 3 and "basis" not in context.extras
-    for name, got in context.extras["state"].mats.items():
+    assert context.plan.merged == 3 and context.plan.basis is None
+    for name, got in context.plan.state.mats.items():
         want = 0
         for r, w in zip(retrieved, weights):
             m = AdapterState.from_arrays({k: a for k, a in r.payload.items() if not k.startswith("svd_")}).mats[name]
@@ -65,12 +65,12 @@ def test_score_merge_weighs_unit_states_by_retrieval_score_and_drops_faint_match
     # with a floor on the weights only the clear best match is left: answered from its own stored basis
     method.config.min_weight = 0.49
     alone = method.combine("q", retrieved)
-    assert alone.extras["merged"] == 1 and "basis" in alone.extras
+    assert alone.plan.merged == 1 and alone.plan.basis is not None
     assert [s.document_id for s in alone.sources] == [retrieved[0].document_id]
     again = engine.retrieve("Where does Ada Varn keep the lighthouse of Port Elsin?", 3)
     assert [r.payload is not None for r in again] == [True, False, False]   # unmerged states are never read
     answer = engine.ask("Where does Ada Varn keep the lighthouse of Port Elsin?")
-    assert answer.info["merge_weights"] == [1.0] and len(answer.sources) == 1
+    assert [s.weight for s in answer.sources] == [1.0] and len(answer.sources) == 1
     # the best match keeps its weight whatever the floor; "sum" weighs every document 1
     assert method.merge_weights([0.3, 0.3])[0] == 0.5
     method.config.merge = "sum"
@@ -92,13 +92,13 @@ def test_batched_answers_equal_one_at_a_time(tiny_lm, tmp_path, tiny_generator_d
 def test_a_removed_document_is_no_longer_merged(tiny_lm, tmp_path, tiny_generator_dir):
     engine = engine_for(tiny_lm, tmp_path, tiny_generator_dir, top_n=3, merge="sum")
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
-    assert engine.ask("Who leads the Harbour Trust?").info["merged_documents"] == 3
+    assert engine.ask("Who leads the Harbour Trust?").notes.merged_documents == 3
     engine.store.close()
     store = Store.open(tmp_path / "store", write=True)
     store.remove_document(report.added[2])
     engine = Engine(tiny_lm, engine.method, store)
     answer = engine.ask("Who leads the Harbour Trust?")
-    assert answer.info["merged_documents"] == 2 and report.added[2] not in {s.document_id for s in answer.sources}
+    assert answer.notes.merged_documents == 2 and report.added[2] not in {s.document_id for s in answer.sources}
     store.close()
 
 
@@ -119,11 +119,11 @@ def test_a_single_documents_stored_basis_gives_the_delta_of_its_state(tiny_lm, t
     one = engine.retrieve("Who leads the Harbour Trust?", 1)
     two = engine.retrieve("Where does Tomas Brell draw maps for the Sorrel Company?", 2)
     contexts = [method.combine("q1", one), method.combine("q2", two, top_k=2)]
-    assert "basis" in contexts[0].extras and "basis" not in contexts[1].extras
+    assert contexts[0].plan.basis is not None and contexts[1].plan.basis is None
     gen = method.generator
-    got = method.delta(contexts)          # one stored basis and one SVD, in one batch
+    got = method.delta([c.plan for c in contexts])          # one stored basis and one SVD, in one batch
     with torch.no_grad():
-        want = gen.delta(AdapterState.stack([c.extras["state"] for c in contexts]))
+        want = gen.delta(AdapterState.stack([c.plan.state for c in contexts]))
     assert report.added and set(got.factors) == set(want.factors)
     for name, (a, b) in want.factors.items():
         # the applied update B A is what matters (singular vectors are defined up to sign)
@@ -146,8 +146,8 @@ def test_states_are_stored_in_half_precision_by_default_and_read_back_as_float32
     assert stored_half["__tokens__"].dtype == "int64"                 # counts stay integers
     assert hm.nbytes < 0.6 * fm.nbytes
     question = "Who leads the Harbour Trust?"
-    got = half.method.delta([half.method.combine(question, half.retrieve(question, 1))])
-    want = full.method.delta([full.method.combine(question, full.retrieve(question, 1))])
+    got = half.method.delta([half.method.combine(question, half.retrieve(question, 1)).plan])
+    want = full.method.delta([full.method.combine(question, full.retrieve(question, 1)).plan])
     for name, (a, b) in want.factors.items():
         assert got.factors[name][0].dtype == torch.float32
         torch.testing.assert_close(got.factors[name][1] @ got.factors[name][0], b @ a, rtol=2e-2, atol=2e-3)

@@ -143,7 +143,7 @@ def test_a_document_longer_than_the_window_is_read_whole(tiny_lm, tmp_path, long
     assert stored(engine, short).shape == (3, 16)                        # a short one: one group, as before
 
     answer = engine.ask("Who keeps the lighthouse in Port Elsin?")
-    assert answer.info["memories"] == 3 and sorted(s.document_id for s in answer.sources) == sorted(report.added)
+    assert answer.notes.memories == 3 and sorted(s.document_id for s in answer.sources) == sorted(report.added)
     assert engine.ask_many(["Who keeps the lighthouse in Port Elsin?"], batch_size=1)[0].text == answer.text
     engine.store.close()
 
@@ -157,7 +157,7 @@ def test_the_prefix_reads_every_group_of_a_long_document(tiny_lm, tmp_path, long
         [doc_id] = engine.ingest([SourceDocument(text=text, source=f"d{i}")]).added
         hits = [h for h in engine.retrieve(question, 10) if h.document_id == doc_id]
         context = engine.method.combine(question, hits)
-        prefixes.append(engine.method.prefix([context]))
+        prefixes.append(engine.method.prefix([question], [context.plan]))
     a, b = prefixes
     assert max(float((x - y).abs().max()) for x, y in zip(a.keys + a.values, b.keys + b.values)) > 1e-5
     engine.store.close()
@@ -166,8 +166,9 @@ def test_the_prefix_reads_every_group_of_a_long_document(tiny_lm, tmp_path, long
 def test_a_question_longer_than_the_window_is_read_whole_too(tiny_lm, long_slot_dir):
     method = build_method("slots", tiny_lm, {"model": str(long_slot_dir)})
     question = "Who keeps the lighthouse?" + FILLER * 2
-    key = method.query_key(question)
-    assert np.isfinite(key).all() and method._read[question].shape == (3, 16)
+    [read] = method.read_questions([question])
+    assert np.isfinite(read.key).all() and read.state.shape == (3, 16)
+    np.testing.assert_allclose(method.query_key(question), read.key, rtol=1e-5, atol=1e-6)
     windows = method.model.windows(tiny_lm, question)
     assert len(windows) > 1
     assert method.read_tokens(question) == tiny_lm.count_tokens(question) + len(windows) * (
@@ -273,5 +274,5 @@ def test_the_hybrid_keeps_every_group_of_a_long_document(tiny_lm, tmp_path, tiny
     engine = Engine(tiny_lm, method, store)
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate([LONG, SHORT])])
     answer = engine.ask("Who keeps the lighthouse in Port Elsin?")
-    assert answer.info["memories"] == 2 and {s.document_id for s in answer.sources} == set(report.added)
+    assert answer.notes.memories == 2 and {s.document_id for s in answer.sources} == set(report.added)
     engine.store.close()

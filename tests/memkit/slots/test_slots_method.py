@@ -36,9 +36,9 @@ def test_ask_aggregates_the_top_k_memories_into_a_prefix(tiny_lm, tmp_path, slot
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     assert len(report.added) == 3
     answer = engine.ask(QUESTION)
-    assert answer.info["memories"] == 2 and len(answer.sources) == 2
+    assert answer.notes.memories == 2 and len(answer.sources) == 2
     slots = engine.method.model.config.slots                      # the question and the slots, read for the key
-    assert answer.info["read_tokens"] == tiny_lm.count_tokens(QUESTION) + len(tiny_lm.bos_ids) + slots
+    assert answer.usage.read_tokens == tiny_lm.count_tokens(QUESTION) + len(tiny_lm.bos_ids) + slots
     assert set(s.document_id for s in answer.sources) <= set(report.added)
     together = engine.ask_many([QUESTION, "Where does Ada Varn live?"], batch_size=2)
     assert together[0].text == answer.text                       # batched (with padding) equals alone
@@ -48,10 +48,11 @@ def test_ask_aggregates_the_top_k_memories_into_a_prefix(tiny_lm, tmp_path, slot
 def test_questions_read_together_get_the_keys_they_get_alone(tiny_lm, tmp_path, slot_dir):
     method = build_method("slots", tiny_lm, {"model": str(slot_dir), "batch_size": 2})
     questions = [QUESTION, "Where does Ada Varn live?", "Who draws maps in Kessin for the Sorrel Company?"]
-    together = method.query_keys(questions)
-    for question, key in zip(questions, together):
-        np.testing.assert_allclose(key, method.query_key(question), rtol=1e-4, atol=1e-5)
-        assert question in method._read                              # kept for the question's aggregation
+    together = method.read_questions(questions)
+    for question, read in zip(questions, together):
+        np.testing.assert_allclose(read.key, method.query_key(question), rtol=1e-4, atol=1e-5)
+        [alone] = method.read_questions([question])                   # its vectors, kept for the aggregation
+        torch.testing.assert_close(read.state, alone.state, rtol=1e-4, atol=1e-5)
 
 
 def test_top_k_over_the_whole_bank_equals_aggregating_all(tiny_lm, tmp_path, slot_dir):
@@ -61,8 +62,8 @@ def test_top_k_over_the_whole_bank_equals_aggregating_all(tiny_lm, tmp_path, slo
         engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
     a = top.method.combine(QUESTION, top.retrieve(QUESTION, top.method.search_size(None)))
     b = every.method.combine(QUESTION, every.retrieve(QUESTION, every.method.search_size(None)))
-    assert len(a.extras["memories"]) == len(b.extras["memories"]) == 3
-    pa, pb = top.method.prefix([a]), every.method.prefix([b])
+    assert len(a.plan.memories) == len(b.plan.memories) == 3
+    pa, pb = top.method.prefix([QUESTION], [a.plan]), every.method.prefix([QUESTION], [b.plan])
     for ka, kb in zip(pa.keys + pa.values, pb.keys + pb.values):
         torch.testing.assert_close(ka, kb, rtol=1e-5, atol=1e-6)
     assert top.ask(QUESTION).text == every.ask(QUESTION).text
@@ -73,10 +74,10 @@ def test_top_k_over_the_whole_bank_equals_aggregating_all(tiny_lm, tmp_path, slo
 def test_a_removed_document_leaves_retrieval_and_aggregation(tiny_lm, tmp_path, slot_dir):
     engine = engine_for(tiny_lm, tmp_path / "s", slot_dir, aggregation="all")
     report = engine.ingest([SourceDocument(text=t, source=f"d{i}") for i, t in enumerate(TEXTS)])
-    assert engine.ask(QUESTION).info["memories"] == 3
+    assert engine.ask(QUESTION).notes.memories == 3
     engine.store.remove_document(report.added[2])
     answer = engine.ask(QUESTION)
-    assert answer.info["memories"] == 2 and report.added[2] not in {s.document_id for s in answer.sources}
+    assert answer.notes.memories == 2 and report.added[2] not in {s.document_id for s in answer.sources}
     engine.store.close()
 
 
