@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.common import ApiKeyOpt, RemoteCollectionOpt, handle_errors, load_engine, open_store, out, print_json, state
+from memkit.service.views import answer_view, documents_of
 
 
 @handle_errors
@@ -48,14 +49,16 @@ def ask(
     with open_store(st) as store:
         engine = load_engine(st, store, model)
         answer = engine.ask(question, top_k=top_k, as_of=when)
+        view = answer_view(answer, documents_of(store, [answer]))
     if json_out:
-        print_json(answer.to_dict())
+        print_json(view)
         return
-    show(answer.to_dict())
+    show(view)
 
 
 def show(data: dict) -> None:
-    """An answer as ``Answer.to_dict`` or the server's ask gives it: the text, its sources, the time taken."""
+    """An answer as ``service.views.answer_view`` gives it (locally or from a server): the text, its sources, the
+    time taken."""
     info = data.get("info") or {}
     out.print(data["answer"] or "(empty answer)", markup=False)
     if info.get("truncated"):

@@ -3,8 +3,8 @@
 Owns: the ``State`` the root callback fills (store path, device), ``handle_errors`` which maps library errors
 to one line on stderr and an exit code (never a traceback for an ordinary mistake), ``Terminated`` and the
 SIGTERM handler that raises it (so a terminated command unwinds like an interrupted one: its ``with`` blocks
-close the store, saving the index and releasing the writer lock), and the wiring of a ``storage.Store`` into a
-``memkit.Engine``. Knows no maths.
+close the store, saving the index and releasing the writer lock), and loading the model a command's store
+needs (the wiring itself is ``service.collections``'). Knows no maths.
 """
 
 from __future__ import annotations
@@ -111,13 +111,10 @@ def open_store(st: State, *, write: bool = False):
 
 def load_engine(st: State, store, model: str | None = None):
     """The frozen LM the store was built with (or a copy of it at ``model``), its method, and the store."""
-    from memkit.engine import Engine
     from memkit.lm import FrozenLM
-    from memkit.methods import build_method
+    from memkit.service.collections import engine_for
 
     info = store.info
     with err.status(f"loading model {model or info.model_id}", spinner="dots"):
         lm = FrozenLM.load(model or info.model_id, revision=info.model_revision, device=st.device)
-    store.check_model(lm.name, lm.fingerprint)
-    method = build_method(info.method, lm, info.method_config)
-    return Engine(lm, method, store)
+    return engine_for(store, lm)

@@ -8,12 +8,7 @@ import typer
 from rich.table import Table
 
 from cli.common import handle_errors, open_store, out, print_json, state
-
-
-def _row(doc) -> dict:
-    return {"id": doc.id, "source": doc.source, "stream": doc.stream, "position": doc.position,
-            "external_id": doc.external_id, "timestamp": doc.timestamp, "chars": len(doc.text),
-            "memories": doc.n_memories, "created_at": doc.created_at, "meta": doc.meta}
+from memkit.service.views import document_view
 
 
 @handle_errors
@@ -26,7 +21,7 @@ def ls(
 ) -> None:
     """List the documents in the store, oldest first."""
     with open_store(state(ctx)) as store:
-        rows = [_row(d) for d in store.list_documents(limit=limit, offset=offset, stream=stream)]
+        rows = [document_view(d) for d in store.list_documents(limit=limit, offset=offset, stream=stream)]
     if json_out:
         print_json(rows)
         return
@@ -51,7 +46,7 @@ def show(
     with open_store(state(ctx)) as store:
         doc = store.get_document(doc_id)
         memories = store.memories(doc_id)
-    data = _row(doc) | {"text": doc.text, "memory_records": [
+    data = document_view(doc) | {"text": doc.text, "memory_records": [
         {"id": m.id, "kind": m.kind, "span": list(m.span) if m.span else None, "bytes": m.nbytes} for m in memories]}
     if json_out:
         print_json(data)

@@ -30,8 +30,9 @@ def init(
     `default`); on an existing store, add the collection --collection to it."""
     from memkit.defaults import default_model
     from memkit.lm import FrozenLM
-    from memkit.methods import build_method, canonical_name
+    from memkit.methods import canonical_name
     from memkit.methods.common import parse_options
+    from memkit.service.collections import new_collection
     from storage import Store, check_db_url
     from storage.errors import StoreExistsError
 
@@ -56,9 +57,7 @@ def init(
         model_id = str(Path(model_id).expanduser().resolve())
     with err.status(f"loading model {model_id}", spinner="dots"):
         lm = FrozenLM.load(model_id, revision=revision, device=st.device)
-    built = build_method(name, lm, parse_options(option or []))
-    spec = dict(model_id=model_id, model_revision=revision, model_fingerprint=lm.fingerprint, method=name,
-                method_config=built.config_dict(), key_dim=built.key_dim)
+    spec = new_collection(lm, name, parse_options(option or []), model_id=model_id, revision=revision).spec
     if exists:
         from storage.root import StoreRoot
 

@@ -22,14 +22,13 @@ def models(
 
     A reference model is read from its GGUF file, converted once to float32 and cached (MEMKIT_CACHE_DIR,
     default ~/.cache/memkit); `make models` installs both."""
-    from memkit.defaults import PACKAGED_MODEL
+    from memkit import packaged as bundled
     from memkit.gguf import cache_root
     from memkit.reference import REFERENCE_MODELS, installed
 
     rows = [{"name": ref.name, "title": ref.title, "installed": installed(ref.name), "install": ref.install,
              "prompt_format": ref.prompt_format, "license": ref.license} for ref in REFERENCE_MODELS.values()]
-    packaged = {"name": "(default)", "path": str(PACKAGED_MODEL),
-                "installed": (PACKAGED_MODEL / "config.json").is_file()}
+    packaged = {"name": "(default)", "path": str(bundled.WORLD_LM), "installed": bundled.installed(bundled.WORLD_LM)}
     if json_out:
         print_json({"reference": rows, "packaged": packaged, "cache": str(cache_root())})
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.common import MODEL_HELP, handle_errors, print_json, state
+from cli.config_options import command, config_parameters
 
 train_app = typer.Typer(help="Train memkit's models: the world LM (base), and for any causal LM on any data the "
                              "adapter generator (adapter) and the memory-slot model (slots).",
@@ -31,27 +33,8 @@ CorpusOpt = Annotated[Optional[list[str]], typer.Option(
     "--corpus", help="Plain text for the self-supervised steps (files, directories, JSONL with \"text\"); "
                      "repeatable.", show_default=False)]
 MaxQuestionsOpt = Annotated[int, typer.Option(min=1, help="Most questions one training item asks of its documents.")]
-# Options the adapter and slots commands share: how the loop runs and where the model comes from.
-PromptFormatOpt = Annotated[str, typer.Option(
-    help="How questions and answers are laid out: plain (Question: ... Answer: ...), fewshot (plain after two worked "
-         "examples; small pretrained models read best with it) or chat (the tokenizer's chat template, for instruct "
-         "models). Saved with the model; its method answers the same way.")]
-ResumeOpt = Annotated[Optional[Path], typer.Option(
-    help="Go on from a checkpoint: a run's OUT/checkpoint directory (its latest checkpoint) or one checkpoint in "
-         "it. The other options must be the run's (only the budget and how often it reports may change); with "
-         "--max-steps the result is bit-identical to a run that never stopped (on CPU).", show_default=False)]
-CheckpointEveryOpt = Annotated[int, typer.Option(
-    min=0, help="Steps between checkpoints (model, optimizer, schedule, random state) in OUT/checkpoint; a crash "
-                "loses at most this many steps (0: none).")]
-GradAccumOpt = Annotated[int, typer.Option(
-    min=1, help="Micro-batches per step per process (gradient accumulation): the same step in less memory; "
-                "--batch-size must be a multiple of it times --num-processes.")]
-PrecisionOpt = Annotated[str, typer.Option(
-    help="fp32, or bf16: the losses computed under bfloat16 autocast (the trained weights and optimizer stay "
-         "float32).")]
-GradCheckpointingOpt = Annotated[bool, typer.Option(
-    help="Recompute the frozen LM's layer activations in the backward pass instead of keeping them: less memory, "
-         "about one more forward pass of time.")]
+# Options of the adapter and slots commands beside their training config's: how the run is launched and how the
+# frozen LM is loaded.
 NumProcessesOpt = Annotated[int, typer.Option(
     min=1, help="Train data-parallel in this many processes (one per GPU, or gloo on CPUs) through accelerate "
                 "launch; the same result as one process with --grad-accum multiplied by it. For several machines "
@@ -60,30 +43,16 @@ DtypeOpt = Annotated[str, typer.Option(help="The frozen LM's dtype: auto, float3
 DeviceMapOpt = Annotated[Optional[str], typer.Option(
     help="Spread a model larger than one device over the GPUs (and the CPU) with this from_pretrained "
          "device_map, e.g. auto; default: the whole model on --device.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
 @dataclass
-class LoopChoice:
-    """The loop and loading options of a training command (see their --help)."""
+class Loading:
+    """How a training command launches and loads the frozen LM (see their --help)."""
 
-    prompt_format: str
-    resume: Path | None
-    checkpoint_every: int
-    grad_accum: int
-    precision: str
-    grad_checkpointing: bool
     num_processes: int
     dtype: str
     device_map: str | None
-
-    def apply(self, cfg) -> None:
-        """Set the loop's options on the training config ``cfg``."""
-        cfg.prompt_format = self.prompt_format
-        cfg.resume = str(self.resume or "")
-        cfg.checkpoint_every = self.checkpoint_every
-        cfg.grad_accum = self.grad_accum
-        cfg.precision = self.precision
-        cfg.grad_checkpointing = self.grad_checkpointing
 
 
 @train_app.command("base")
@@ -108,175 +77,89 @@ def base(
     print_json(summary) if json_out else typer.echo(f"world LM saved to {out}")
 
 
-@train_app.command("adapter")
-@handle_errors
-def adapter(
-    ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option(
-        help=f"Base model: {MODEL_HELP} (default: the packaged world LM).")] = None,
-    out: Annotated[Path, typer.Option(help="Where to save the generator.")] = Path("build/adapter-generator"),
-    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 20.0,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: the budget decides).")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Documents per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
-    state_rank: Annotated[int, typer.Option(min=1, help="R: state size (R x R per target module).")] = 64,
-    svd_rank: Annotated[int, typer.Option(min=1, help="r: rank of the applied delta.")] = 16,
-    chunk_tokens: Annotated[int, typer.Option(min=8, help="Tokens per chunk when reading a document.")] = 128,
-    norm: Annotated[str, typer.Option(
-        help="How a state becomes a delta: svd (rank r, singular values set to 1) or frobenius (the state over its "
-             "Frobenius norm, rank R).")] = "svd",
-    key_source: Annotated[str, typer.Option(
-        help="Where a context token's key comes from: hidden (the hidden state entering the layer) or input (the "
-             "target module's own input, the space a question's query lives in).")] = "hidden",
-    center: Annotated[bool, typer.Option(help="Centre each chunk's hidden states before the projections.")] = False,
-    mean_state: Annotated[bool, typer.Option(
-        help="Subtract a per-token mean state, calibrated on training documents, from every state.")] = True,
-    base_rank: Annotated[int, typer.Option(
-        min=0, help="Rank of a document-independent LoRA learnt beside the generator and added to every delta.")] = 8,
-    targets: Annotated[str, typer.Option(help="attn_out or mlp_out.")] = "attn_out",
-    w_contrast: Annotated[float, typer.Option(
-        min=0, help="Weight of the contrast hinge: the answer loss with another document's adapter must exceed "
-                    "the loss with the question's own by --contrast-margin nats (0: off).")] = 1.0,
-    contrast_margin: Annotated[float, typer.Option(help="Margin of the contrast hinge, in nats.")] = 1.0,
-    pretrain_steps: Annotated[int, typer.Option(
-        min=0, help="Self-supervised steps first (reconstruction and completion of the documents' text, no "
-                    "questions), counted within the budget.")] = 0,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up.")] = 50,
-    init_from: Annotated[Optional[Path], typer.Option(
-        help="Go on training this saved generator (its architecture options replace the ones given here).")] = None,
-    eval_every: Annotated[int, typer.Option(min=1, help="Steps between probes on held-out questions.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seeds the generator, the data order and the held-out split.")] = 0,
-    data: DataOpt = None,
-    eval_data: EvalOpt = None,
-    eval_fraction: EvalFractionOpt = 0.1,
-    eval_max: EvalMaxOpt = 64,
-    corpus: CorpusOpt = None,
-    max_questions: MaxQuestionsOpt = 4,
-    prompt_format: PromptFormatOpt = "plain",
-    resume: ResumeOpt = None,
-    checkpoint_every: CheckpointEveryOpt = 100,
-    grad_accum: GradAccumOpt = 1,
-    precision: PrecisionOpt = "fp32",
-    grad_checkpointing: GradCheckpointingOpt = False,
-    num_processes: NumProcessesOpt = 1,
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    install: Annotated[bool, typer.Option(
-        help="Package the result as the packaged world LM's generator (refused for another base model).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-) -> None:
-    """Train an adapter generator for any causal LM on any QA data (the frozen LM never changes).
+def _shared(what: str, default_out: str, install_help: str) -> list[inspect.Parameter]:
+    """The parameters a training command has beside its config's fields."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+
+    def p(name, annotation, default):
+        return inspect.Parameter(name, kw, annotation=annotation, default=default)
+
+    return [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        p("model", Annotated[Optional[str], typer.Option(
+            help=f"Base model: {MODEL_HELP} (default: the packaged world LM).")], None),
+        p("out", Annotated[Path, typer.Option(help=f"Where to save the {what}.")], Path(default_out)),
+        p("data", DataOpt, None), p("eval_data", EvalOpt, None), p("eval_fraction", EvalFractionOpt, 0.1),
+        p("eval_max", EvalMaxOpt, 64), p("corpus", CorpusOpt, None), p("max_questions", MaxQuestionsOpt, 4),
+        p("num_processes", NumProcessesOpt, 1), p("dtype", DtypeOpt, "auto"), p("device_map", DeviceMapOpt, None),
+        p("install", Annotated[bool, typer.Option(help=install_help)], False),
+        p("json_out", JsonOpt, False),
+    ]
+
+
+NOT_OPTIONS = ("inputs",)
+"""Training-config fields that are not options (set by the recipe)."""
+
+
+def _training_command(name: str, doc: str, config_cls, what: str, default_out: str, install_help: str,
+                      recipe: str, installer: str):
+    """The ``memkit train NAME`` command: every field of ``config_cls`` an option (its docstring the help), plus
+    the shared data, launch and loading options; ``recipe`` and ``installer`` name what runs and packages it."""
+    fields = config_parameters(config_cls, skip=NOT_OPTIONS)
+
+    @handle_errors
+    def run(**values):
+        import importlib
+
+        ctx = values.pop("ctx")
+        cfg = config_cls(**{p.name: values.pop(p.name) for p in fields})
+        sources = DataChoice(*(values.pop(k) for k in ("data", "eval_data", "eval_fraction", "eval_max", "corpus",
+                                                       "max_questions")))
+        loading = Loading(values.pop("num_processes"), values.pop("dtype"), values.pop("device_map"))
+        module, attr = recipe.rsplit(".", 1)
+        install = None
+        if values.pop("install"):
+            where, fn = installer.rsplit(".", 1)
+            install = getattr(importlib.import_module(where), fn)
+        _train(ctx, values.pop("model"), cfg, sources, loading, getattr(importlib.import_module(module), attr),
+               install, values.pop("out"), values.pop("json_out"), what)
+
+    return command(name, doc, _shared(what, default_out, install_help) + fields, run)
+
+
+def _register_training_commands() -> None:
+    from memkit.adapters.train import AdapterTrainConfig
+    from memkit.slots.train import SlotTrainConfig
+
+    train_app.command("adapter")(_training_command(
+        "adapter",
+        """Train an adapter generator for any causal LM on any QA data (the frozen LM never changes).
 
     Optional self-supervised steps first (--pretrain-steps; they read --corpus, or the data's documents), then QA
     fine-tuning: the documents reach the LM only through their adapter, the loss is on the answers, with
     reconstruction, completion and contrast losses beside it (memkit/adapters/train.py). A probe on held-out
-    items (--eval-data, or --eval-fraction of the documents) reports F1 before, during and after. The defaults
-    are the recipe of the packaged world generator's first stage; docs/adapters.md gives its commands."""
-    from experiments.training.adapter import run
-    from experiments.world.recipes import install_adapter
-    from memkit.adapters.train import AdapterTrainConfig
-
-    cfg = AdapterTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                             state_rank=state_rank, svd_rank=svd_rank, chunk_tokens=chunk_tokens, targets=targets,
-                             norm=norm, key_source=key_source, center=center, base_rank=base_rank,
-                             mean_state=mean_state, w_contrast=w_contrast, contrast_margin=contrast_margin,
-                             pretrain_steps=pretrain_steps, warmup_steps=warmup_steps,
-                             init_from=str(init_from or ""), eval_every=eval_every, seed=seed)
-    sources = DataChoice(data, eval_data, eval_fraction, eval_max, corpus, max_questions)
-    loop = LoopChoice(prompt_format, resume, checkpoint_every, grad_accum, precision, grad_checkpointing,
-                      num_processes, dtype, device_map)
-    _train(ctx, model, cfg, sources, loop, run, install_adapter if install else None, out, json_out, "generator")
-
-
-@train_app.command("slots")
-@handle_errors
-def slots(
-    ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option(
-        help=f"Base model: {MODEL_HELP} (default: the packaged world LM).")] = None,
-    out: Annotated[Path, typer.Option(help="Where to save the slot model.")] = Path("build/slot-model"),
-    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 20.0,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: the budget decides).")] = 0,
-    batch_size: Annotated[int, typer.Option(
-        min=2, help="Items per step; their documents are the bank each question is matched against.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
-    slots_per_doc: Annotated[int, typer.Option(
-        "--slots", min=1, help="m: memory vectors per document.")] = 8,
-    mem_dim: Annotated[int, typer.Option(min=1, help="Size of a memory vector.")] = 256,
-    prefix_len: Annotated[int, typer.Option(min=1, help="Prefix positions the LM reads.")] = 8,
-    objective: Annotated[str, typer.Option(
-        help="memory-aware (answer loss plus each document's LM loss read through its own memory) or qa "
-             "(answer loss only, as MAC).")] = "memory-aware",
-    matching: Annotated[bool, typer.Option(
-        help="Train the keys to find their documents (self-matching) and weigh memories by their scores; "
-             "--no-matching: every memory weighs the same, as MAC.")] = True,
-    aggregation: Annotated[str, typer.Option(
-        help="What a question aggregates while training: topk (its --top-k best matches, its own documents "
-             "among them) or all (the whole batch, as MAC).")] = "topk",
-    top_k: Annotated[int, typer.Option(min=1, help="Memories aggregated with --aggregation topk.")] = 4,
-    w_lm: Annotated[float, typer.Option(min=0, help="Weight of the memory-aware LM loss.")] = 0.3,
-    w_match: Annotated[float, typer.Option(min=0, help="Weight of the self-matching loss.")] = 1.0,
-    w_contrast: Annotated[float, typer.Option(
-        min=0, help="Weight of a contrast hinge: the answer loss through another question's memories must exceed "
-                    "the loss through the question's own by --contrast-margin nats (0: off).")] = 0.0,
-    contrast_margin: Annotated[float, typer.Option(help="Margin of the contrast hinge, in nats.")] = 1.0,
-    with_adapter: Annotated[str, typer.Option(
-        help="Train the hybrid method's slot model: answer losses read the adapter of each question's own "
-             "documents too, made by this generator directory ('packaged': the world LM's).")] = "",
-    adapter_chunk_tokens: Annotated[int, typer.Option(
-        min=8, help="Tokens per chunk when --with-adapter's generator reads a document (as its --chunk-tokens).")] = 128,
-    pretrain_steps: Annotated[int, typer.Option(
-        min=0, help="Self-supervised steps first (each --corpus document, or the data's documents, read through "
-                    "its own memory: its LM loss alone, no questions), counted within the budget.")] = 0,
-    max_tokens: Annotated[int, typer.Option(
-        min=1, help="Most tokens read into one group of --slots vectors; a longer document is read in windows of "
-                    "this size, one group each, never cut (capped by the model's context).")] = 256,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up.")] = 50,
-    init_from: Annotated[Optional[Path], typer.Option(
-        help="Go on training this saved slot model (its architecture replaces the options given here).")] = None,
-    eval_every: Annotated[int, typer.Option(min=1, help="Steps between probes on held-out questions.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seeds the model, the data order and the held-out split.")] = 0,
-    data: DataOpt = None,
-    eval_data: EvalOpt = None,
-    eval_fraction: EvalFractionOpt = 0.1,
-    eval_max: EvalMaxOpt = 64,
-    corpus: CorpusOpt = None,
-    max_questions: MaxQuestionsOpt = 4,
-    prompt_format: PromptFormatOpt = "plain",
-    resume: ResumeOpt = None,
-    checkpoint_every: CheckpointEveryOpt = 100,
-    grad_accum: GradAccumOpt = 1,
-    precision: PrecisionOpt = "fp32",
-    grad_checkpointing: GradCheckpointingOpt = False,
-    num_processes: NumProcessesOpt = 1,
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    install: Annotated[bool, typer.Option(
-        help="Package the result as the packaged world LM's slot model (the hybrid's, if trained --with-adapter; "
-             "refused for another base model).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-) -> None:
-    """Train a memory-slot model for any causal LM on any QA data (the frozen LM never changes).
+    items (--eval-data, or --eval-fraction of the documents) reports F1 before, during and after. Every training
+    option is a field of AdapterTrainConfig, its help the field's doc; docs/adapters.md gives the packaged world
+    generator's commands.""",
+        AdapterTrainConfig, "generator", "build/adapter-generator",
+        "Package the result as the packaged world LM's generator (refused for another base model).",
+        "experiments.training.adapter.run", "experiments.world.recipes.install_adapter"))
+    train_app.command("slots")(_training_command(
+        "slots",
+        """Train a memory-slot model for any causal LM on any QA data (the frozen LM never changes).
 
     Documents become memory vectors; questions are matched to their documents' keys, aggregate the best
     memories into a prefix, and the LM answers reading only that prefix (memkit/slots/train.py). A probe on
     held-out items (--eval-data, or --eval-fraction of the documents) reports recall and F1. The objective and
-    matching switches give the ablations of docs/benchmarks.md."""
-    from experiments.training.slots import run
-    from experiments.world.recipes import install_slots
-    from memkit.slots.train import SlotTrainConfig
+    matching switches give the ablations of docs/benchmarks.md. Every training option is a field of
+    SlotTrainConfig (the model's shape, the loop's, the losses'), its help the field's doc.""",
+        SlotTrainConfig, "slot model", "build/slot-model",
+        "Package the result as the packaged world LM's slot model (the hybrid's, if trained --with-adapter; "
+        "refused for another base model).",
+        "experiments.training.slots.run", "experiments.world.recipes.install_slots"))
 
-    cfg = SlotTrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, lr=lr, slots=slots_per_doc,
-                          mem_dim=mem_dim, prefix_len=prefix_len, objective=objective, matching=matching,
-                          aggregation=aggregation, top_k=top_k, w_lm=w_lm, w_match=w_match,
-                          w_contrast=w_contrast, contrast_margin=contrast_margin, with_adapter=with_adapter,
-                          adapter_chunk_tokens=adapter_chunk_tokens, max_tokens=max_tokens,
-                          pretrain_steps=pretrain_steps,
-                          warmup_steps=warmup_steps, init_from=str(init_from or ""), eval_every=eval_every, seed=seed)
-    sources = DataChoice(data, eval_data, eval_fraction, eval_max, corpus, max_questions)
-    loop = LoopChoice(prompt_format, resume, checkpoint_every, grad_accum, precision, grad_checkpointing,
-                      num_processes, dtype, device_map)
-    _train(ctx, model, cfg, sources, loop, run, install_slots if install else None, out, json_out, "slot model")
+
+_register_training_commands()
 
 
 @dataclass
@@ -304,7 +187,7 @@ def _launcher_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop: LoopChoice, run, install,
+def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop: Loading, run, install,
            out: Path, json_out: bool, what: str) -> None:
     """Check ``cfg``, resolve the data, load the base model, ``run`` the recipe, ``install`` the result if asked,
     report. With ``--num-processes N`` (and no launcher around this process yet), run this command again in N
@@ -319,7 +202,6 @@ def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop
     from memkit.lm import FrozenLM
     from memkit.prompts import QAFormat
 
-    loop.apply(cfg)
     cfg.validate()
     if not sources.data and model is not None:
         raise ConfigError("give the training data with --data (e.g. --data squad:train-v1.1.json, or --data "
@@ -352,7 +234,7 @@ def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop
                      max_questions=sources.max_questions)
     lm = FrozenLM.load(model or default_model(), device=state(ctx).device, dtype=loop.dtype,
                        device_map=loop.device_map)
-    QAFormat.of(loop.prompt_format, lm.tokenizer)          # a chat format needs the tokenizer's template: now
+    QAFormat.of(cfg.prompt_format, lm.tokenizer)          # a chat format needs the tokenizer's template: now
     if install is not None:
         from experiments.training.common import check_installable
         from experiments.world.recipes import adapter_target, slots_target

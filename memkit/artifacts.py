@@ -15,9 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import typing
-import uuid
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from memkit.atomic import write_atomic
 from memkit.errors import ConfigError
 
 FORMAT = 2
@@ -43,35 +42,6 @@ class ArtifactKind:
     """The command that makes one, named when a directory holds none."""
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` through a synced temporary file renamed over it, then the directory synced."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    sync_dir(path.parent)
-
-
-def sync_dir(path: Path) -> None:
-    """Makes a rename or create inside the folder ``path`` durable (nothing where folders cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # a platform that cannot open a directory (Windows): the rename is what it has
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save(directory: str | Path, kind: ArtifactKind, config, module: torch.nn.Module, extra: dict | None = None) -> Path:
     """Writes ``module``'s weights, then ``{"format", "config", **extra, "weights_sha256"}`` (the sha256 of the
     weights file, so that a load notices weights and config from two different saves); returns the directory."""
@@ -79,10 +49,10 @@ def save(directory: str | Path, kind: ArtifactKind, config, module: torch.nn.Mod
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     weights = safetensors_bytes(tensors)
-    _write_atomic(out / kind.weights_file, weights)
+    write_atomic(out / kind.weights_file, weights)
     meta = {"format": FORMAT, "config": dataclasses.asdict(config), **(extra or {}),
             "weights_sha256": hashlib.sha256(weights).hexdigest()}
-    _write_atomic(out / kind.config_file, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    write_atomic(out / kind.config_file, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     return out
 
 

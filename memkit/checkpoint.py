@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from memkit.artifacts import sync_dir
+from memkit.atomic import sync_dir, sync_file, write_atomic
 from memkit.errors import ConfigError
 
 FORMAT = 1
@@ -80,14 +80,6 @@ def config_digest(config: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- writing
-
-def _sync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True).contiguous()
@@ -137,18 +129,14 @@ def save(directory: str | Path, *, module: torch.nn.Module, optimizer: torch.opt
             "config": config, "config_digest": config_digest(config), "world": world, "grad_accum": grad_accum,
             "parts": world * grad_accum, "rng": rng_json})
         for f in tmp.iterdir():
-            _sync_file(f)
+            sync_file(f)
         sync_dir(tmp)
         os.rename(tmp, root / name)
         sync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pointer = root / f".{LATEST}.tmp"
-    pointer.write_text(name + "\n", encoding="utf-8")
-    _sync_file(pointer)
-    os.replace(pointer, root / LATEST)
-    sync_dir(root)
+    write_atomic(root / LATEST, name + "\n")
     for old in root.iterdir():
         if old.is_dir() and old.name != name and (old.name.startswith("step-") or old.name.startswith(".tmp-step-")):
             shutil.rmtree(old, ignore_errors=True)
@@ -157,14 +145,21 @@ def save(directory: str | Path, *, module: torch.nn.Module, optimizer: torch.opt
 
 # ---------------------------------------------------------------------------------------------------- reading
 
+RUN_FOLDER = "checkpoint"
+"""Where a training run keeps its checkpoints inside its ``--out`` folder."""
+
+
 def find(path: str | Path) -> Path:
-    """The checkpoint folder ``path`` names: ``path`` itself when it is one, else the one its ``LATEST`` names."""
+    """The checkpoint folder ``path`` names: ``path`` itself when it is one, else the one its ``LATEST`` names;
+    ``path`` may also be a run's ``--out`` folder, whose checkpoints are in its ``checkpoint`` folder."""
     p = Path(path).expanduser()
     if (p / STATE).is_file():
         return p
-    pointer = p / LATEST
     if not p.is_dir():
         raise ConfigError(f"--resume {path}: no such directory")
+    if not (p / LATEST).is_file() and (p / RUN_FOLDER / LATEST).is_file():
+        p = p / RUN_FOLDER
+    pointer = p / LATEST
     if not pointer.is_file():
         raise ConfigError(f"--resume {path}: no checkpoint there (no {LATEST} file and no {STATE})")
     name = pointer.read_text(encoding="utf-8").strip()

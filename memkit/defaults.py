@@ -6,16 +6,15 @@ packaged, asking for the default fails with a line that says to pass a model. Ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from memkit.errors import ConfigError
+from memkit.packaged import MARKERS, WORLD_LM
 
-PACKAGED_MODEL = Path(__file__).resolve().parent / "models" / "world-lm"
+PACKAGED_MODEL = WORLD_LM
 
 
 def default_model() -> str:
     """The packaged world LM's directory, or a ConfigError when this build carries none."""
-    if (PACKAGED_MODEL / "config.json").is_file():
+    if (PACKAGED_MODEL / MARKERS[WORLD_LM]).is_file():
         return str(PACKAGED_MODEL)
     raise ConfigError("this memkit carries no packaged default model yet; "
                       "pass one with --model NAME_OR_PATH")

@@ -113,6 +113,13 @@ class IngestReport:
     failed: list[InputError] = field(default_factory=list)
     seconds: float = 0.0
 
+    def merge(self, other: "IngestReport") -> None:
+        """Add ``other``'s counts to this report's (its time not included)."""
+        self.added += other.added
+        self.duplicates += other.duplicates
+        self.memories += other.memories
+        self.failed += other.failed
+
     def to_dict(self) -> dict:
         return {"added": len(self.added), "document_ids": self.added, "duplicates": self.duplicates,
                 "memories": self.memories, "failed": [str(e) for e in self.failed],
@@ -165,78 +172,16 @@ class Engine:
         ``item N`` (counted from 1), and the rest of its batch is kept.
         """
         start = time.perf_counter()
-        report = IngestReport()
-        positions: dict[str, int] = {}
-        pending: list[SourceDocument] = []
-        encoded: list[tuple[SourceDocument, list]] = []
-        seen: set[str] = set()
-        notify = progress or (lambda event, item: None)
-        for number, item in enumerate(items, start=1):
-            if not isinstance(item, InputError):
-                try:
-                    item = validate_document(item, limits)
-                except InputError as exc:
-                    item = exc if exc.source is not None else InputError(exc.reason, source=f"item {number}")
-            if isinstance(item, InputError):
-                report.failed.append(item)
-                notify("failed", item)
-                continue
-            digest = item.content_hash
-            if digest in seen:
-                report.duplicates += 1
-                notify("duplicate", item)
-                continue
-            seen.add(digest)
-            pending.append(item)
-            if len(pending) >= self.batch_size:
-                self._encode(pending, encoded, positions, report, notify)
-                if len(encoded) >= self.write_batch:
-                    self._write(encoded, report, notify)
-        self._encode(pending, encoded, positions, report, notify)
-        self._write(encoded, report, notify)
+        ingestion = self.ingestion(progress, limits=limits)
+        report = ingestion.add(items)
+        report.merge(ingestion.close())
         report.seconds = time.perf_counter() - start
         return report
 
-    def _encode(self, pending: list[SourceDocument], encoded: list, positions: dict[str, int],
-                report: IngestReport, notify: ProgressFn) -> None:
-        """Encodes the pending documents the store does not hold yet (asked in one query where the store can),
-        giving each document of a stream the next position."""
-        if not pending:
-            return
-        digests = [doc.content_hash for doc in pending]
-        stored = self.store.find_by_hashes(digests)
-        fresh = []
-        for doc, digest in zip(pending, digests):
-            if digest in stored:
-                report.duplicates += 1
-                notify("duplicate", doc)
-                continue
-            if doc.stream is not None:
-                if doc.stream not in positions:
-                    positions[doc.stream] = self.store.stream_length(doc.stream)
-                doc.position = positions[doc.stream]
-                positions[doc.stream] += 1
-            fresh.append(doc)
-        pending.clear()
-        if fresh:
-            encoded.extend(zip(fresh, self.method.encode([doc.text for doc in fresh])))
-
-    def _write(self, encoded: list, report: IngestReport, notify: ProgressFn) -> None:
-        """Writes the encoded documents to the store in one batch (``add_documents`` where the store has it),
-        then saves a stateful method's state."""
-        if not encoded:
-            return
-        results = self.store.add_documents(encoded)
-        for (doc, _), result in zip(encoded, results):
-            if result.duplicate:
-                report.duplicates += 1
-                notify("duplicate", doc)
-            else:
-                report.added.append(result.document_id)
-                report.memories += len(result.memory_ids)
-                notify("added", doc)
-        encoded.clear()
-        self._save_state()
+    def ingestion(self, progress: ProgressFn | None = None, *, limits: ReadLimits | None = None) -> "Ingestion":
+        """One ingest fed in several calls (e.g. a server job's chunks, with questions answered between them):
+        documents are written ``write_batch`` at a time across the calls, and ``close`` writes the rest."""
+        return Ingestion(self, progress, limits)
 
     # ---- ask ------------------------------------------------------------------------------------------
     def retrieve(self, question: str, n: int, *, as_of: str | None = None) -> list[Retrieved]:
@@ -362,3 +307,103 @@ class Engine:
         t2 = time.perf_counter()
         context.timings.update({"retrieve": (t1 - t0) * 1000 + retrieve_ms, "combine": (t2 - t1) * 1000})
         return context
+
+
+class Ingestion:
+    """An ingest fed in several ``add`` calls and finished by ``close`` (``Engine.ingestion``).
+
+    Documents are checked, deduplicated (against the store and each other) and encoded ``batch_size`` at a time
+    as they come, and written to the store ``write_batch`` at a time, across calls: a write batch is one
+    transaction, one segment file and one index update, so feeding documents a few at a time costs no more
+    writes than one call. Each call's report counts what it refused, skipped and wrote; documents encoded and
+    not written yet are written by a later call or by ``close``. Stream positions follow the store's and those
+    given earlier in the same ingestion.
+    """
+
+    def __init__(self, engine: Engine, progress: ProgressFn | None, limits: ReadLimits | None):
+        self.engine = engine
+        self.limits = limits
+        self.notify = progress or (lambda event, item: None)
+        self.positions: dict[str, int] = {}
+        self.pending: list[SourceDocument] = []
+        self.encoded: list[tuple[SourceDocument, list]] = []
+        self.seen: set[str] = set()
+        self.number = 0
+
+    def add(self, items: Iterable[SourceDocument | InputError]) -> IngestReport:
+        """Take ``items`` (see ``Engine.ingest``); returns what this call refused, skipped and wrote."""
+        start = time.perf_counter()
+        report = IngestReport()
+        for item in items:
+            self.number += 1
+            if not isinstance(item, InputError):
+                try:
+                    item = validate_document(item, self.limits)
+                except InputError as exc:
+                    item = exc if exc.source is not None else InputError(exc.reason, source=f"item {self.number}")
+            if isinstance(item, InputError):
+                report.failed.append(item)
+                self.notify("failed", item)
+                continue
+            digest = item.content_hash
+            if digest in self.seen:
+                report.duplicates += 1
+                self.notify("duplicate", item)
+                continue
+            self.seen.add(digest)
+            self.pending.append(item)
+            if len(self.pending) >= self.engine.batch_size:
+                self._encode(report)
+                if len(self.encoded) >= self.engine.write_batch:
+                    self._write(report)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def close(self) -> IngestReport:
+        """Encode and write what is left; returns what that wrote."""
+        start = time.perf_counter()
+        report = IngestReport()
+        self._encode(report)
+        self._write(report)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _encode(self, report: IngestReport) -> None:
+        """Encodes the pending documents the store does not hold yet (asked in one query), giving each document of
+        a stream the next position."""
+        if not self.pending:
+            return
+        store = self.engine.store
+        digests = [doc.content_hash for doc in self.pending]
+        stored = store.find_by_hashes(digests)
+        fresh = []
+        for doc, digest in zip(self.pending, digests):
+            if digest in stored:
+                report.duplicates += 1
+                self.notify("duplicate", doc)
+                continue
+            if doc.stream is not None:
+                if doc.stream not in self.positions:
+                    self.positions[doc.stream] = store.stream_length(doc.stream)
+                doc.position = self.positions[doc.stream]
+                self.positions[doc.stream] += 1
+            fresh.append(doc)
+        self.pending.clear()
+        if fresh:
+            self.encoded.extend(zip(fresh, self.engine.method.encode([doc.text for doc in fresh])))
+
+    def _write(self, report: IngestReport) -> None:
+        """Writes the encoded documents to the store in one batch, then saves a stateful method's state."""
+        if not self.encoded:
+            return
+        results = self.engine.store.add_documents(self.encoded)
+        for (doc, _), result in zip(self.encoded, results):
+            if result.duplicate:
+                report.duplicates += 1
+                self.notify("duplicate", doc)
+            else:
+                report.added.append(result.document_id)
+                report.memories += len(result.memory_ids)
+                self.notify("added", doc)
+        self.encoded.clear()
+        self.engine._save_state()

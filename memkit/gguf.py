@@ -24,12 +24,12 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from memkit.atomic import write_atomic
 from memkit.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ def file_sha256(path: Path) -> str:
     memo[key] = digest
     try:
         memo_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_name(f".{memo_file.name}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(memo, indent=0, sort_keys=True), "utf-8")
-        os.replace(tmp, memo_file)
+        write_atomic(memo_file, json.dumps(memo, indent=0, sort_keys=True))
     except OSError:  # a read-only cache only costs hashing again next time
         pass
     return digest

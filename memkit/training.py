@@ -48,15 +48,21 @@ class LoopConfig:
     lr: float = 1e-3
     """Peak AdamW learning rate."""
     warmup_steps: int = 50
+    """Steps of linear learning-rate warm-up (then cosine decay to ``min_lr_ratio`` of the peak)."""
     min_lr_ratio: float = 0.1
+    """The learning rate at the end of the schedule, as a fraction of the peak."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm (0: no clipping)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: the time budget decides)."""
     minutes: float = 20.0
     """Wall-clock budget, counted over a run and its resumptions."""
     seed: int = 0
+    """Seeds the model's initialisation, the data order and the held-out split."""
     eval_every: int = 200
+    """Optimizer steps between probes on held-out items."""
     init_from: str = ""
     """A saved model to go on training (its architecture options replace this run's); empty: a fresh one."""
     batch_size: int = 16
@@ -94,6 +100,14 @@ class LoopConfig:
             raise ConfigError(f"--precision is one of {', '.join(PRECISIONS)}")
         if self.checkpoint_every < 0:
             raise ConfigError("--checkpoint-every must be 0 (no checkpoints) or more")
+        if self.lr <= 0:
+            raise ConfigError("--lr must be above 0")
+        if self.warmup_steps < 0:
+            raise ConfigError("--warmup-steps must be 0 or more")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("--min-lr-ratio is a fraction in [0, 1]")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError("--weight-decay and --max-grad-norm must be 0 or more")
 
 
 @dataclass

@@ -63,10 +63,10 @@ class ServerConfig:
             self.max_queued_bytes = 4 * self.max_body_bytes
 
     def allowed(self, path: Path, known: list[str]) -> bool:
-        from memkit.defaults import PACKAGED_MODEL
+        from memkit.packaged import MODELS
 
         path = path.resolve()
-        roots = [*self.allow_paths, PACKAGED_MODEL.parent,
+        roots = [*self.allow_paths, MODELS,
                  *(Path(k).resolve() for k in known if Path(k).exists())]
         return any(path == r or r in path.parents for r in roots)
 

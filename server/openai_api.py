@@ -26,8 +26,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from memkit.engine import as_of_time
-from server.app import answer_json
 from server.errors import ApiError, error_body, from_library
+from memkit.service.views import answer_view
 
 
 class TextPart(BaseModel):
@@ -112,7 +112,7 @@ def add_routes(app: FastAPI, runtime, check_question) -> None:
             prompt_tokens = answer.usage.prompt_tokens or lm.count_tokens(question)
             completion_tokens = answer.usage.generated_tokens or lm.count_tokens(answer.text)
             total = (time.perf_counter() - t0) * 1000
-            native = answer_json(answer, docs, name, batch)
+            native = answer_view(answer, docs, collection=name, batch_size=batch)
             native["timings_ms"]["server"] = round(total, 3)
             memkit = {"sources": native["sources"], "timings_ms": native["timings_ms"], "batch_size": batch,
                       "method": answer.method}

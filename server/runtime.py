@@ -25,8 +25,9 @@ from typing import Any, Callable
 from memkit.documents import SourceDocument
 from memkit.engine import Engine, as_of_time
 from server.config import ServerConfig
-from server.errors import ApiError
+from memkit.errors import ConflictError, NotFoundError, UnavailableError
 from server.metrics import Metrics
+from memkit.service.collections import engine_for, new_collection
 from storage.root import StoreRoot
 from storage.schema import utc_now
 
@@ -137,7 +138,7 @@ class AskBatcher:
         served = self.served
         self.runtime.metrics.batch_size.observe(len(asks))
         if served.deleted:
-            error = ApiError(404, f"collection {served.name!r} was deleted", "collection_not_found")
+            error = NotFoundError(f"collection {served.name!r} was deleted", code="collection_not_found")
             for a in asks:
                 if not a.future.done():
                     a.future.set_exception(error)
@@ -254,43 +255,34 @@ class Runtime:
 
     def _serve(self, name: str) -> Served:
         """Opens collection ``name`` with its model and method (worker thread)."""
-        from memkit.methods import build_method
-
         store = self.root.collection(name)
         info = store.info
-        lm = self._lm(info.model_id, info.model_revision)
-        store.check_model(lm.name, lm.fingerprint)
-        engine = Engine(lm, build_method(info.method, lm, info.method_config), store,
-                        batch_size=self.config.ingest_batch)
+        engine = engine_for(store, self._lm(info.model_id, info.model_revision), batch_size=self.config.ingest_batch)
         return Served(name, store, engine)
 
     def get(self, name: str) -> Served:
         served = self.served.get(name)
         if served is None or served.deleted:
-            raise ApiError(404, f"no collection {name!r}; the server has: "
-                                f"{', '.join(repr(n) for n in self.served) or 'none'}", "collection_not_found")
+            raise NotFoundError(f"no collection {name!r}; the server has: "
+                                f"{', '.join(repr(n) for n in self.served) or 'none'}", code="collection_not_found")
         return served
 
     async def create_collection(self, name: str, *, model: str | None, method: str, options: dict,
                                 revision: str | None) -> Served:
         from memkit.defaults import default_model
-        from memkit.methods import build_method, canonical_name
         from storage.root import check_collection_name
 
         check_collection_name(name)
         async with self._lock:
             if name in self.served:
-                raise ApiError(409, f"collection {name!r} exists", "collection_exists")
-            method_name = canonical_name(method)
+                raise ConflictError(f"collection {name!r} exists", code="collection_exists")
             model_id = model or default_model()
             self.config.check_paths(model_id, options, known=[i for i, _ in self.models])
 
             def make():
                 lm = self._lm(model_id, revision)
-                built = build_method(method_name, lm, dict(options))
-                self.root.create_collection(name, model_id=lm.name, model_revision=revision,  # resolved, as init
-                                            model_fingerprint=lm.fingerprint, method=method_name,
-                                            method_config=built.config_dict(), key_dim=built.key_dim)
+                made = new_collection(lm, method, options, revision=revision)   # the model resolved, as init
+                self.root.create_collection(name, **made.spec)
                 return self._serve(name)
 
             served = await self.worker.run(make)
@@ -304,8 +296,8 @@ class Runtime:
             if self.running_job is not None:
                 job = self.root.jobs.get(self.running_job)
                 if job is not None and job.get("collection") == name:
-                    raise ApiError(409, f"an ingest job ({job['id']}) is running for collection {name!r}; wait "
-                                        f"for it to finish", "collection_busy")
+                    raise ConflictError(f"an ingest job ({job['id']}) is running for collection {name!r}; wait "
+                                        f"for it to finish", code="collection_busy")
             served.deleted = True        # questions still queued for it are answered 404 by its batcher
             try:
                 n = await self.worker.run(lambda: self.root.drop_collection(name))
@@ -325,11 +317,11 @@ class Runtime:
         """503 when the server is stopping, or when ``size`` more bytes of documents would pass what may wait
         for the writer (``max_queued_bytes``)."""
         if self.stopping.is_set():
-            raise ApiError(503, "the server is stopping; send the documents again once it is back",
-                           "server_stopping")
+            raise UnavailableError("the server is stopping; send the documents again once it is back",
+                                   code="server_stopping")
         if self.queued_bytes and self.queued_bytes + size > self.config.max_queued_bytes:
-            raise ApiError(503, f"the ingest queue is full ({self.queued_bytes} bytes of documents wait for the "
-                                f"writer); send these again once GET /jobs shows it has drained", "queue_full")
+            raise UnavailableError(f"the ingest queue is full ({self.queued_bytes} bytes of documents wait for the "
+                                   f"writer); send these again once GET /jobs shows it has drained", code="queue_full")
 
     def submit(self, name: str, docs: list[SourceDocument], refusals: list[str], refused: int, size: int) -> dict:
         """Queues an ingest job of ``docs`` (``size`` bytes of text) into collection ``name``; ``refused``
@@ -387,14 +379,11 @@ class Runtime:
         await asyncio.to_thread(jobs.save, job)
         start, saved = time.perf_counter(), time.perf_counter()
         step = max(1, served.engine.batch_size)
-        for at in range(0, len(docs), step):
-            if self.stopping.is_set():
-                job.update(status="interrupted", error=INTERRUPTED, finished_at=utc_now())
-                await asyncio.to_thread(jobs.save, job)
-                return
-            chunk = docs[at:at + step]
-            report = await self.worker.run(lambda: served.engine.ingest(chunk))
-            job["processed"] += len(chunk)
+        # one ingestion for the whole job: chunks are encoded between asks, and written write_batch documents
+        # at a time (one transaction, segment file and index update each), not a chunk at a time
+        ingestion = served.engine.ingestion()
+
+        def count(report) -> None:
             job["added"] += len(report.added)
             job["duplicates"] += report.duplicates
             job["memories"] += report.memories
@@ -403,6 +392,16 @@ class Runtime:
             room = JOB_IDS_KEPT - len(job["document_ids"])
             job["document_ids"] += report.added[:max(0, room)]
             self.metrics.ingested.inc(len(report.added))
+
+        for at in range(0, len(docs), step):
+            if self.stopping.is_set():
+                count(await self.worker.run(ingestion.close))       # what was encoded is written, whole
+                job.update(status="interrupted", error=INTERRUPTED, finished_at=utc_now())
+                await asyncio.to_thread(jobs.save, job)
+                return
+            chunk = docs[at:at + step]
+            count(await self.worker.run(lambda: ingestion.add(chunk)))
+            job["processed"] += len(chunk)
             elapsed = time.perf_counter() - start
             job["seconds"] = round(elapsed, 3)
             done = at + len(chunk)
@@ -410,6 +409,8 @@ class Runtime:
             if time.perf_counter() - saved >= JOB_SAVE_EVERY_S:
                 await asyncio.to_thread(jobs.save, dict(job))
                 saved = time.perf_counter()
+        count(await self.worker.run(ingestion.close))
+        job["seconds"] = round(time.perf_counter() - start, 3)
         job.update(status="done", finished_at=utc_now())
         await asyncio.to_thread(jobs.save, job)
 

@@ -1,8 +1,10 @@
 """Errors the store raises for ordinary mistakes and damaged stores.
 
 Owns: the exception classes of the ``storage`` package. Every message is one line that says what went wrong and
-what to do; the CLI prints it without a traceback and exits with ``exit_code``. Knows nothing of the CLI, of
-models or of the memkit library (so these classes do not derive from memkit's own error base).
+what to do. Each class carries how every front door shows it, as ``memkit.errors``' do: ``exit_code`` (the CLI
+prints the line and exits with it), ``http_status`` and ``code`` (the HTTP API's status and machine code).
+Knows nothing of the CLI, of models or of the memkit library (so these classes do not derive from memkit's own
+error base).
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ class StoreError(Exception):
     """Base of every error the store reports to a user as one line."""
 
     exit_code = 3
+    http_status = 500
+    code = "store_error"
+
+    @property
+    def http_message(self) -> str:
+        """The message as the HTTP API shows it (the same line unless a class words it for the API)."""
+        return str(self)
 
 
 class NotAStoreError(StoreError):
@@ -29,6 +38,9 @@ class NotAStoreError(StoreError):
 class StoreExistsError(StoreError):
     """``create`` was asked to make a store where one already exists."""
 
+    http_status = 409
+    code = "conflict"
+
     def __init__(self, path: Path | str, reason: str | None = None):
         self.path = Path(path)
         if reason is None:
@@ -40,6 +52,9 @@ class StoreLockedError(StoreError):
     """A second process asked to write a store that another process is writing: found by the store directory's
     lock file (``path`` the store), or by the database's writer lock (``database``: the store's database as it
     may be shown; ``host``: the machine the holder runs on, when it said)."""
+
+    http_status = 409
+    code = "conflict"
 
     def __init__(self, path: Path | str | None, pid: int | None, *, database: str | None = None,
                  host: str | None = None):
@@ -57,6 +72,9 @@ class StoreLockedError(StoreError):
 
 class ModelMismatchError(StoreError):
     """The model offered to a store differs from the model the store was built with."""
+
+    http_status = 409
+    code = "model_mismatch"
 
     def __init__(self, path: Path | str, store_model: str, offered_model: str):
         self.path = Path(path)
@@ -84,6 +102,14 @@ class CorruptBlobError(StoreError):
 class DocumentNotFoundError(StoreError):
     """A document id (or several) that the collection does not hold: a mistake in the input, not damage."""
 
+    http_status = 404
+    code = "document_not_found"
+
+    @property
+    def http_message(self) -> str:
+        ids = ", ".join(map(str, self.document_ids))
+        return f"no document with id {ids} in this collection; GET its /documents lists the ids"
+
     exit_code = 2
 
     def __init__(self, document_id: int, *more: int, note: str = ""):
@@ -96,6 +122,9 @@ class DocumentNotFoundError(StoreError):
 class MemoryNotFoundError(StoreError):
     """A memory id that the collection does not hold."""
 
+    http_status = 404
+    code = "memory_not_found"
+
     def __init__(self, memory_id: int):
         self.memory_id = memory_id
         super().__init__(f"no memory with id {memory_id} in this store")
@@ -103,6 +132,9 @@ class MemoryNotFoundError(StoreError):
 
 class CollectionNotFoundError(StoreError):
     """A collection name that the store does not hold."""
+
+    http_status = 404
+    code = "collection_not_found"
 
     def __init__(self, path: Path | str, name: str, available: list[str]):
         self.path = Path(path)
@@ -162,9 +194,24 @@ class DatabaseUnavailableError(StoreError):
 class DatabaseURLError(StoreError):
     """A database URL a store cannot be made on (unknown scheme, missing driver, a folder that does not exist)."""
 
+    http_status = 422
+    code = "invalid_input"
+
     exit_code = 2
 
     def __init__(self, url: str, reason: str, origin: str = "--db-url"):
         self.url = url
         super().__init__(f"cannot use database URL {url!r} ({origin}): {reason}")
 
+
+
+class InvalidCollectionName(StoreError):
+    """A collection name that does not fit what a URL path segment and an OpenAI ``model`` field take unchanged."""
+
+    exit_code = 2
+    http_status = 422
+    code = "invalid_input"
+
+    def __init__(self, name: str):
+        super().__init__(f"collection name {name!r} is not allowed: use 1 to 128 letters, digits, '.', '_' or '-', "
+                         f"starting with a letter or digit")

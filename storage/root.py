@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs import BlobIntegrityError, BlobStore
-from storage.errors import CollectionNotFoundError, StoreError, StoreExistsError
+from storage.errors import CollectionNotFoundError, InvalidCollectionName, StoreError, StoreExistsError
 from storage.jobs import JobLog
 from storage.layout import StoreLayout
 from storage.lock import WriterLock
@@ -35,12 +35,6 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """A collection name: what fits in a URL path segment and an OpenAI ``model`` field unchanged."""
 
 
-class InvalidCollectionName(StoreError):
-    exit_code = 2
-
-    def __init__(self, name: str):
-        super().__init__(f"collection name {name!r} is not allowed: use 1 to 128 letters, digits, '.', '_' or '-', "
-                         f"starting with a letter or digit")
 
 
 def check_collection_name(name: str) -> str:

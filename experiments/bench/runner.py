@@ -24,8 +24,9 @@ from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
 from experiments.bench.metrics import exact_match, f1
 from memkit.engine import Engine
 from memkit.errors import ConfigError
-from memkit.methods import METHODS, Retrieved, build_method, canonical_name
+from memkit.methods import METHODS, Retrieved, canonical_name
 from memkit.documents import SourceDocument
+from memkit.service.collections import new_collection
 from storage import Store
 from storage.types import content_hash
 
@@ -80,12 +81,11 @@ class MethodSession:
             raise ConfigError(f"method {name} has no setting {self.setting!r}; it takes {', '.join(settings_of(name))}")
         torch.manual_seed(seed)
         costs.reset_peak_memory(lm.device)
-        self.method = build_method(name, lm, options)
+        made = new_collection(lm, name, options, revision=lm.revision)
+        self.method = made.method
         self._tmp = tempfile.TemporaryDirectory(prefix="memkit-bench-") if root is None else None
         path = Path(self._tmp.name if self._tmp else root) / "store"
-        self.store = Store.create(path, model_id=lm.name, model_revision=lm.revision,
-                                  model_fingerprint=lm.fingerprint, method=name,
-                                  method_config=self.method.config_dict(), key_dim=self.method.key_dim)
+        self.store = Store.create(path, **made.spec)
         self.engine = Engine(lm, self.method, self.store, batch_size=batch_size)
         self.batch_size = batch_size
         self.params = params if params is not None else costs.non_embedding_params(lm.model)

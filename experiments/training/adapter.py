@@ -19,6 +19,7 @@ import torch
 
 from experiments.training.common import mean_f1, probed_training, run_inputs
 from experiments.training.data import TrainingData, item_stream
+from memkit import checkpoint
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
@@ -109,4 +110,4 @@ def run(lm, cfg: AdapterTrainConfig, data: TrainingData, out: Path, log=print) -
                            probe=lambda baselines: probe(lm, gen, held, cfg.chunk_tokens, baselines=baselines),
                            train=lambda evaluate: train_generator(lm, gen, items, cfg,
                                                                   evaluate=evaluate, log=log,
-                                                                  checkpoint_dir=out / "checkpoint"))
+                                                                  checkpoint_dir=out / checkpoint.RUN_FOLDER))

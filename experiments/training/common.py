@@ -13,6 +13,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Callable
 
+from memkit import checkpoint
+
 
 def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
     """Add an option for every field of the dataclass ``config_cls``."""
@@ -115,7 +117,7 @@ def install_copy(out: Path, dest: Path, config_file: str) -> Path:
     for leftover in (tmp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
-    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns("checkpoint"))
+    shutil.copytree(out, tmp, ignore=shutil.ignore_patterns(checkpoint.RUN_FOLDER))
     if dest.exists():
         dest.rename(old)
     tmp.rename(dest)

@@ -19,6 +19,7 @@ import torch
 
 from experiments.training.common import mean_f1, probed_training, run_inputs
 from experiments.training.data import TrainingData, item_stream
+from memkit import checkpoint
 from memkit.adapters.train import ContextQA
 from memkit.prompts import QAFormat
 from memkit.slots import SlotModel
@@ -110,4 +111,4 @@ def run(lm, cfg: SlotTrainConfig, data: TrainingData, out: Path, log=print) -> d
                            probe=lambda baselines: probe(lm, model, held, baselines=baselines, **settings),
                            train=lambda evaluate: train_slots(lm, model, items, cfg, log=log,
                                                               generator=generator, evaluate=evaluate,
-                                                              checkpoint_dir=out / "checkpoint"))
+                                                              checkpoint_dir=out / checkpoint.RUN_FOLDER))

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def install_model(out: Path) -> Path:
     """Copy a built world LM into the package as memkit's default model."""
-    from memkit.defaults import PACKAGED_MODEL
+    from memkit.packaged import WORLD_LM as PACKAGED_MODEL
 
     if PACKAGED_MODEL.exists():
         shutil.rmtree(PACKAGED_MODEL)

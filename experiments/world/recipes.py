@@ -32,17 +32,16 @@ def train_slots(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
 
 def adapter_target() -> tuple[Path, str]:
     """Where ``install_adapter`` puts a generator, and its config file."""
-    from memkit.methods.adapter import PACKAGED_GENERATOR
+    from memkit.packaged import WORLD_GENERATOR
 
-    return PACKAGED_GENERATOR, GENERATOR_CONFIG
+    return WORLD_GENERATOR, GENERATOR_CONFIG
 
 
 def slots_target(with_adapter: bool) -> tuple[Path, str]:
     """Where ``install_slots`` puts a slot model: the hybrid method's when trained with an adapter."""
-    from memkit.methods.hybrid import PACKAGED_HYBRID_SLOTS
-    from memkit.methods.slots import PACKAGED_SLOTS
+    from memkit.packaged import WORLD_HYBRID_SLOTS, WORLD_SLOTS
 
-    return (PACKAGED_HYBRID_SLOTS if with_adapter else PACKAGED_SLOTS), SLOTS_CONFIG
+    return (WORLD_HYBRID_SLOTS if with_adapter else WORLD_SLOTS), SLOTS_CONFIG
 
 
 def install_adapter(out: Path) -> Path:

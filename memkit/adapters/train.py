@@ -80,6 +80,7 @@ class AdapterTrainConfig(LoopConfig):
     """Weight of the contrast loss: a hinge asking the answer loss with another item's adapter to exceed the loss
     with the item's own adapter by ``contrast_margin`` nats, so a delta cannot help without its documents."""
     contrast_margin: float = 1.0
+    """Margin of the contrast hinge, in nats."""
     pretrain_steps: int = 0
     """Self-supervised steps first: only reconstruction and completion (each at weight 1), no questions; then
     QA fine-tuning with every loss. Counted within ``max_steps`` and the time budget."""
@@ -95,6 +96,12 @@ class AdapterTrainConfig(LoopConfig):
         super().validate()
         if self.batch_size < 1 or self.chunk_tokens < 8:
             raise ConfigError("--batch-size must be at least 1 and --chunk-tokens at least 8")
+        if self.state_rank < 1 or self.svd_rank < 1 or self.base_rank < 0:
+            raise ConfigError("--state-rank and --svd-rank must be at least 1 and --base-rank 0 or more")
+        if self.w_contrast < 0 or self.w_reconstruction < 0 or self.w_completion < 0:
+            raise ConfigError("the loss weights (--w-contrast, --w-reconstruction, --w-completion) must be 0 or more")
+        if self.targets not in ("attn_out", "mlp_out"):
+            raise ConfigError("--targets is attn_out or mlp_out")
         if self.norm not in NORMS:
             raise ConfigError(f"--norm is one of {', '.join(NORMS)}")
         if self.key_source not in KEY_SOURCES:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -31,9 +30,10 @@ from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, AnswerNotes, Context, Record, Retrieved, Source, snippet
 from memkit.methods.common import EmbedderKeys, PayloadConfig, TextAnswerer, check_fusion, stored
+from memkit.packaged import WORLD_GENERATOR, installed
 from memkit.prompts import QAFormat
 
-PACKAGED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "world-lm-adapter"
+PACKAGED_GENERATOR = WORLD_GENERATOR
 BASIS = "svd_"
 BASIS_U, BASIS_V = BASIS + "u::", BASIS + "v::"
 """Payload names of a document's stored SVD normalisation (``AdapterGenerator.bases``), beside its state."""
@@ -118,7 +118,7 @@ def resolve_generator(lm, path: str) -> AdapterGenerator:
     """The generator at ``path`` (or the packaged one), refusing one trained for another model."""
     if path:
         return AdapterGenerator.load(path, lm)
-    if not (PACKAGED_GENERATOR / "generator.json").is_file():
+    if not installed(PACKAGED_GENERATOR):
         raise ConfigError("this memkit carries no packaged adapter generator; train one with `memkit train "
                           "adapter --model MODEL --out DIR` and pass -o generator=DIR")
     try:

@@ -16,7 +16,6 @@ the world LM is. Knows nothing of storage or the CLI.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -26,9 +25,10 @@ from memkit.methods.adapter import Adapter, AdapterConfig, AdapterPlan
 from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved
 from memkit.methods.common import resolve_fusion
 from memkit.methods.slots import SLOTS, Slots, SlotsConfig, SlotsPlan
+from memkit.packaged import WORLD_HYBRID_SLOTS, installed
 
 KEYS = ("slots", "lexical")
-PACKAGED_HYBRID_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-hybrid-slots"
+PACKAGED_HYBRID_SLOTS = WORLD_HYBRID_SLOTS
 """The slot model trained with the packaged generator's adapters applied (``memkit train slots
 --with-adapter packaged``): the hybrid's default when its option ``model`` is empty, else the slots method's."""
 
@@ -70,7 +70,7 @@ class Hybrid:
         self.config = config
         self.adapter = Adapter(lm, config.part(AdapterConfig))
         slots = config.part(SlotsConfig)
-        if not slots.model and (PACKAGED_HYBRID_SLOTS / "slots.json").is_file():
+        if not slots.model and installed(PACKAGED_HYBRID_SLOTS):
             slots.model = str(PACKAGED_HYBRID_SLOTS)
         self.slots = Slots(lm, slots)
         if self.slots.model.config.prompt_format != self.adapter.generator.config.prompt_format:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -30,9 +29,10 @@ import torch
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved, Source, snippet
 from memkit.methods.common import PayloadConfig, TextAnswerer, stored
+from memkit.packaged import WORLD_SLOTS, installed
 from memkit.prompts import QAFormat
 
-PACKAGED_SLOTS = Path(__file__).resolve().parent.parent / "models" / "world-lm-slots"
+PACKAGED_SLOTS = WORLD_SLOTS
 AGGREGATIONS = ("topk", "all")
 SLOTS = "slots"
 """Payload name of a document's memory vectors."""
@@ -69,7 +69,7 @@ def resolve_model(lm, path: str):
 
     if path:
         return SlotModel.load(path, lm)
-    if not (PACKAGED_SLOTS / "slots.json").is_file():
+    if not installed(PACKAGED_SLOTS):
         raise ConfigError("this memkit carries no packaged slot model; train one with `memkit train slots --out DIR` "
                           "and pass -o model=DIR")
     try:

@@ -55,15 +55,18 @@ class SlotTrainConfig(SlotShape, LoopConfig):
     aggregation: str = "topk"
     """How a question aggregates the bank while training: topk or all."""
     top_k: int = 4
+    """Memories a question aggregates while training with aggregation topk (its own documents among them)."""
     w_lm: float = 0.3
     """Weight of the memory-aware LM loss (objective memory-aware)."""
     w_match: float = 1.0
     """Weight of the self-matching loss (matching on)."""
     match_temperature: float = 0.05
+    """Temperature of the self-matching loss's softmax over the bank."""
     w_contrast: float = 0.0
     """Weight of a contrast hinge: the answer loss read through another question's aggregated memories must
     exceed the loss through the question's own by ``contrast_margin`` nats (0: off)."""
     contrast_margin: float = 1.0
+    """Margin of the contrast hinge, in nats."""
     with_adapter: str = ""
     """An adapter generator's directory (``packaged``: the world LM's) whose delta, made from each question's
     own documents, is applied while the answer losses are taken (the hybrid method's slot model); empty: none."""
@@ -90,8 +93,10 @@ class SlotTrainConfig(SlotShape, LoopConfig):
             raise ConfigError("--match-temperature must be above 0")
         if self.pretrain_steps < 0:
             raise ConfigError("--pretrain-steps must be 0 or more")
-        if self.adapter_chunk_tokens < 1:
-            raise ConfigError("--adapter-chunk-tokens must be at least 1")
+        if self.adapter_chunk_tokens < 8:
+            raise ConfigError("--adapter-chunk-tokens must be at least 8")
+        if self.w_lm < 0 or self.w_match < 0 or self.w_contrast < 0:
+            raise ConfigError("the loss weights (--w-lm, --w-match, --w-contrast) must be 0 or more")
 
 
 def answer_sequence(lm, question: str, answer: str, fmt: QAFormat | None = None) -> tuple[list[int], list[float]]:

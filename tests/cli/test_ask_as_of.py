@@ -43,3 +43,15 @@ def test_a_bad_as_of_is_one_line(rag_store, tmp_path):
     result = memkit("ask", "Where does Ada Varn live?", "--as-of", "last tuesday")
     assert result.exit_code == 2 and "not a date" in result.stderr and "Traceback" not in result.stderr
     assert "last tuesday" in result.stderr
+
+
+def test_a_local_ask_shows_what_a_server_ask_shows(rag_store, tmp_path):
+    """One answer view for both doors: a local ``ask`` names each source's external id and timestamp."""
+    memkit = ingest(rag_store, tmp_path)
+    answer = memkit.json("ask", "Where does Ada Varn live?", "--top-k", "3")
+    by_id = {s["external_id"]: s for s in answer["sources"]}
+    assert set(by_id) == {"old", "new", "undated"}
+    assert by_id["new"]["timestamp"].startswith("2023-06-01T10:00:00") and by_id["undated"]["timestamp"] is None
+    assert all("weight" in s for s in answer["sources"]) and answer["info"]["prompt_tokens"] > 0
+    shown = memkit("ask", "Where does Ada Varn live?", "--top-k", "3").output
+    assert "id old" in shown and "id new" in shown

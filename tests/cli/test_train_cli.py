@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from memkit import checkpoint
 from memkit.adapters.generator import AdapterGenerator
 from memkit.lm import FrozenLM
 from memkit.slots import SlotModel
@@ -153,6 +154,11 @@ def test_resume_with_other_options_is_one_line(memkit, model_dir, generic_file, 
     result = memkit("train", "adapter", "--model", model_dir, "--data", f"jsonl:{generic_file}", "--out", out,
                     *SMALL_ADAPTER, "--resume", tmp_path / "nowhere")
     assert result.exit_code == 2 and "no such directory" in result.stderr
+    # the run's --out folder names its checkpoints too: same refusal, from the same checkpoint
+    result = memkit("train", "adapter", "--model", model_dir, "--data", f"jsonl:{generic_file}", "--out", out,
+                    *SMALL_ADAPTER, "--lr", "0.5", "--resume", out)
+    assert result.exit_code == 2 and "--lr" in result.stderr and str(out / "checkpoint") in result.stderr
+    assert checkpoint.find(out) == checkpoint.find(out / "checkpoint")
 
 
 @pytest.mark.integration

@@ -183,11 +183,11 @@ def test_a_layer_offloaded_by_accelerate_runs_its_prefix_on_its_execution_device
 @pytest.mark.parametrize("make, cls, name, weights", KINDS)
 def test_weights_from_another_save_are_refused_in_one_line(tiny_lm, tmp_path, make, cls, name, weights,
                                                            monkeypatch):
-    import memkit.artifacts as artifacts
+    import memkit.atomic as atomic
 
     synced = []
-    real = artifacts.os.fsync
-    monkeypatch.setattr(artifacts.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    real = atomic.os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
     out = make(tiny_lm).save(tmp_path / "a")
     assert len(synced) >= 2
     meta = json.loads((out / name).read_text())

@@ -120,3 +120,28 @@ def test_the_same_answers_on_either_store(tiny_lm, tmp_path):
             store.close()
     assert answers[0] == answers[1]
     assert [[src for src, _ in row] for _, row in answers[0]] == [["doc0"], ["doc1"], ["doc2"]]
+
+
+def test_an_ingestion_fed_in_chunks_writes_whole_write_batches(tiny_lm):
+    """A server job feeds its documents a few at a time; they are still written ``write_batch`` at a time, and a
+    call's report counts only what it wrote."""
+    method = build_method("rag", tiny_lm, {"chunk_tokens": 64, "chunk_overlap": 0})
+    store = MemStore(method.key_dim)
+    writes = []
+    add = store.add_documents
+    store.add_documents = lambda items: writes.append(len(items)) or add(items)
+    engine = Engine(tiny_lm, method, store, batch_size=2, write_batch=4)
+    texts = [f"Keeper number {i} of the lighthouse lives in Port Elsin." for i in range(10)]
+    ingestion = engine.ingestion()
+    added = []
+    for at in range(0, 10, 2):
+        report = ingestion.add([SourceDocument(text=t, source=f"d{at + j}", stream="s")
+                                for j, t in enumerate(texts[at:at + 2])])
+        added.append(len(report.added))
+    last = ingestion.close()
+    assert writes == [4, 4, 2] and added == [0, 4, 0, 4, 0] and len(last.added) == 2
+    assert store.stream_length("s") == 10
+    again = engine.ingestion()
+    report = again.add([SourceDocument(text=texts[3], source="dup"), SourceDocument(text="A new one.", source="n")])
+    report.merge(again.close())
+    assert report.duplicates == 1 and len(report.added) == 1
