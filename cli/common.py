@@ -88,7 +88,7 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (MemkitError, StoreError) as exc:
-            fail(str(exc), getattr(exc, "exit_code", 1))
+            fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             err.print(INTERRUPTED, markup=False)
             raise typer.Exit(EXIT_INTERRUPTED)

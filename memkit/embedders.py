@@ -41,6 +41,17 @@ class Embedder(Protocol):
     def describe(self) -> dict:
         """What identifies this encoder, recorded with the store."""
 
+    def weigh_queries(self, keys: np.ndarray, frequencies: Callable[[], tuple[np.ndarray, int]]) -> np.ndarray:
+        """Query keys ``[q, dim]`` as this encoder weighs them by the store's key statistics (``frequencies()``,
+        called only if needed): the lexical encoder by inverse document frequency, the others not at all."""
+
+
+class Unweighted:
+    """``weigh_queries`` of an encoder whose query keys are searched as they are."""
+
+    def weigh_queries(self, keys: np.ndarray, frequencies: Callable[[], tuple[np.ndarray, int]]) -> np.ndarray:
+        return keys
+
 
 STOPWORDS = frozenset("""
 a an the of in on at to for by with from into onto about as and or but nor if then than so not no yes
@@ -93,7 +104,7 @@ class LexicalEmbedder:
         return {"embedder": "lexical" if self.idf else "lexical-tf", "dim": self.dim}
 
 
-class LMEmbedder:
+class LMEmbedder(Unweighted):
     """Keys from the frozen LM itself: mean-pooled hidden states of one layer."""
 
     def __init__(self, lm, layer: int | None = None):
@@ -110,7 +121,7 @@ class LMEmbedder:
         return {"embedder": "lm", "layer": self.layer}
 
 
-class EncoderEmbedder:
+class EncoderEmbedder(Unweighted):
     """Keys from a separate encoder model (e.g. a sentence-embedding model), mean pooled and normalised."""
 
     def __init__(self, name_or_path: str, *, device: torch.device | str = "cpu", batch_size: int = 32,

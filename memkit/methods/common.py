@@ -235,9 +235,9 @@ def resolve_fusion(config):
     beat BM25 and MiniLM alone at recall@1 and @5, where RRF with k=60 did not; docs/benchmarks.md)."""
     from memkit.fusion import FusionConfig
 
-    mode = getattr(config, "fusion", "dense")
+    mode = config.fusion
     if mode == "auto":
-        mode = "score" if getattr(config, "embedder", None) == "minilm" else "dense"
+        mode = "score" if config.embedder == "minilm" else "dense"
     return None if mode == "dense" else FusionConfig(mode=mode)
 
 
@@ -263,8 +263,7 @@ class EmbedderKeys:
 
     def weigh_queries(self, keys, frequencies):
         """Query keys as the key encoder weighs them by the store's key statistics."""
-        weigh = getattr(self.embedder, "weigh_queries", None)
-        return keys if weigh is None else weigh(keys, frequencies)
+        return self.embedder.weigh_queries(keys, frequencies)
 
 
 class PassageMethod(EmbedderKeys):
