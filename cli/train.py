@@ -143,7 +143,7 @@ def _register_training_commands() -> None:
     generator's commands.""",
         AdapterTrainConfig, "generator", "build/adapter-generator",
         "Package the result as the packaged world LM's generator (refused for another base model).",
-        "experiments.training.adapter.run", "experiments.world.recipes.install_adapter"))
+        "memkit.recipes.adapter.run", "experiments.world.recipes.install_adapter"))
     train_app.command("slots")(_training_command(
         "slots",
         """Train a memory-slot model for any causal LM on any QA data (the frozen LM never changes).
@@ -156,7 +156,7 @@ def _register_training_commands() -> None:
         SlotTrainConfig, "slot model", "build/slot-model",
         "Package the result as the packaged world LM's slot model (the hybrid's, if trained --with-adapter; "
         "refused for another base model).",
-        "experiments.training.slots.run", "experiments.world.recipes.install_slots"))
+        "memkit.recipes.slots.run", "experiments.world.recipes.install_slots"))
 
 
 _register_training_commands()
@@ -195,7 +195,7 @@ def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop
     import os
     import sys
 
-    from experiments.training.data import load_data
+    from memkit.recipes.data import load_data
     from memkit import distributed
     from memkit.defaults import default_model
     from memkit.errors import ConfigError
@@ -229,14 +229,16 @@ def _train(ctx: typer.Context, model: str | None, cfg, sources: DataChoice, loop
         code = distributed.launch(loop.num_processes, _launcher_argv(sys.argv[1:]))
         raise typer.Exit(code)
     group = distributed.current()
-    data = load_data(sources.data or ["world"], seed=cfg.seed, eval_specs=sources.eval_data,
+    from experiments.world import adapter_data
+
+    data = load_data(sources.data or ["world"], seed=cfg.seed, eval_specs=sources.eval_data, world=adapter_data,
                      eval_fraction=sources.eval_fraction, eval_max=sources.eval_max, corpus=sources.corpus,
                      max_questions=sources.max_questions)
     lm = FrozenLM.load(model or default_model(), device=state(ctx).device, dtype=loop.dtype,
                        device_map=loop.device_map)
     QAFormat.of(cfg.prompt_format, lm.tokenizer)          # a chat format needs the tokenizer's template: now
     if install is not None:
-        from experiments.training.common import check_installable
+        from memkit.recipes.common import check_installable
         from experiments.world.recipes import adapter_target, slots_target
 
         target = adapter_target() if what == "generator" else slots_target(bool(getattr(cfg, "with_adapter", "")))

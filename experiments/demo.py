@@ -54,7 +54,7 @@ def run(args: list[str], stdin: str | None = None, store: Path = STORE) -> str:
 
 def ask(items: list[dict], extra: list[str], store: Path = STORE) -> int:
     """Ask each question; returns how many answers match a gold answer (SQuAD normalisation)."""
-    from experiments.bench.metrics import exact_match
+    from memkit.datasets.metrics import exact_match
 
     right = 0
     for item in items:

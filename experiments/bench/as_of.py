@@ -17,7 +17,7 @@ import sys
 import time
 from collections import defaultdict
 
-from experiments.bench.metrics import exact_match, f1
+from memkit.datasets.metrics import exact_match, f1
 from experiments.bench.runner import MethodSession
 from experiments.world.entities import WorldConfig
 from experiments.world.export import load_world_benchmark

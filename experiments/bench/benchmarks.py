@@ -1,7 +1,7 @@
 """Which benchmark a name means: the synthetic world, or a public dataset read from local files.
 
 Owns: ``load(name, data=..., split=..., seed=..., limit=...)``: ``world`` builds the synthetic world with the
-given seed and returns its split; any other name is a dataset of ``experiments.bench.loaders`` read from
+given seed and returns its split; any other name is a dataset of ``memkit.datasets.loaders`` read from
 ``data`` (``english``, memkit's own English set, from its packaged folder when no ``data`` is given). Every failure is a ``ConfigError`` naming the flag to change. Knows nothing of models or methods.
 """
 
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.bench.data import Benchmark
+from memkit.datasets.records import Benchmark
 from memkit.errors import ConfigError
 
 WORLD = "world"
+
+ENGLISH_DATA = Path(__file__).resolve().parents[1] / "data" / "english"
+"""memkit's own English set (``experiments/data/english/``): the ``english`` benchmark's data when no --data is given."""
 
 
 def load(name: str, *, data: str | Path | None = None, split: str = "test", seed: int = 0,
@@ -21,15 +24,13 @@ def load(name: str, *, data: str | Path | None = None, split: str = "test", seed
     if name == WORLD:
         return _world(split, seed, limit)
     try:
-        from experiments.bench.loaders import LOADERS, load_benchmark
+        from memkit.datasets.loaders import LOADERS, load_benchmark
     except ImportError as exc:
         raise ConfigError(f"the dataset loaders are not available in this build ({exc})") from None
     if name not in LOADERS:
         raise ConfigError(f"unknown benchmark {name!r}; choose world or one of {', '.join(LOADERS)}")
     if data is None and name == "english":   # memkit's own English set ships with memkit
-        from experiments.bench.loaders.english import DEFAULT_PATH
-
-        data = DEFAULT_PATH
+        data = ENGLISH_DATA
     if data is None:
         raise ConfigError(f"benchmark {name} is read from local files; pass them with --data PATH")
     options = {} if limit is None else {"limit": limit}

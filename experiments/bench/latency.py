@@ -19,7 +19,7 @@ import statistics
 import sys
 
 from experiments.bench.config import BenchConfig
-from experiments.bench.metrics import percentile
+from memkit.datasets.metrics import percentile
 from experiments.bench.runner import MethodSession
 from experiments.bench.script import harness_parser, load_harness, write_result
 from experiments.bench.suite import sample_questions

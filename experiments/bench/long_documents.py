@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 
 from experiments.bench import benchmarks
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
 from experiments.bench.runner import run_method
 
 

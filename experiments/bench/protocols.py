@@ -25,8 +25,8 @@ from typing import Callable
 
 from experiments.bench.config import BenchConfig, MethodSpec
 from experiments.bench.costs import answer_flops
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
-from experiments.bench.metrics import aggregate, percentile
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.metrics import aggregate, percentile
 from experiments.bench.runner import AnswerHook, MethodSession, QuestionResult
 from memkit.errors import ConfigError
 

@@ -149,7 +149,7 @@ def choose(grid, dense, lexical, gold) -> tuple[dict, list[dict]]:
 def run(args) -> dict:
     import torch
 
-    from experiments.bench.loaders import load_benchmark
+    from memkit.datasets.loaders import load_benchmark
     from memkit.embedders import LexicalEmbedder, MiniLMEmbedder
     from memkit.fusion import FusionConfig
 

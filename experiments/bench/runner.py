@@ -20,8 +20,8 @@ import torch
 
 from experiments.bench import costs
 from experiments.bench.config import settings_of
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
-from experiments.bench.metrics import exact_match, f1
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.metrics import exact_match, f1
 from memkit.engine import Engine
 from memkit.errors import ConfigError
 from memkit.methods import METHODS, Retrieved, canonical_name

@@ -164,7 +164,7 @@ class Load:
 
     def window(self, t0: float, t1: float) -> dict:
         """What the answers (and errors) completed between ``t0`` and ``t1`` say."""
-        from experiments.bench.metrics import exact_match, percentile
+        from memkit.datasets.metrics import exact_match, percentile
 
         got = [s for s in self.samples if t0 <= s.done <= t1]
         errors = [e for t, e in self.errors if t0 <= t <= t1]

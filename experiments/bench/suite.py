@@ -13,7 +13,7 @@ from typing import Callable
 
 from experiments.bench.config import BenchConfig, MethodSpec
 from experiments.bench.costs import non_embedding_params
-from experiments.bench.data import Benchmark
+from memkit.datasets.records import Benchmark
 from experiments.bench.protocols import Step, plan, run_steps
 from experiments.bench.runner import AnswerHook
 from memkit.errors import ConfigError

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from experiments.world import adapter_data
+
 
 def _forward_seconds(lm, texts: list[list[int]], batch_size: int) -> float:
     """Seconds of a plain forward pass over ``texts`` (token lists, with their leading ids), in batches."""
@@ -56,7 +58,7 @@ def measure(lm, method: str, cfg, items: list, *, steps: int, warmup: int, log=p
 
     fmt = QAFormat.of(getattr(cfg, "prompt_format", "plain"), lm.tokenizer)
     if method == "adapter":
-        from experiments.training.adapter import build
+        from memkit.recipes.adapter import build
         from memkit.adapters.train import train_generator
 
         model = build(lm, cfg, log=lambda _m: None)
@@ -65,7 +67,7 @@ def measure(lm, method: str, cfg, items: list, *, steps: int, warmup: int, log=p
             cfg.max_steps = n
             train_generator(lm, model, iter(batch_items), cfg, log=lambda _m: None)
     else:
-        from experiments.training.slots import build
+        from memkit.recipes.slots import build
         from memkit.slots.train import train_slots
 
         model = build(lm, cfg, log=lambda _m: None)
@@ -105,8 +107,8 @@ def measure(lm, method: str, cfg, items: list, *, steps: int, warmup: int, log=p
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.training.common import add_config_options
-    from experiments.training.data import load_data
+    from experiments.recipe_cli import add_config_options
+    from memkit.recipes.data import load_data
     from memkit.adapters.train import AdapterTrainConfig
     from memkit.defaults import default_model
     from memkit.lm import FrozenLM
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     if known.threads:
         torch.set_num_threads(known.threads)
     lm = FrozenLM.load(known.model or default_model(), device=known.device, dtype=known.dtype)
-    data = load_data(known.data or ["world"], seed=cfg.seed)
+    data = load_data(known.data or ["world"], seed=cfg.seed, world=adapter_data)
     items = list(itertools.islice(data.stream, (known.warmup + known.steps) * cfg.batch_size))
     result = measure(lm, known.method, cfg, items, steps=known.steps, warmup=known.warmup)
     result.update({"model": lm.name, "data": known.data or ["world"], "device": str(lm.device),

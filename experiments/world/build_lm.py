@@ -2,7 +2,10 @@
 
 Owns: the model config (a small Llama), the weighted loss over packed examples, the quick probe, the training
 loop and its command line. What the model reads is in ``lm_data``, every choice in ``lm_recipe``. Training runs
-for a wall-clock budget with a cosine schedule re-planned from the measured speed; the result is saved with
+for a wall-clock budget with the schedule of ``memkit.training`` (``learning_rate``: warm-up, cosine decay)
+re-planned from the measured speed. The loop is its own, not ``memkit.training.run_steps``: that one trains what
+reads through a frozen LM (checkpoints, accumulation, processes), this one a whole model from scratch with packed
+batches and decay groups, and its packaged result must stay reproducible. The result is saved with
 ``save_pretrained`` beside ``recipe.json`` and ``training_log.json``, and loads like any hub model.
 
 Knows nothing of storage or memory methods; evaluation here is a quick probe, the real numbers come from
@@ -14,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import random
 import shutil
 import time
@@ -25,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from experiments.bench.metrics import exact_match, f1
+from memkit.datasets.metrics import exact_match, f1
 from experiments.world.entities import WorldConfig, build_world
 from experiments.world.examples import qa_examples
 from experiments.world.lm_data import packed_batches, train_tokenizer
 from experiments.world.lm_recipe import Recipe
 from memkit.prompts import qa_prompt
+from memkit.training import learning_rate
 
 __all__ = ["Recipe", "build_model", "example_mask", "install_model", "load_stage", "probe", "train",
            "weighted_loss"]
@@ -147,11 +150,8 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
     t0 = time.time()
     step = 0
     while step < total:
-        if step < recipe.warmup_steps:
-            lr = recipe.lr * (step + 1) / recipe.warmup_steps
-        else:
-            frac = min(1.0, (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps))
-            lr = recipe.lr * (recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = learning_rate(step, total, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
+                           min_lr_ratio=recipe.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
         progress["frac"] = step / total

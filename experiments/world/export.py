@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
 from experiments.world.entities import WorldConfig, build_world
 from experiments.world.names import SPLITS
 from experiments.world.questions import questions

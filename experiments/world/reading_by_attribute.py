@@ -13,7 +13,7 @@ import argparse
 import random
 from collections import defaultdict
 
-from experiments.bench.metrics import f1
+from memkit.datasets.metrics import f1
 from experiments.world.entities import WorldConfig, build_world
 from experiments.world.questions import questions
 from experiments.world.render import documents

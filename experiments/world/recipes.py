@@ -1,4 +1,4 @@
-"""The world's training recipes: the generic ones (``experiments.training``) on ``--data world``, and where
+"""The world's training recipes: the generic ones (``memkit.recipes``) on ``--data world``, and where
 their results are packaged.
 
 Owns: ``train_adapter`` and ``train_slots`` (the world LM's packaged generator and slot models were trained
@@ -13,9 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.training import adapter, slots
-from experiments.training.common import install_copy, recipe_main
-from experiments.training.data import load_data
+from memkit.recipes import adapter, slots
+from experiments.recipe_cli import recipe_main
+from memkit.recipes.common import install_copy
+from memkit.recipes.data import load_data
+from experiments.world import adapter_data
 from memkit.adapters.generator import CONFIG_FILE as GENERATOR_CONFIG
 from memkit.adapters.train import AdapterTrainConfig
 from memkit.slots.model import CONFIG_FILE as SLOTS_CONFIG
@@ -23,11 +25,11 @@ from memkit.slots.train import SlotTrainConfig
 
 
 def train_adapter(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
-    return adapter.run(lm, cfg, load_data(["world"], seed=cfg.seed), out, log)
+    return adapter.run(lm, cfg, load_data(["world"], seed=cfg.seed, world=adapter_data), out, log)
 
 
 def train_slots(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
-    return slots.run(lm, cfg, load_data(["world"], seed=cfg.seed), out, log)
+    return slots.run(lm, cfg, load_data(["world"], seed=cfg.seed, world=adapter_data), out, log)
 
 
 def adapter_target() -> tuple[Path, str]:

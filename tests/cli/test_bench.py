@@ -31,7 +31,7 @@ def invoke(*args):
 
 
 def test_bench_runs_on_a_squad_file(tmp_path, model_dir):
-    pytest.importorskip("experiments.bench.loaders", reason="the dataset loaders have not landed yet")
+    pytest.importorskip("memkit.datasets.loaders", reason="the dataset loaders have not landed yet")
     data = tmp_path / "dev.json"
     data.write_text(json.dumps(SQUAD))
     out = tmp_path / "run.json"
@@ -54,7 +54,7 @@ def test_bench_runs_on_a_squad_file(tmp_path, model_dir):
 
 
 def test_bench_json_to_stdout(tmp_path, model_dir):
-    pytest.importorskip("experiments.bench.loaders", reason="the dataset loaders have not landed yet")
+    pytest.importorskip("memkit.datasets.loaders", reason="the dataset loaders have not landed yet")
     data = tmp_path / "dev.json"
     data.write_text(json.dumps(SQUAD))
     result = invoke("bench", "squad", "--data", data, "--model", model_dir, "--methods", "closed", "--json", "-",
@@ -73,7 +73,7 @@ def test_bench_json_to_stdout(tmp_path, model_dir):
 ])
 def test_bench_mistakes_are_one_line(tmp_path, model_dir, args, message):
     if "squad" in args or "nosuch" in args:
-        pytest.importorskip("experiments.bench.loaders", reason="the dataset loaders have not landed yet")
+        pytest.importorskip("memkit.datasets.loaders", reason="the dataset loaders have not landed yet")
     data = tmp_path / "dev.json"
     data.write_text(json.dumps(SQUAD))
     args = [str(data) if a == "DATA" else str(model_dir) if a == "MODEL" else a for a in args]

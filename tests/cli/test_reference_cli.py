@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from experiments.bench.loaders.english import DEFAULT_PATH
-from experiments.bench.metrics import f1
+from experiments.bench.benchmarks import ENGLISH_DATA as DEFAULT_PATH
+from memkit.datasets.metrics import f1
 from memkit.reference import REFERENCE_MODELS, installed
 
 pytestmark = pytest.mark.reference

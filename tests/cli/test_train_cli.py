@@ -203,7 +203,7 @@ def test_a_corpus_needs_pretraining_steps(memkit, model_dir, generic_file, tmp_p
 
 
 def test_install_refuses_a_packaged_model_of_other_weights_and_leaves_checkpoints_out(tmp_path):
-    from experiments.training.common import check_installable, install_copy
+    from memkit.recipes.common import check_installable, install_copy
     from memkit.errors import ConfigError
 
     def saved(path, base, weights):

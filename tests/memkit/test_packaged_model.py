@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench.metrics import f1
+from memkit.datasets.metrics import f1
 from experiments.world.entities import WorldConfig, build_world
 from experiments.world.examples import qa_examples
 from memkit.defaults import PACKAGED_MODEL, default_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
 
 FAST_OPTIONS = {  # short answers and little training keep the harness's tests fast
     "closed_book": {"max_new_tokens": "3"},

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from experiments.bench.loaders import archivalqa
+from memkit.datasets.loaders import archivalqa
 
 P1 = "Tenneco Inc. said today that it planned to sell its oil and gas operations for about $7 billion."
 P2 = "Al Qaeda in the Islamic Maghreb claimed responsibility for the bombing in Bab Ezzouar."

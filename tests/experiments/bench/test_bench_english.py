@@ -8,19 +8,21 @@ from collections import defaultdict
 
 import pytest
 
-from experiments.bench.loaders import DatasetError, english, load_benchmark
-from experiments.bench.metrics import normalize_answer
+from experiments.bench.benchmarks import ENGLISH_DATA
 
-RAW_DOCS = [json.loads(line) for line in (english.DEFAULT_PATH / "documents.jsonl").read_text("utf-8").splitlines()]
+from memkit.datasets.loaders import DatasetError, english, load_benchmark
+from memkit.datasets.metrics import normalize_answer
+
+RAW_DOCS = [json.loads(line) for line in (ENGLISH_DATA / "documents.jsonl").read_text("utf-8").splitlines()]
 RAW_QUESTIONS = [json.loads(line) for line in
-                 (english.DEFAULT_PATH / "questions.jsonl").read_text("utf-8").splitlines()]
+                 (ENGLISH_DATA / "questions.jsonl").read_text("utf-8").splitlines()]
 TEXT = {d["id"]: d["text"] for d in RAW_DOCS}
 STAMP = {d["id"]: d["timestamp"] for d in RAW_DOCS}
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark("english", english.DEFAULT_PATH)
+    return load_benchmark("english", ENGLISH_DATA)
 
 
 def of_type(kind: str) -> list[dict]:
@@ -30,7 +32,7 @@ def of_type(kind: str) -> list[dict]:
 # ---- the packaged set ------------------------------------------------------------------------------------------
 def test_the_packaged_set_loads_and_validates(bench):
     bench.validate()
-    assert bench.name == "english" and english.DEFAULT_PATH.is_dir()
+    assert bench.name == "english" and ENGLISH_DATA.is_dir()
     assert len(bench.documents) == len(RAW_DOCS) and len(bench.questions) == len(RAW_QUESTIONS)
     assert bench.meta["counts"] == {kind: len(of_type(kind)) for kind in english.TYPES}
     stamps = [d.timestamp for d in bench.documents]
@@ -106,7 +108,7 @@ def test_questions_that_are_not_dated_are_asked_once():
 
 
 def test_limit_keeps_the_first_questions_their_documents_and_as_of_twins():
-    bench = english.load(limit=12)
+    bench = english.load(ENGLISH_DATA, limit=12)
     assert [q.id for q in bench.questions] == [q["id"] for q in RAW_QUESTIONS[:12]]
     kept = {d.id for d in bench.documents}
     assert {d for q in bench.questions for d in q.doc_ids} <= kept
@@ -120,7 +122,7 @@ def test_limit_keeps_the_first_questions_their_documents_and_as_of_twins():
 def test_the_documents_are_what_memkit_ingest_reads():
     from memkit.sources import parse_jsonl_line
 
-    lines = (english.DEFAULT_PATH / "documents.jsonl").read_bytes().splitlines()
+    lines = (ENGLISH_DATA / "documents.jsonl").read_bytes().splitlines()
     for n, raw in enumerate(lines, start=1):
         doc = parse_jsonl_line(raw, "documents.jsonl", n, None, n)
         assert doc.text == RAW_DOCS[n - 1]["text"] and doc.timestamp.startswith(RAW_DOCS[n - 1]["timestamp"])
@@ -217,4 +219,4 @@ def test_a_file_or_an_incomplete_folder_is_refused(folder, tmp_path):
     with pytest.raises(DatasetError, match="no such file or directory"):
         load_benchmark("english", tmp_path / "absent")
     with pytest.raises(DatasetError, match=r"limit.*not a whole number"):
-        english.load(limit=0)
+        english.load(ENGLISH_DATA, limit=0)

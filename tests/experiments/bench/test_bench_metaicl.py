@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench.loaders import metaicl
+from memkit.datasets.loaders import metaicl
 
 RTE = ["entailment", "not_entailment"]
 

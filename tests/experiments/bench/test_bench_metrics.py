@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench.metrics import aggregate, exact_match, f1, normalize_answer, percentile
+from memkit.datasets.metrics import aggregate, exact_match, f1, normalize_answer, percentile
 
 
 def test_normalisation_lowercases_strips_punctuation_articles_and_spaces():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench.loaders import msc
+from memkit.datasets.loaders import msc
 
 PERSONAS = [["I have two dogs.", "I work as a nurse."], ["I love hiking.", "I live in Denver."]]
 

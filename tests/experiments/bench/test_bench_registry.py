@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench.data import BenchQuestion, Benchmark
-from experiments.bench.loaders import LOADERS, DatasetError, load_benchmark, options_of
+from memkit.datasets.records import BenchQuestion, Benchmark
+from memkit.datasets.loaders import LOADERS, DatasetError, load_benchmark, options_of
 
 SQUAD = {"version": "1.1", "data": [{"title": "Normans", "paragraphs": [{
     "context": "The Normans gave their name to Normandy, a region in France.",

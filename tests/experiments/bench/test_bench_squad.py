@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.bench.loaders import squad
+from memkit.datasets.loaders import squad
 
 SB = "Super Bowl 50 was an American football game. The Denver Broncos defeated the Carolina Panthers 24–10."
 SB2 = "The game was played on February 7, 2016, at Levi's Stadium in Santa Clara, California."

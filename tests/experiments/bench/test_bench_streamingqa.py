@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments.bench.loaders import streamingqa
+from memkit.datasets.loaders import streamingqa
 
 # WMT sorting keys as the release builds them: publication time, SHA-256 of the text, separators.
 K1 = "20200302000000000000\x00\x01" + "a1" * 32 + "\x00\x01"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.bench.config import BenchConfig
-from experiments.bench.data import Benchmark, BenchQuestion
+from memkit.datasets.records import Benchmark, BenchQuestion
 from experiments.bench.recall import measure_recall
 from memkit.errors import ConfigError
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not (PACKAGED_GENERATOR / "generator.json").is_f
 
 
 def test_the_packaged_generator_reads_test_documents_into_its_adapters():
-    from experiments.bench.metrics import f1
+    from memkit.datasets.metrics import f1
     from experiments.world.adapter_data import context_items
     from experiments.world.entities import WorldConfig, build_world
     from memkit.adapters.encode import encode_documents

@@ -15,7 +15,7 @@ import torch
 
 import memkit.slots.train as slot_train
 from experiments.tiny_model import build_tiny_model
-from experiments.training.data import TrainingData
+from memkit.recipes.data import TrainingData
 from memkit.adapters.train import ContextQA
 from memkit.documents import SourceDocument
 from memkit.engine import Engine
@@ -248,7 +248,7 @@ def test_a_chat_model_trains_on_chat_formatted_answers(chat_lm, monkeypatch):
 
 
 def test_the_recipe_probes_in_the_models_format_and_checkpoints(chat_lm, tmp_path, monkeypatch):
-    from experiments.training.slots import run
+    from memkit.recipes.slots import run
 
     cfg = SlotTrainConfig(**dict(TRAIN, max_steps=2, checkpoint_every=1, eval_every=1000), prompt_format="chat")
     prompts = []

@@ -23,8 +23,8 @@ import random
 import re
 from pathlib import Path
 
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
-from experiments.bench.loaders.common import (
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iter_jsonl, needed_documents, require_path, string_list,
 )
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
-from experiments.bench.loaders.common import (
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iso_timestamp, iter_jsonl, pick_file, require_path, string_list,
     take, time_key,
 )

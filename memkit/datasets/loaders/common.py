@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
-from experiments.bench.data import BenchDocument, BenchQuestion
+from memkit.datasets.records import BenchDocument, BenchQuestion
 
 
 class DatasetError(ValueError):

@@ -14,9 +14,9 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from experiments.bench.data import Benchmark
-from experiments.bench.loaders import archivalqa, english, metaicl, msc, squad, streamingqa
-from experiments.bench.loaders.common import DatasetError, require_path
+from memkit.datasets.records import Benchmark
+from memkit.datasets.loaders import archivalqa, english, metaicl, msc, squad, streamingqa
+from memkit.datasets.loaders.common import DatasetError, require_path
 
 Loader = Callable[..., Benchmark]
 

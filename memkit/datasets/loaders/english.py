@@ -1,6 +1,6 @@
 """memkit's own English question set: fictional documents written by hand for memkit, and questions about them.
 
-Owns: reading a folder laid out like ``experiments/data/english/`` (``DEFAULT_PATH``, shipped with memkit) into
+Owns: reading a folder laid out like ``experiments/data/english/`` (``experiments.bench.benchmarks.ENGLISH_DATA``) into
 a ``Benchmark``: ``documents.jsonl`` (``id``, ``text``, ``timestamp``, ``source``: the JSONL ``memkit ingest``
 reads) and ``questions.jsonl`` (``id``, ``question``, ``answers``, ``doc_ids``, ``type``, ``as_of`` for as-of
 questions, ``bridge`` for two-document ones), plain or gzipped. Knows nothing of models, methods or storage.
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
-from experiments.bench.loaders.common import (
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iso_timestamp, iter_jsonl, require_path, string_list, take, time_key,
 )
 
 NAME = "english"
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "english"
 EXPECTED = ("a folder holding documents.jsonl ({id, text, timestamp, source}) and questions.jsonl ({id, "
             "question, answers, doc_ids, type, as_of}), such as experiments/data/english")
 DOCUMENTS_EXPECTED = ("one JSON object per line with id (str), text (str), timestamp (ISO 8601 date or int "
@@ -37,7 +36,7 @@ _DOC_NAMES = ("documents.jsonl", "documents.jsonl.gz")
 _QUESTION_NAMES = ("questions.jsonl", "questions.jsonl.gz")
 
 
-def load(path: str | Path = DEFAULT_PATH, *, limit: int | None = None) -> Benchmark:
+def load(path: str | Path, *, limit: int | None = None) -> Benchmark:
     """Read the folder's documents and questions; ``limit`` keeps the first N questions (and their documents)."""
     limit = check_count(NAME, "limit", limit)
     folder = require_path(NAME, path, EXPECTED)

@@ -1,7 +1,7 @@
 """The recipe that trains an adapter generator for any frozen LM on any data: build (or continue) it, calibrate
 its mean state, probe it on held-out items, train, save.
 
-Owns: wiring ``TrainingData`` (``experiments.training.data``: the item stream, the held-out items, the corpus)
+Owns: wiring ``TrainingData`` (``memkit.recipes.data``: the item stream, the held-out items, the corpus)
 into ``memkit.adapters.train.train_generator``: the self-supervised steps first read the corpus (or the items'
 documents when there is none); the probe is the F1 of held-out questions answered with only their documents'
 adapter, beside the same LM closed-book and with the documents in the prompt, all asked in the run's prompt
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.training.common import mean_f1, probed_training, run_inputs
-from experiments.training.data import TrainingData, item_stream
+from memkit.recipes.common import mean_f1, probed_training, run_inputs
+from memkit.recipes.data import TrainingData, item_stream
 from memkit import checkpoint
 from memkit.adapters.encode import encode_documents
 from memkit.adapters.generator import AdapterGenerator

@@ -12,8 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import experiments.training.adapter as adapter_recipe
-import experiments.training.slots as slots_recipe
+import memkit.recipes.adapter as adapter_recipe
+import memkit.recipes.slots as slots_recipe
 from cli.main import app
 from experiments.tiny_model import FAMILIES
 from memkit.adapters.encode import encode_documents

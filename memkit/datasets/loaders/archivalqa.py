@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.bench.data import BenchDocument, BenchQuestion, Benchmark
-from experiments.bench.loaders.common import (
+from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.loaders.common import (
     DatasetError, check_count, iso_timestamp, needed_documents, pick_file, read_csv, require_path, take,
 )
 

@@ -1,7 +1,7 @@
 """The recipe that trains a slot model for any frozen LM on any data: build (or continue) it, probe it on
 held-out items, train, save.
 
-Owns: wiring ``TrainingData`` (``experiments.training.data``) into ``memkit.slots.train.train_slots``, the probe
+Owns: wiring ``TrainingData`` (``memkit.recipes.data``) into ``memkit.slots.train.train_slots``, the probe
 (the held-out items' documents as the bank: recall@1 and @5 of a question's own document by the slot keys, and
 F1 of the answers read from the prefix aggregated over the question's retrieved memories, beside closed book;
 with an adapter generator, also read with the delta of the question's own documents, beside that delta alone),
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.training.common import mean_f1, probed_training, run_inputs
-from experiments.training.data import TrainingData, item_stream
+from memkit.recipes.common import mean_f1, probed_training, run_inputs
+from memkit.recipes.data import TrainingData, item_stream
 from memkit import checkpoint
 from memkit.adapters.train import ContextQA
 from memkit.prompts import QAFormat

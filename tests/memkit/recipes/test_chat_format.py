@@ -127,7 +127,7 @@ def test_chat_training_moves_the_generator(chat_model_dir, tmp_path):
 
 
 def test_the_probe_asks_in_the_generators_format(chat_model_dir, monkeypatch):
-    from experiments.training.adapter import probe
+    from memkit.recipes.adapter import probe
     from memkit.adapters.train import ContextQA
 
     lm = FrozenLM.load(str(chat_model_dir), device="cpu", dtype="float32")

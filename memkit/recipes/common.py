@@ -1,37 +1,23 @@
-"""What the training recipes share: command-line options from a config dataclass (one ``--field-name`` per
-field, typed by its default, booleans as ``--x/--no-x``), a probe's mean F1, training between a probe before
-and after, saving a trained model with its config, data summary and log, copying it into the package (never
-over a packaged model of another base model), and the recipes' ``main``."""
+"""What the training recipes share: a probe's mean F1, training between a probe before and after, saving a
+trained model with its config, data summary and log, copying it into the package (never over a packaged model
+of another base model). Knows no front door (``memkit train`` is the one; ``experiments/recipe_cli.py`` is the
+experiments' own)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from memkit import checkpoint
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
-    """Add an option for every field of the dataclass ``config_cls``."""
-    for f in fields(config_cls):
-        if f.name == "inputs":          # set by the recipe from what it reads, never given
-            continue
-        kind = type(f.default)
-        if kind is bool:
-            parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
-                                default=f.default)
-        else:
-            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
-
-
 def mean_f1(preds: list[str], golds: list[str]) -> float:
     """Mean F1 (0-100) of ``preds`` against one gold answer each."""
-    from experiments.bench.metrics import f1
+    from memkit.datasets.metrics import f1
 
     return 100 * sum(f1(p, [g]) for p, g in zip(preds, golds)) / len(golds)
 
@@ -123,24 +109,3 @@ def install_copy(out: Path, dest: Path, config_file: str) -> Path:
     tmp.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
-
-
-def recipe_main(argv: list[str] | None, *, prog: str, description: str, config_cls, default_out: str,
-                run: Callable, install: Callable[[Path], Path]) -> None:
-    """Parse ``--model --out --device --install`` and the config's options, load the LM, ``run`` the recipe
-    and, with ``--install``, package the result."""
-    from memkit.defaults import default_model
-    from memkit.lm import FrozenLM
-
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--model", default=None, help="base model (default: the packaged world LM)")
-    parser.add_argument("--out", type=Path, default=Path(default_out))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--install", action="store_true")
-    add_config_options(parser, config_cls)
-    args = vars(parser.parse_args(argv))
-    model, out, device, do_install = args.pop("model"), args.pop("out"), args.pop("device"), args.pop("install")
-    lm = FrozenLM.load(model or default_model(), device=device)
-    run(lm, config_cls(**args), out, log=lambda m: print(m, flush=True))
-    if do_install:
-        print(f"installed: {install(out)}")

@@ -23,7 +23,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from memkit.adapters.train import ContextQA
 from memkit.errors import ConfigError
@@ -50,7 +50,7 @@ class DataSpec:
 
 def kinds() -> list[str]:
     """Every source kind a spec may name."""
-    from experiments.bench.loaders import LOADERS
+    from memkit.datasets.loaders import LOADERS
 
     return [*LOADERS, GENERIC, WORLD]
 
@@ -99,7 +99,7 @@ def benchmark_items(bench, max_questions: int) -> tuple[list[ContextQA], int]:
 
 def generic_items(path: str | Path, max_questions: int) -> list[ContextQA]:
     """Items of the generic JSONL format (module docstring); errors name the line."""
-    from experiments.bench.loaders.common import DatasetError, field, iter_jsonl, string_list
+    from memkit.datasets.loaders.common import DatasetError, field, iter_jsonl, string_list
 
     path = Path(path)
     files = sorted(path.rglob("*.jsonl")) + sorted(path.rglob("*.jsonl.gz")) if path.is_dir() else [path]
@@ -139,7 +139,7 @@ def load_items(spec: DataSpec, max_questions: int) -> tuple[list[ContextQA], dic
     if spec.kind == GENERIC:
         items = generic_items(spec.path, max_questions)
         return items, {"items": len(items)}
-    from experiments.bench.loaders import load_benchmark
+    from memkit.datasets.loaders import load_benchmark
 
     try:
         bench = load_benchmark(spec.kind, spec.path)
@@ -208,11 +208,23 @@ class TrainingData:
     summary: dict = field(default_factory=dict)
 
 
+class WorldSource(Protocol):
+    """Where ``world`` specs come from: the synthetic world (``experiments.world.adapter_data``), which the library
+    does not know; the front door hands it in."""
+
+    def training_items(self, seed: int = 0) -> Iterator[ContextQA]:
+        """An endless stream of items about fresh worlds' training entities."""
+
+    def heldout_items(self, n: int = 48, *, world_seed: int = 0) -> list[ContextQA]:
+        """The benchmark world's training entities (never its test entities)."""
+
+
 def load_data(specs: list[str], *, seed: int = 0, eval_specs: list[str] | None = None, eval_fraction: float = 0.1,
-              eval_max: int = 64, corpus: list[str] | None = None, max_questions: int = 4) -> TrainingData:
+              eval_max: int = 64, corpus: list[str] | None = None, max_questions: int = 4,
+              world: WorldSource | None = None) -> TrainingData:
     """Resolve ``--data`` specs (several mix, each with the same share of the stream), the held-out items
     (``--eval-data`` specs, or ``eval_fraction`` of each finite source's documents; the world holds out its
-    benchmark world's training entities) and the ``--corpus`` paths."""
+    benchmark world's training entities) and the ``--corpus`` paths; ``world`` answers ``world`` specs."""
     if not specs:
         raise ConfigError("give at least one --data spec (e.g. --data squad:train-v1.1.json, or --data world)")
     if not 0 <= eval_fraction < 1:
@@ -242,10 +254,12 @@ def load_data(specs: list[str], *, seed: int = 0, eval_specs: list[str] | None =
         calibration += [d for it in train[:64] for d in it.documents]
         sources.append({"spec": str(spec), **counts, "train_items": len(train), "heldout_items": len(held),
                         "dropped_items_sharing_documents": dropped})
+    if any(s.kind == WORLD for s in [*parsed, *evals]) and world is None:
+        raise ConfigError("--data world needs the synthetic world (experiments.world), which this memkit lacks; "
+                          "give --data KIND:PATH")
     for spec in parsed:
         if spec.kind == WORLD:
-            from experiments.world.adapter_data import heldout_items, training_items
-
+            training_items, heldout_items = world.training_items, world.heldout_items
             world_seed = seed if spec.seed is None else spec.seed
             streams.append(training_items(world_seed))
             calibration += [d for it in itertools.islice(training_items(world_seed + 1000), 64) for d in it.documents]
@@ -256,9 +270,7 @@ def load_data(specs: list[str], *, seed: int = 0, eval_specs: list[str] | None =
                             "heldout": "the benchmark world's training entities (never test entities)"})
     for spec in evals:
         if spec.kind == WORLD:
-            from experiments.world.adapter_data import heldout_items
-
-            heldout += heldout_items(world_seed=spec.seed or 0)
+            heldout += world.heldout_items(world_seed=spec.seed or 0)
     heldout += eval_items
     held_keys = {document_key(d) for it in heldout for d in it.documents}
     if not heldout:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments.training.data import (
+from memkit.recipes.data import (
     benchmark_items,
     document_key,
     generic_items,
@@ -16,6 +16,7 @@ from experiments.training.data import (
     split_by_document,
 )
 from memkit.errors import ConfigError
+from experiments.world import adapter_data
 
 FACTS = [(f"Person{i} Varn", f"Town{i}", f"job{i}") for i in range(40)]
 
@@ -48,7 +49,7 @@ def test_specs_name_their_flag_when_wrong(tmp_path):
 
 
 def test_a_squad_file_becomes_items_of_a_paragraph_and_its_questions(tmp_path):
-    from experiments.bench.loaders import load_benchmark
+    from memkit.datasets.loaders import load_benchmark
 
     bench = load_benchmark("squad", write_squad(tmp_path / "s.json", 3))
     items, skipped = benchmark_items(bench, max_questions=1)
@@ -69,7 +70,7 @@ def test_the_generic_jsonl_format_and_its_errors(tmp_path):
 
 
 def test_the_split_holds_out_whole_documents(tmp_path):
-    from experiments.bench.loaders import load_benchmark
+    from memkit.datasets.loaders import load_benchmark
 
     items, _ = benchmark_items(load_benchmark("squad", write_squad(tmp_path / "s.json")), max_questions=1)
     train, held, dropped = split_by_document(items, 0.25, seed=3)
@@ -100,7 +101,7 @@ def test_eval_data_is_held_out_and_its_documents_dropped_from_training(tmp_path)
     evals = write_generic(tmp_path / "e.jsonl", 3)  # other texts: nothing dropped
     data = load_data([f"squad:{squad_file}"], eval_specs=[f"jsonl:{evals}"])
     assert len(data.heldout) == 3 and data.summary["sources"][0]["dropped_items_sharing_documents"] == 0
-    from experiments.bench.loaders import load_benchmark
+    from memkit.datasets.loaders import load_benchmark
 
     bench = load_benchmark("squad", squad_file)
     shared = tmp_path / "shared.jsonl"  # the first paragraph asked again: its items leave the training stream
@@ -114,11 +115,11 @@ def test_the_corpus_is_read_by_memkits_reader(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "a.txt").write_text("Plain text about the harbour.")
     (tmp_path / "c" / "b.jsonl").write_text(json.dumps({"text": "A line of a stream."}) + "\n{oops\n")
-    data = load_data(["world"], corpus=[str(tmp_path / "c")])
+    data = load_data(["world"], corpus=[str(tmp_path / "c")], world=adapter_data)
     assert sorted(data.corpus) == ["A line of a stream.", "Plain text about the harbour."]
     assert len(data.summary["corpus_refused"]) == 1 and "b.jsonl:2" in data.summary["corpus_refused"][0]
     with pytest.raises(ConfigError, match="--corpus"):
-        load_data(["world"], corpus=[str(tmp_path / "nothing-here")])
+        load_data(["world"], corpus=[str(tmp_path / "nothing-here")], world=adapter_data)
 
 
 def test_without_data_or_held_out_items_the_error_names_the_flag(tmp_path):
@@ -129,7 +130,7 @@ def test_without_data_or_held_out_items_the_error_names_the_flag(tmp_path):
 
 
 def test_the_self_supervised_steps_read_the_corpus_first(tmp_path):
-    from experiments.training.data import item_stream
+    from memkit.recipes.data import item_stream
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"context": f"P{i} lives in T{i}.", "qa": [{"question": f"Where does P{i} live?",
@@ -146,7 +147,7 @@ def test_the_self_supervised_steps_read_the_corpus_first(tmp_path):
 
 
 def test_a_long_corpus_text_is_read_in_pieces_that_keep_every_word(tmp_path):
-    from experiments.training.data import corpus_pieces, item_stream
+    from memkit.recipes.data import corpus_pieces, item_stream
 
     book = "\n".join(" ".join(f"w{line}_{i}" for i in range(line % 40 + 1)) for line in range(300)) + "\n" + "x" * 250
     pieces = corpus_pieces([book, "short text"], 100)
