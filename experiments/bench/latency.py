@@ -36,7 +36,7 @@ def compare_latency(benchmark, lm, cfg: BenchConfig, *, n_questions: int, rounds
     if rounds < 1 or n_questions < 1:
         raise ConfigError("latency needs at least one round and one question")
     docs = benchmark.documents[: cfg.n_docs] if cfg.n_docs else list(benchmark.documents)
-    held = {d.id for d in docs}
+    held = {d.external_id for d in docs}
     asked = [q for q in benchmark.questions if q.doc_ids and set(q.doc_ids) <= held]
     asked = sample_questions(asked, n_questions, cfg.seed)
     if not asked:

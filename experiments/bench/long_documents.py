@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 
 from experiments.bench import benchmarks
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
 from experiments.bench.runner import run_method
 
 
@@ -39,11 +39,11 @@ def joined(bench: Benchmark, n_docs: int, group: int) -> tuple[Benchmark, dict[s
         for d in part:
             if text:
                 text += "\n\n"
-            pieces.append((d.id, len(text), len(text) + len(d.text)))
+            pieces.append((d.external_id, len(text), len(text) + len(d.text)))
             text += d.text
         for did, a, b in pieces:
             where[did] = (jid, a, b)
-        out.append(BenchDocument(id=jid, text=text, timestamp=part[-1].timestamp, source=jid))
+        out.append(bench_document(id=jid, text=text, timestamp=part[-1].timestamp, source=jid))
     questions = []
     for q in bench.questions:
         if q.doc_ids and all(d in where for d in q.doc_ids):
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     questions = list(bench.questions)
     random.Random(args.seed).shuffle(questions)
     bench.questions = questions[: args.max_questions]
-    texts = {d.id: d.text for d in bench.documents}
+    texts = {d.external_id: d.text for d in bench.documents}
     lengths = [lm.count_tokens(t) for t in texts.values()]
     longer = sum(n + len(lm.bos_ids) > args.window for n in lengths)
 

@@ -25,7 +25,8 @@ from typing import Callable
 
 from experiments.bench.config import BenchConfig, MethodSpec
 from experiments.bench.costs import answer_flops
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark
+from memkit.documents import SourceDocument
 from memkit.datasets.metrics import aggregate, percentile
 from experiments.bench.runner import AnswerHook, MethodSession, QuestionResult
 from memkit.errors import ConfigError
@@ -45,7 +46,7 @@ class Step:
     """Ingest ``ingest`` (into a fresh store when ``fresh``), then ask ``ask``; answers count toward row ``row``."""
 
     row: str
-    ingest: list[BenchDocument]
+    ingest: list[SourceDocument]
     ask: list[BenchQuestion]
     fresh: bool = False
     label: dict = field(default_factory=dict)   # the row's protocol, n_docs, context_tokens, phase...
@@ -55,7 +56,7 @@ def _covered(question: BenchQuestion, ids: set[str], allow_empty: bool) -> bool:
     return set(question.doc_ids) <= ids if question.doc_ids else allow_empty
 
 
-def _documents(bench: Benchmark, cfg: BenchConfig) -> list[BenchDocument]:
+def _documents(bench: Benchmark, cfg: BenchConfig) -> list[SourceDocument]:
     return bench.documents[: cfg.n_docs] if cfg.n_docs else list(bench.documents)
 
 
@@ -67,7 +68,7 @@ def stream_plan(bench: Benchmark, cfg: BenchConfig, count_tokens: Callable[[str]
     for bound in bounds:
         part = docs[done:bound]
         tokens += sum(count_tokens(d.text) for d in part)
-        seen = {d.id for d in docs[:bound]}
+        seen = {d.external_id for d in docs[:bound]}
         asked = [q for q in bench.questions if _covered(q, seen, allow_empty=True)]
         label = {"protocol": "stream", "n_docs": bound, "context_tokens": tokens}
         steps.append(Step(f"stream/{bound}", part, asked, fresh=not done, label=label))
@@ -90,7 +91,7 @@ def sweep_plan(bench: Benchmark, cfg: BenchConfig, count_tokens: Callable[[str],
             used += size
         kept = []
         for group in groups:
-            ids = {docs[i].id for i in group}
+            ids = {docs[i].external_id for i in group}
             asked = [q for q in bench.questions if _covered(q, ids, allow_empty=False)]
             if group and asked:
                 kept.append((group, asked))
@@ -108,7 +109,7 @@ def retention_plan(bench: Benchmark, cfg: BenchConfig, count_tokens: Callable[[s
     if len(docs) < 2:
         raise ConfigError("the retention protocol needs at least 2 documents (--n-docs)")
     k = min(len(docs) - 1, max(1, round(len(docs) * cfg.retention_split)))
-    first = {d.id for d in docs[:k]}
+    first = {d.external_id for d in docs[:k]}
     asked = [q for q in bench.questions if _covered(q, first, allow_empty=False)]
     before = sum(count_tokens(d.text) for d in docs[:k])
     after = before + sum(count_tokens(d.text) for d in docs[k:])

@@ -31,7 +31,7 @@ def measure_recall(benchmark, lm, cfg: BenchConfig, ks: list[int], *, batch: int
     if not ks or min(ks) < 1:
         raise ConfigError("recall needs k of at least 1 (--k)")
     docs = benchmark.documents[: cfg.n_docs] if cfg.n_docs else list(benchmark.documents)
-    held = {d.id for d in docs}
+    held = {d.external_id for d in docs}
     asked = [q for q in benchmark.questions if len(q.doc_ids) == 1 and q.doc_ids[0] in held]
     if not asked:
         raise ConfigError("no question has its one gold document among the chosen documents")

@@ -157,7 +157,7 @@ def run(args) -> dict:
     data = Path(args.data)
     bench = load_benchmark("squad", data)
     passages = [d.text for d in bench.documents]
-    number = {d.id: i + 1 for i, d in enumerate(bench.documents)}
+    number = {d.external_id: i + 1 for i, d in enumerate(bench.documents)}
     questions = bench.questions
     tune, rest = questions[:args.tune_questions], questions[args.tune_questions:]
     if args.max_questions is not None and args.max_questions < len(rest):

@@ -1,7 +1,7 @@
 """Running one memory method over benchmark documents and questions, and recording every answer.
 
-Owns: ``MethodSession`` (one method on one fresh store in a temporary directory: ingest ``BenchDocument`` s as
-``SourceDocument`` s of the stream "bench", answer ``BenchQuestion`` s in batches, and keep the costs of doing
+Owns: ``MethodSession`` (one method on one fresh store in a temporary directory: ingest a benchmark's documents
+into the stream "bench", answer ``BenchQuestion`` s in batches, and keep the costs of doing
 so), ``QuestionResult`` (what one answer scored and cost) and ``run_method`` (ingest everything, ask
 everything). In the ``oracle`` setting the question's gold documents are handed to the method instead of
 being searched for. Knows nothing of protocols, reports or the CLI; metrics and cost formulas are imported.
@@ -20,7 +20,7 @@ import torch
 
 from experiments.bench import costs
 from experiments.bench.config import settings_of
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark
 from memkit.datasets.metrics import exact_match, f1
 from memkit.engine import Engine
 from memkit.errors import ConfigError
@@ -99,12 +99,12 @@ class MethodSession:
     def name(self) -> str:
         return self.method.name
 
-    def ingest(self, documents: Sequence[BenchDocument]) -> None:
+    def ingest(self, documents: Sequence[SourceDocument]) -> None:
         """Absorb ``documents`` in order (texts already held are skipped by the engine)."""
         if not documents:
             return
-        items = [SourceDocument(text=d.text, source=d.source or d.id, timestamp=d.timestamp, stream=STREAM,
-                                external_id=d.id) for d in documents]
+        # a copy of each in the benchmark's stream (the engine numbers stream positions on what it is given)
+        items = [dataclasses.replace(d, stream=STREAM, position=None, meta={}) for d in documents]
         new = [d.text for d in documents if self.store.find_by_hash(content_hash(d.text)) is None]
         trained = getattr(self.method, "trained_tokens", 0)
         start = time.perf_counter()
@@ -117,9 +117,9 @@ class MethodSession:
         self.encode_flops += costs.encode_flops(self.params, forward, trained)
         for d in documents:
             sid = self.store.find_by_hash(content_hash(d.text))
-            self.store_ids[d.id] = sid
-            self.bench_ids.setdefault(sid, d.id)
-            self.texts[d.id] = d.text
+            self.store_ids[d.external_id] = sid
+            self.bench_ids.setdefault(sid, d.external_id)
+            self.texts[d.external_id] = d.text
 
     def ask(self, questions: Sequence[BenchQuestion], on_answer: AnswerHook | None = None) -> list[QuestionResult]:
         """Answer ``questions`` in batches; each result is scored against its gold answers."""

@@ -34,7 +34,7 @@ def world_workload(seed: int, n_docs: int, ingest_docs: int, max_questions: int 
                          f"2 x --ingest-docs {ingest_docs} need {need}")
 
     def doc(d) -> dict:
-        out = {"text": d.text, "id": d.id}
+        out = {"text": d.text, "id": d.external_id}
         if d.timestamp:
             out["timestamp"] = d.timestamp
         if d.source:
@@ -42,7 +42,7 @@ def world_workload(seed: int, n_docs: int, ingest_docs: int, max_questions: int 
         return out
 
     docs = [doc(d) for d in bench.documents[:need]]
-    held = {d.id for d in bench.documents[:n_docs]}
+    held = {d.external_id for d in bench.documents[:n_docs]}
     asked = [{"question": q.question, "answers": list(q.answers)} for q in bench.questions
              if q.doc_ids and set(q.doc_ids) <= held]
     if not asked:

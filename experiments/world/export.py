@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
 from experiments.world.entities import WorldConfig, build_world
 from experiments.world.names import SPLITS
 from experiments.world.questions import questions
@@ -68,7 +68,7 @@ def load_world_benchmark(config: WorldConfig | None = None, split: str = "test")
     config = config or WorldConfig()
     (which,) = _splits(split)
     world = build_world(config)
-    docs = [BenchDocument(id=str(d.id), text=d.text, timestamp=d.timestamp, source=d.source,
+    docs = [bench_document(id=str(d.id), text=d.text, timestamp=d.timestamp, source=d.source,
                           meta={"entity": d.entity, "kind": d.kind, "split": d.split, "template": d.template})
             for d in documents(world, which)]
     qs = [BenchQuestion(id=q.id, question=q.question, answers=list(q.answers), doc_ids=[str(i) for i in q.doc_ids],

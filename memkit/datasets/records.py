@@ -1,22 +1,24 @@
 """The one shape every benchmark takes: documents with positions in a stream, and questions about them.
 
-Owns: ``BenchDocument``, ``BenchQuestion`` and ``Benchmark``. Every dataset loader (the synthetic world,
-SQuAD, StreamingQA, ArchivalQA, MSC, MetaICL) produces a ``Benchmark``; every protocol and method consumes
-one. Knows nothing of models or storage.
+Owns: ``bench_document`` (a benchmark's documents are ``memkit.documents.SourceDocument``s, their benchmark id the
+``external_id``), ``BenchQuestion`` and ``Benchmark``. Every dataset loader (the synthetic world, SQuAD,
+StreamingQA, ArchivalQA, MSC, MetaICL, memkit's English set) produces a ``Benchmark``; every protocol and method
+consumes one. Knows nothing of models or storage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from memkit.documents import SourceDocument
 
-@dataclass
-class BenchDocument:
-    id: str
-    text: str
-    timestamp: str | None = None
-    source: str | None = None
-    meta: dict = field(default_factory=dict)
+
+def bench_document(id: str, text: str, *, timestamp: str | None = None, source: str | None = None,
+                   meta: dict | None = None) -> SourceDocument:
+    """A benchmark's document: memkit's one document type (``SourceDocument``) whose ``external_id`` is the
+    benchmark's document id (the one questions cite) and whose source is ``source``, or the id when the dataset
+    names none."""
+    return SourceDocument(text=text, source=source or id, timestamp=timestamp, external_id=id, meta=dict(meta or {}))
 
 
 @dataclass
@@ -33,18 +35,18 @@ class BenchQuestion:
 @dataclass
 class Benchmark:
     name: str
-    documents: list[BenchDocument]
+    documents: list[SourceDocument]
     questions: list[BenchQuestion]
     meta: dict = field(default_factory=dict)
 
-    def document(self, doc_id: str) -> BenchDocument:
+    def document(self, doc_id: str) -> SourceDocument:
         if not hasattr(self, "_by_id"):
-            self._by_id = {d.id: d for d in self.documents}
+            self._by_id = {d.external_id: d for d in self.documents}
         return self._by_id[doc_id]
 
     def validate(self) -> None:
         """Every question's evidence exists; ids are unique; raise ValueError naming the first problem."""
-        ids = [d.id for d in self.documents]
+        ids = [d.external_id for d in self.documents]
         if len(ids) != len(set(ids)):
             raise ValueError(f"{self.name}: duplicate document ids")
         known = set(ids)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
+from memkit.documents import SourceDocument
 from memkit.datasets.loaders.common import (
     DatasetError, check_count, iso_timestamp, needed_documents, pick_file, read_csv, require_path, take,
 )
@@ -47,7 +48,7 @@ def load(path: str | Path, *, limit: int | None = None, split: str = "test", tex
     text_col = None if joined is not None else _text_column(header, text_column, path)
     date_col = next((c for c in DATE_COLUMNS if c in header), None)
 
-    documents: dict[str, BenchDocument] = {}
+    documents: dict[str, SourceDocument] = {}
     questions: list[BenchQuestion] = []
     seen: set[str] = set()
     for where, row in rows:
@@ -95,7 +96,7 @@ def _text_column(header: list[str], wanted: str | None, path: Path) -> str:
 
 
 def _document(para_id: str, row: dict, text_col: str | None, date_col: str | None,
-              joined: dict[str, str] | None, path: Path, where: str) -> BenchDocument:
+              joined: dict[str, str] | None, path: Path, where: str) -> SourceDocument:
     if joined is not None:
         text = joined.get(para_id, "")
         if not text:
@@ -112,7 +113,7 @@ def _document(para_id: str, row: dict, text_col: str | None, date_col: str | Non
         stamp = iso_timestamp(stamp) if stamp else None
     except (ValueError, OverflowError, OSError):
         pass  # an unparseable date is kept as written
-    return BenchDocument(id=para_id, text=text, timestamp=stamp, source=f"nyt:{article}",
+    return bench_document(id=para_id, text=text, timestamp=stamp, source=f"nyt:{article}",
                          meta={"article": article})
 
 

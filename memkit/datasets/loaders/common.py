@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
-from memkit.datasets.records import BenchDocument, BenchQuestion
+from memkit.datasets.records import BenchQuestion
+from memkit.documents import SourceDocument
 
 
 class DatasetError(ValueError):
@@ -187,10 +188,10 @@ def take(questions: list[BenchQuestion], limit: int | None) -> list[BenchQuestio
     return questions if limit is None else questions[:limit]
 
 
-def needed_documents(documents: list[BenchDocument], questions: list[BenchQuestion]) -> list[BenchDocument]:
+def needed_documents(documents: list[SourceDocument], questions: list[BenchQuestion]) -> list[SourceDocument]:
     """The documents some question cites, in their original order."""
     cited = {doc_id for q in questions for doc_id in q.doc_ids}
-    return [d for d in documents if d.id in cited]
+    return [d for d in documents if d.external_id in cited]
 
 
 def pick_file(dataset: str, directory: Path, candidates: list[Path], split: str | None, expected: str) -> Path:

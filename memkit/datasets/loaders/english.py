@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
+from memkit.documents import SourceDocument
 from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iso_timestamp, iter_jsonl, require_path, string_list, take, time_key,
 )
@@ -46,7 +47,7 @@ def load(path: str | Path, *, limit: int | None = None) -> Benchmark:
     questions_path = _find(folder, _QUESTION_NAMES)
 
     stream = _read_documents(documents_path)
-    by_id = {d.id: d for d in stream}
+    by_id = {d.external_id: d for d in stream}
     questions = _read_questions(questions_path, by_id)
     kept = take(questions, limit)
     counts = {kind: sum(1 for q in kept if q.type == kind) for kind in TYPES}
@@ -62,9 +63,9 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path:
     raise DatasetError(NAME, folder, f"no {names[0]} in the folder", expected=EXPECTED)
 
 
-def _read_documents(path: Path) -> list[BenchDocument]:
+def _read_documents(path: Path) -> list[SourceDocument]:
     ctx = {"dataset": NAME, "path": path, "expected": DOCUMENTS_EXPECTED}
-    rows: list[tuple[object, int, BenchDocument]] = []
+    rows: list[tuple[object, int, SourceDocument]] = []
     seen: set[str] = set()
     for where, obj in iter_jsonl(NAME, path, DOCUMENTS_EXPECTED):
         doc_id = field(obj, "id", str, where=where, nonempty=True, **ctx)
@@ -81,7 +82,7 @@ def _read_documents(path: Path) -> list[BenchDocument]:
                                expected="unique document ids")
         seen.add(doc_id)
         meta = {k: v for k, v in obj.items() if k not in ("id", "text", "timestamp", "source")}
-        rows.append((moment, len(rows), BenchDocument(id=doc_id, text=text, timestamp=iso_timestamp(stamp),
+        rows.append((moment, len(rows), bench_document(id=doc_id, text=text, timestamp=iso_timestamp(stamp),
                                                       source=source, meta=meta)))
     if not rows:
         raise DatasetError(NAME, path, "no documents in the file", expected=DOCUMENTS_EXPECTED)
@@ -89,7 +90,7 @@ def _read_documents(path: Path) -> list[BenchDocument]:
     return [r[2] for r in rows]
 
 
-def _read_questions(path: Path, documents: dict[str, BenchDocument]) -> list[BenchQuestion]:
+def _read_questions(path: Path, documents: dict[str, SourceDocument]) -> list[BenchQuestion]:
     questions: list[BenchQuestion] = []
     seen: set[str] = set()
     for where, obj in iter_jsonl(NAME, path, QUESTIONS_EXPECTED):
@@ -104,7 +105,7 @@ def _read_questions(path: Path, documents: dict[str, BenchDocument]) -> list[Ben
     return questions
 
 
-def _question(obj: dict, path: Path, where: str, documents: dict[str, BenchDocument]) -> BenchQuestion:
+def _question(obj: dict, path: Path, where: str, documents: dict[str, SourceDocument]) -> BenchQuestion:
     ctx = {"dataset": NAME, "path": path, "where": where, "expected": QUESTIONS_EXPECTED}
     qid = field(obj, "id", str, nonempty=True, **ctx)
     text = field(obj, "question", str, nonempty=True, **ctx)
@@ -147,10 +148,10 @@ def _question(obj: dict, path: Path, where: str, documents: dict[str, BenchDocum
                          meta=meta)
 
 
-def _select(stream: list[BenchDocument], kept: list[BenchQuestion],
-            every: list[BenchQuestion]) -> list[BenchDocument]:
+def _select(stream: list[SourceDocument], kept: list[BenchQuestion],
+            every: list[BenchQuestion]) -> list[SourceDocument]:
     """The documents the kept questions cite, plus those cited by the twins of kept as-of questions; stream order."""
     cited = {d for q in kept for d in q.doc_ids}
     dated = {q.question for q in kept if q.type == "as_of"}
     cited |= {d for q in every if q.type == "as_of" and q.question in dated for d in q.doc_ids}
-    return [d for d in stream if d.id in cited]
+    return [d for d in stream if d.external_id in cited]

@@ -23,7 +23,8 @@ import random
 import re
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
+from memkit.documents import SourceDocument
 from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iter_jsonl, needed_documents, require_path, string_list,
 )
@@ -52,12 +53,12 @@ def load(path: str | Path, *, limit: int | None = None, k: int = 16, seed: int =
                                expected=f"one of: {', '.join(sorted(pairs)) or 'none'}")
         pairs = {name: pair for name, pair in pairs.items() if name in wanted}
 
-    documents: list[BenchDocument] = []
+    documents: list[SourceDocument] = []
     per_task: list[list[BenchQuestion]] = []
     for task, (demos, tests) in pairs.items():
         doc_id = f"{task}/demos"
         text = "\n\n".join(f"Input: {i}\nOutput: {o}" for i, o, _ in demos)
-        documents.append(BenchDocument(id=doc_id, text=text, source=f"metaicl:{task}",
+        documents.append(bench_document(id=doc_id, text=text, source=f"metaicl:{task}",
                                        meta={"task": task, "k": len(demos), "seed": seed}))
         per_task.append([BenchQuestion(id=f"{task}/{n}", question=i, answers=[o], doc_ids=[doc_id], type=task,
                                        meta={"task": task, "options": opts})

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
+from memkit.documents import SourceDocument
 from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iter_jsonl, needed_documents, require_path, take,
 )
@@ -44,7 +45,7 @@ def load(path: str | Path, *, limit: int | None = None, split: str = "test",
                                expected=f"{EXPECTED}; or split=train|valid|test")
         path = found
 
-    documents: list[BenchDocument] = []
+    documents: list[SourceDocument] = []
     questions: list[BenchQuestion] = []
     episodes: dict[str, int] = {}
     for where, obj in iter_jsonl(NAME, path, EXPECTED):
@@ -59,7 +60,7 @@ def load(path: str | Path, *, limit: int | None = None, split: str = "test",
             context = "\n".join(f"{s}: {t}" for s, t in turns[:i])
             questions.append(BenchQuestion(
                 id=f"{episode}/turn-{i}", question=f"{context}\n{speaker}:", answers=[text],
-                doc_ids=[d.id for d in docs], type=f"session_{len(docs) + 1}",
+                doc_ids=[d.external_id for d in docs], type=f"session_{len(docs) + 1}",
                 meta={"episode": episode, "turn": i, "speaker": speaker, "personas": personas}))
     if not questions:
         raise DatasetError(NAME, path, "no episode has a current session of two or more turns", expected=EXPECTED)
@@ -77,7 +78,7 @@ def _episode_id(obj: dict, where: str, episodes: dict[str, int]) -> str:
     return base if episodes[base] == 1 else f"{base}~{episodes[base]}"
 
 
-def _history(obj: dict, episode: str, path: Path, where: str) -> list[BenchDocument]:
+def _history(obj: dict, episode: str, path: Path, where: str) -> list[SourceDocument]:
     sessions = field(obj, "previous_dialogs", list, dataset=NAME, path=path, where=where, expected=EXPECTED)
     docs = []
     for k, session in enumerate(sessions, start=1):
@@ -88,7 +89,7 @@ def _history(obj: dict, episode: str, path: Path, where: str) -> list[BenchDocum
             raise DatasetError(NAME, path, "an earlier session has no turns", where=swhere, expected=EXPECTED)
         meta = {"episode": episode, "session": k}
         meta.update({key: session[key] for key in ("time_num", "time_unit") if key in session})
-        docs.append(BenchDocument(id=f"{episode}/session-{k}", text="\n".join(f"{s}: {t}" for s, t in turns),
+        docs.append(bench_document(id=f"{episode}/session-{k}", text="\n".join(f"{s}: {t}" for s, t in turns),
                                   source=f"msc:{episode}", meta=meta))
     return docs
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
+from memkit.documents import SourceDocument
 from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, needed_documents, read_json, require_path, take,
 )
@@ -36,7 +37,7 @@ def load(path: str | Path, *, limit: int | None = None, keep_unanswerable: bool 
         raise DatasetError(NAME, path, "no top-level 'data' list", expected=EXPECTED)
 
     ctx = {"dataset": NAME, "path": path, "expected": EXPECTED}
-    documents: list[BenchDocument] = []
+    documents: list[SourceDocument] = []
     questions: list[BenchQuestion] = []
     seen_titles: dict[str, int] = {}
     seen_questions: set[str] = set()
@@ -52,7 +53,7 @@ def load(path: str | Path, *, limit: int | None = None, keep_unanswerable: bool 
             pwhere = f"{where}.paragraphs[{p}]"
             doc_id = f"{base}/{p}"
             context = field(paragraph, "context", str, where=pwhere, nonempty=True, **ctx)
-            documents.append(BenchDocument(id=doc_id, text=context, source=title,
+            documents.append(bench_document(id=doc_id, text=context, source=title,
                                            meta={"title": title, "paragraph": p}))
             for k, qa in enumerate(field(paragraph, "qas", list, where=pwhere, **ctx)):
                 question = _question(qa, doc_id, f"{pwhere}.qas[{k}]", keep_unanswerable, ctx)

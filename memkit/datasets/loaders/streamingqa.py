@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
+from memkit.documents import SourceDocument
 from memkit.datasets.loaders.common import (
     DatasetError, check_count, field, iso_timestamp, iter_jsonl, pick_file, require_path, string_list,
     take, time_key,
@@ -43,7 +44,7 @@ def load(path: str | Path, *, documents: str | Path | None = None, limit: int | 
     questions_path, documents_path = _resolve(require_path(NAME, path, EXPECTED), documents, split)
 
     stream = _read_documents(documents_path)
-    known = {d.id for d in stream}
+    known = {d.external_id for d in stream}
     questions: list[BenchQuestion] = []
     skipped: list[str] = []
     seen: set[str] = set()
@@ -88,9 +89,9 @@ def _resolve(path: Path, documents: str | Path | None, split: str) -> tuple[Path
     return questions, require_path(NAME, docs, DOCUMENTS_EXPECTED)
 
 
-def _read_documents(path: Path) -> list[BenchDocument]:
+def _read_documents(path: Path) -> list[SourceDocument]:
     ctx = {"dataset": NAME, "path": path, "expected": DOCUMENTS_EXPECTED}
-    rows: list[tuple[object, int, BenchDocument]] = []
+    rows: list[tuple[object, int, SourceDocument]] = []
     seen: set[str] = set()
     for where, obj in iter_jsonl(NAME, path, DOCUMENTS_EXPECTED):
         doc_id = str(field(obj, "id", (str, int), where=where, **ctx))
@@ -106,7 +107,7 @@ def _read_documents(path: Path) -> list[BenchDocument]:
                                expected="unique document ids")
         seen.add(doc_id)
         meta = {k: v for k, v in obj.items() if k not in ("id", "text", "timestamp")}
-        doc = BenchDocument(id=doc_id, text=text, timestamp=iso_timestamp(stamp), source=doc_id, meta=meta)
+        doc = bench_document(id=doc_id, text=text, timestamp=iso_timestamp(stamp), source=doc_id, meta=meta)
         rows.append((moment, len(rows), doc))
     if not rows:
         raise DatasetError(NAME, path, "no documents in the file", expected=DOCUMENTS_EXPECTED)
@@ -146,13 +147,13 @@ def _question(obj: dict, path: Path, where: str) -> BenchQuestion:
                          timestamp=iso_timestamp(asked), meta=meta)
 
 
-def _select(stream: list[BenchDocument], questions: list[BenchQuestion], max_docs: int | None) -> list[BenchDocument]:
+def _select(stream: list[SourceDocument], questions: list[BenchQuestion], max_docs: int | None) -> list[SourceDocument]:
     """Every cited document, then others in stream order up to ``max_docs`` in all; stream order kept."""
     cited = {doc_id for q in questions for doc_id in q.doc_ids}
     room = len(stream) if max_docs is None else max(max_docs - len(cited), 0)
-    keep: list[BenchDocument] = []
+    keep: list[SourceDocument] = []
     for doc in stream:
-        if doc.id in cited:
+        if doc.external_id in cited:
             keep.append(doc)
         elif room > 0:
             keep.append(doc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 
-from memkit.datasets.records import BenchDocument, BenchQuestion, Benchmark
+from memkit.datasets.records import BenchQuestion, Benchmark, bench_document
 
 FAST_OPTIONS = {  # short answers and little training keep the harness's tests fast
     "closed_book": {"max_new_tokens": "3"},
@@ -26,7 +26,7 @@ FACTS = [
 
 
 def small_benchmark() -> Benchmark:
-    docs = [BenchDocument(id=f"d{i}", text=f"{name} is a {job} who lives in {town}.", source=f"bio/{i}",
+    docs = [bench_document(id=f"d{i}", text=f"{name} is a {job} who lives in {town}.", source=f"bio/{i}",
                           timestamp=f"2024-01-0{i + 1}")
             for i, (name, job, town) in enumerate(FACTS)]
     questions = [BenchQuestion(id=f"q{i}", question=f"Where does {name} live?", answers=[town], doc_ids=[f"d{i}"],

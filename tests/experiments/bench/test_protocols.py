@@ -16,7 +16,7 @@ def words(text: str) -> int:
 def test_stream_asks_only_what_has_been_ingested(bench):
     steps = stream_plan(bench, BenchConfig(checkpoints=2), words)
     assert [s.fresh for s in steps] == [True, False]
-    assert [[d.id for d in s.ingest] for s in steps] == [["d0", "d1", "d2"], ["d3", "d4", "d5"]]
+    assert [[d.external_id for d in s.ingest] for s in steps] == [["d0", "d1", "d2"], ["d3", "d4", "d5"]]
     assert [q.id for q in steps[0].ask] == ["q0", "q1", "q2", "q-pair"]
     assert len(steps[1].ask) == len(bench.questions)
     assert [s.label["n_docs"] for s in steps] == [3, 6]
@@ -25,7 +25,7 @@ def test_stream_asks_only_what_has_been_ingested(bench):
 
 def test_stream_with_n_docs_keeps_the_first_documents(bench):
     (step,) = stream_plan(bench, BenchConfig(n_docs=2), words)
-    assert [d.id for d in step.ingest] == ["d0", "d1"]
+    assert [d.external_id for d in step.ingest] == ["d0", "d1"]
     assert [q.id for q in step.ask] == ["q0", "q1"]
 
 
@@ -36,10 +36,10 @@ def test_sweep_packs_documents_into_contexts_of_at_most_l_tokens(bench):
     large = [s for s in steps if s.label["context_tokens"] == 2 * size + 1]
     assert all(s.fresh for s in steps)
     assert [len(s.ingest) for s in small] == [1] * 6
-    assert [[d.id for d in s.ingest] for s in large] == [["d0", "d1"], ["d2", "d3"], ["d4", "d5"]]
+    assert [[d.external_id for d in s.ingest] for s in large] == [["d0", "d1"], ["d2", "d3"], ["d4", "d5"]]
     assert all(q.id != "q-pair" for s in large for q in s.ask), "d1 and d2 fall in different contexts"
     for s in steps:
-        ids = {d.id for d in s.ingest}
+        ids = {d.external_id for d in s.ingest}
         assert s.ask and all(set(q.doc_ids) <= ids for q in s.ask)
         assert sum(words(d.text) for d in s.ingest) <= s.label["context_tokens"] or len(s.ingest) == 1
     assert large[0].label["n_groups"] == 3
@@ -53,7 +53,7 @@ def test_sweep_max_groups_caps_the_contexts(bench):
 def test_retention_asks_the_first_documents_questions_twice(bench):
     before, after = retention_plan(bench, BenchConfig(retention_split=0.5), words)
     assert before.fresh and not after.fresh
-    assert [d.id for d in before.ingest] == ["d0", "d1", "d2"] and [d.id for d in after.ingest] == ["d3", "d4", "d5"]
+    assert [d.external_id for d in before.ingest] == ["d0", "d1", "d2"] and [d.external_id for d in after.ingest] == ["d3", "d4", "d5"]
     assert before.ask == after.ask and [q.id for q in before.ask] == ["q0", "q1", "q2", "q-pair"]
     assert (before.label["phase"], after.label["phase"]) == ("before", "after")
     with pytest.raises(ConfigError, match="at least 2"):

@@ -11,10 +11,10 @@ from memkit.errors import ConfigError
 
 
 def test_a_document_asked_in_its_own_words_is_found_first(tiny_lm, bench):
-    questions = [BenchQuestion(id=f"q{i}", question=d.text, answers=["x"], doc_ids=[d.id])
+    questions = [BenchQuestion(id=f"q{i}", question=d.text, answers=["x"], doc_ids=[d.external_id])
                  for i, d in enumerate(bench.documents)]
     questions.append(BenchQuestion(id="two", question="both", answers=["x"],
-                                   doc_ids=[bench.documents[0].id, bench.documents[1].id]))   # not measured
+                                   doc_ids=[bench.documents[0].external_id, bench.documents[1].external_id]))   # not measured
     echo = Benchmark(name="echo", documents=bench.documents, questions=questions)
     cfg = BenchConfig(methods=["prompt", "rag"], seed=0, batch_size=2,
                       method_options={"rag": {"chunk_tokens": "16", "chunk_overlap": "0"}})

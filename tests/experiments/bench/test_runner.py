@@ -17,7 +17,7 @@ REQUIRED = ["method", "setting", "protocol", "n_docs", "context_tokens", "em", "
 def test_run_method_records_every_question(tiny_lm, bench, name):
     results = run_method(bench, name, tiny_lm, FAST_OPTIONS[name], seed=0, batch_size=4)
     assert [r.question_id for r in results] == [q.id for q in bench.questions]
-    known = {d.id for d in bench.documents}
+    known = {d.external_id for d in bench.documents}
     for r in results:
         assert 0.0 <= r.em <= 1.0 and 0.0 <= r.f1 <= 1.0
         assert r.latency_ms > 0 and r.prompt_tokens > 0 and 1 <= r.generated_tokens <= 3
@@ -45,7 +45,7 @@ def test_oracle_puts_exactly_the_gold_documents_in_the_prompt(tiny_lm, bench, mo
         session.ingest(bench.documents)
         results = session.ask(bench.questions)
     assert len(prompts) == len(bench.questions)
-    texts = {d.id: d.text for d in bench.documents}
+    texts = {d.external_id: d.text for d in bench.documents}
     for question, prompt, result in zip(bench.questions, prompts, results):
         inside = {doc_id for doc_id, text in texts.items() if text in prompt}
         assert inside == set(question.doc_ids), question.id

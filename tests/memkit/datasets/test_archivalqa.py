@@ -37,7 +37,7 @@ def write_csv(path, header, rows):
 def test_paragraphs_deduplicated_and_rows_become_questions(tmp_path):
     bench = archivalqa.load(write_csv(tmp_path / "ArchivalQA_test.csv", HEADER, ROWS))
     bench.validate()
-    assert [d.id for d in bench.documents] == ["148748_0", "1839755_20", "1043631_15"]
+    assert [d.external_id for d in bench.documents] == ["148748_0", "1839755_20", "1043631_15"]
     assert bench.documents[0].text == P1 and bench.documents[0].meta == {"article": "148748"}
     assert [q.id for q in bench.questions] == ["test_0", "test_1", "test_2", "test_3"]
     first = bench.questions[0]
@@ -48,7 +48,7 @@ def test_paragraphs_deduplicated_and_rows_become_questions(tmp_path):
 
 def test_limit_keeps_the_cited_paragraphs(tmp_path):
     bench = archivalqa.load(write_csv(tmp_path / "ArchivalQA_test.csv", HEADER, ROWS), limit=2)
-    assert len(bench.questions) == 2 and [d.id for d in bench.documents] == ["148748_0"]
+    assert len(bench.questions) == 2 and [d.external_id for d in bench.documents] == ["148748_0"]
 
 
 def test_directory_of_split_csvs(tmp_path):

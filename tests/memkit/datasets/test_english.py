@@ -110,7 +110,7 @@ def test_questions_that_are_not_dated_are_asked_once():
 def test_limit_keeps_the_first_questions_their_documents_and_as_of_twins():
     bench = english.load(ENGLISH_DATA, limit=12)
     assert [q.id for q in bench.questions] == [q["id"] for q in RAW_QUESTIONS[:12]]
-    kept = {d.id for d in bench.documents}
+    kept = {d.external_id for d in bench.documents}
     assert {d for q in bench.questions for d in q.doc_ids} <= kept
     for q in bench.questions:
         if q.type == "as_of":
@@ -152,7 +152,7 @@ def test_a_small_folder_maps_as_documented(folder):
     two = {"id": "q3", "question": "Where is the firm Mara joined?", "answers": ["Oskvale"],
            "doc_ids": ["d2", "d1"], "type": "two_doc", "bridge": "Tillerby Freight", "note": "x"}
     bench = load_benchmark("english", folder(questions=[QUESTION, dated, two]))
-    assert [d.id for d in bench.documents] == ["d2", "d1"]                        # time order
+    assert [d.external_id for d in bench.documents] == ["d2", "d1"]                        # time order
     assert bench.documents[1].source == "news/tillerby" and bench.documents[0].source == "d2"
     assert bench.documents[1].timestamp == "2024-01-02T00:00:00+00:00"
     q1, q2, q3 = bench.questions

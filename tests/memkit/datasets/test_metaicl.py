@@ -31,7 +31,7 @@ def test_data_directory_pairs_demonstrations_with_tests(write_jsonl, tmp_path):
     write_data_dir(write_jsonl)
     bench = metaicl.load(tmp_path / "data", k=2, seed=13)
     bench.validate()
-    assert [d.id for d in bench.documents] == ["freebase_qa/demos", "glue-rte/demos"]
+    assert [d.external_id for d in bench.documents] == ["freebase_qa/demos", "glue-rte/demos"]
     assert bench.document("glue-rte/demos").text == (
         "Input: Premise 1. [SEP] Hypothesis 1.\nOutput: entailment\n\n"
         "Input: Premise 2. [SEP] Hypothesis 2.\nOutput: not_entailment")
@@ -56,7 +56,7 @@ def test_limit_is_round_robin_over_tasks(write_jsonl, tmp_path):
     bench = metaicl.load(tmp_path / "data", k=2, seed=13, limit=3)
     assert [q.id for q in bench.questions] == ["freebase_qa/0", "freebase_qa/1", "glue-rte/0"]
     only = metaicl.load(tmp_path / "data", k=2, seed=13, tasks="glue-rte", limit=1)
-    assert [q.id for q in only.questions] == ["glue-rte/0"] and [d.id for d in only.documents] == ["glue-rte/demos"]
+    assert [q.id for q in only.questions] == ["glue-rte/0"] and [d.external_id for d in only.documents] == ["glue-rte/demos"]
     with pytest.raises(ValueError, match="no task 'sst2'"):
         metaicl.load(tmp_path / "data", k=2, seed=13, tasks=["sst2"])
 

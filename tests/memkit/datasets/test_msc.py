@@ -36,7 +36,7 @@ def lines():
 def test_sessions_become_documents_and_turns_become_questions(write_jsonl):
     bench = msc.load(write_jsonl("msc_dialogue/session_3/test.txt", lines()))
     bench.validate()
-    assert [d.id for d in bench.documents] == ["train:ordered_2378/session-1", "train:ordered_2378/session-2",
+    assert [d.external_id for d in bench.documents] == ["train:ordered_2378/session-1", "train:ordered_2378/session-2",
                                                "train:ordered_911/session-1"]
     assert bench.documents[0].text == ("Speaker 1: Hi! How are your dogs doing?\n"
                                        "Speaker 2: They're great, we went to the park.\n"
@@ -62,7 +62,7 @@ def test_max_turns_and_limit(write_jsonl):
     assert [q.id for q in capped.questions] == ["train:ordered_2378/turn-1", "train:ordered_911/turn-1"]
     limited = msc.load(path, limit=2)
     assert len(limited.questions) == 2
-    assert [d.id for d in limited.documents] == ["train:ordered_2378/session-1", "train:ordered_2378/session-2"]
+    assert [d.external_id for d in limited.documents] == ["train:ordered_2378/session-1", "train:ordered_2378/session-2"]
     limited.validate()
 
 

@@ -45,7 +45,7 @@ def test_paragraphs_and_questions(write_json):
     bench = squad.load(write_json("dev-v1.1.json", v11()))
     bench.validate()
     assert bench.name == "squad" and bench.meta["version"] == "1.1"
-    assert [d.id for d in bench.documents] == ["Super_Bowl_50/0", "Super_Bowl_50/1", "Warsaw/0"]
+    assert [d.external_id for d in bench.documents] == ["Super_Bowl_50/0", "Super_Bowl_50/1", "Warsaw/0"]
     assert bench.documents[0].text == SB and bench.documents[0].meta == {"title": "Super_Bowl_50", "paragraph": 0}
     assert [q.id for q in bench.questions] == ["56be4db0acb8001400a502ec", "56be4db0acb8001400a502ed",
                                                "56be4db0acb8001400a502ee", "57336755d058e614000b5a3e"]
@@ -60,7 +60,7 @@ def test_paragraphs_and_questions(write_json):
 def test_limit_keeps_only_the_cited_paragraphs(write_json):
     bench = squad.load(write_json("dev-v1.1.json", v11()), limit=2)
     assert len(bench.questions) == 2
-    assert [d.id for d in bench.documents] == ["Super_Bowl_50/0"]
+    assert [d.external_id for d in bench.documents] == ["Super_Bowl_50/0"]
     bench.validate()
 
 

@@ -49,7 +49,7 @@ def test_stream_ordered_by_time_and_questions_cite_it(write_jsonl):
     docs = write_jsonl("documents.jsonl", documents())
     bench = streamingqa.load(qs, documents=docs)
     bench.validate()
-    assert [d.id for d in bench.documents] == [K3, K1, K2, K4]
+    assert [d.external_id for d in bench.documents] == [K3, K1, K2, K4]
     assert bench.documents[0].timestamp == "2020-01-01T00:00:00+00:00"     # ISO "Z" made canonical
     assert bench.documents[1].timestamp == "2020-03-02T00:00:00+00:00"
     assert [q.id for q in bench.questions] == ["eval-0", "eval-1", "eval-2"]
@@ -85,11 +85,11 @@ def test_limit_and_max_docs_keep_cited_documents_first(write_jsonl):
     docs = write_jsonl("documents.jsonl", documents())
     one = streamingqa.load(qs, documents=docs, limit=1)
     assert [q.id for q in one.questions] == ["eval-0"]
-    assert [d.id for d in one.documents] == [K3, K1, K2, K4]               # whole stream by default
+    assert [d.external_id for d in one.documents] == [K3, K1, K2, K4]               # whole stream by default
     capped = streamingqa.load(qs, documents=docs, limit=1, max_docs=2)
-    assert [d.id for d in capped.documents] == [K3, K1]                    # K1 cited, K3 earliest other
+    assert [d.external_id for d in capped.documents] == [K3, K1]                    # K1 cited, K3 earliest other
     tight = streamingqa.load(qs, documents=docs, limit=2, max_docs=1)
-    assert [d.id for d in tight.documents] == [K1, K2]                     # cited documents always kept
+    assert [d.external_id for d in tight.documents] == [K1, K2]                     # cited documents always kept
     tight.validate()
 
 
