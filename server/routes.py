@@ -214,8 +214,8 @@ def add_native_routes(app: FastAPI, runtime: Runtime, config: ServerConfig, chec
             raise ApiError(422, "the body holds no documents", "invalid_input")
         job = runtime.submit(name, parsed.docs, parsed.refusals, parsed.refused, parsed.size)
         if wait:
-            return JSONResponse(await runtime.wait_job(job["id"], WAIT_MAX_S), status_code=200)
-        return job
+            return JSONResponse(await runtime.wait_job(job.id, WAIT_MAX_S), status_code=200)
+        return job.to_dict()
 
     @app.get("/collections/{name}/documents", tags=["documents"], summary="Documents, by id, with filters.")
     async def list_documents(

@@ -25,9 +25,11 @@ from typing import Any, Callable
 from memkit.documents import SourceDocument
 from memkit.engine import Engine, as_of_time
 from server.config import ServerConfig
+from server.ingest_job import REFUSALS_KEPT, IngestJob
 from memkit.errors import ConflictError, NotFoundError, UnavailableError
 from server.metrics import Metrics
 from memkit.service.collections import engine_for, new_collection
+from storage.jobs import UNFINISHED
 from storage.root import StoreRoot
 from storage.schema import utc_now
 
@@ -39,8 +41,6 @@ CRASHED = ("the server ended before this job finished (killed or crashed); the d
            "stored, whole; send the rest again (documents already stored are skipped as duplicates)")
 JOB_SAVE_EVERY_S = 1.0
 """A running job's file is rewritten at most this often (and after its last chunk)."""
-JOB_IDS_KEPT = 10_000
-"""A job lists the ids of at most this many added documents; its counts cover all."""
 
 
 class ModelWorker:
@@ -294,9 +294,9 @@ class Runtime:
         async with self._lock:
             served = self.get(name)
             if self.running_job is not None:
-                job = self.root.jobs.get(self.running_job)
-                if job is not None and job.get("collection") == name:
-                    raise ConflictError(f"an ingest job ({job['id']}) is running for collection {name!r}; wait "
+                job = self._job(self.running_job)
+                if job is not None and job.collection == name:
+                    raise ConflictError(f"an ingest job ({job.id}) is running for collection {name!r}; wait "
                                         f"for it to finish", code="collection_busy")
             served.deleted = True        # questions still queued for it are answered 404 by its batcher
             try:
@@ -323,18 +323,24 @@ class Runtime:
             raise UnavailableError(f"the ingest queue is full ({self.queued_bytes} bytes of documents wait for the "
                                    f"writer); send these again once GET /jobs shows it has drained", code="queue_full")
 
-    def submit(self, name: str, docs: list[SourceDocument], refusals: list[str], refused: int, size: int) -> dict:
+    def submit(self, name: str, docs: list[SourceDocument], refusals: list[str], refused: int,
+               size: int) -> IngestJob:
         """Queues an ingest job of ``docs`` (``size`` bytes of text) into collection ``name``; ``refused``
         documents of the request were refused (``refusals``: the first messages). Returns the job as saved."""
         served = self.get(name)
         self.check_room(size)
-        job = self.root.jobs.new(kind="ingest", collection=name, total=len(docs) + refused, processed=refused,
-                                 added=0, duplicates=0, memories=0, refused=refused, refusals=refusals[:100],
-                                 document_ids=[])
-        self._inputs[job["id"]] = (served, docs, size)
+        fresh = IngestJob(id="", collection=name, total=len(docs) + refused, processed=refused, refused=refused,
+                          refusals=refusals[:REFUSALS_KEPT]).to_dict()
+        job = IngestJob.from_dict(self.root.jobs.new(**{k: v for k, v in fresh.items() if k not in ("id", "status")}))
+        self._inputs[job.id] = (served, docs, size)
         self.queued_bytes += size
-        self.jobs_queue.put_nowait(job["id"])
+        self.jobs_queue.put_nowait(job.id)
         return job
+
+    def _job(self, job_id: str) -> IngestJob | None:
+        """The job's record as its file holds it, or None."""
+        data = self.root.jobs.get(job_id)
+        return None if data is None else IngestJob.from_dict(data)
 
     async def _writer(self) -> None:
         """Runs the queued ingest jobs one at a time, in chunks, until the server stops; then marks the jobs
@@ -361,65 +367,57 @@ class Runtime:
 
     def _end(self, job_id: str, status: str, error: str) -> None:
         try:
-            job = self.root.jobs.get(job_id) or {"id": job_id}
-            job.update(status=status, error=error, finished_at=utc_now())
-            self.root.jobs.save(job)
+            job = self._job(job_id) or IngestJob(id=job_id)
+            job.status, job.error, job.finished_at = status, error, utc_now()
+            self.root.jobs.save(job.to_dict())
         except Exception:  # the job file cannot be written: the log says so, the writer goes on
             log.exception("could not record ingest job %s as %s", job_id, status)
 
     async def _run_job(self, job_id: str, served: Served, docs: list[SourceDocument]) -> None:
         jobs = self.root.jobs
-        job = jobs.get(job_id)
-        name = job["collection"]
-        if served.deleted or self.served.get(name) is not served:   # deleted (and perhaps made anew) since
-            job.update(status="failed", error=f"collection {name!r} was deleted", finished_at=utc_now())
-            jobs.save(job)
+        job = self._job(job_id)
+
+        async def save() -> None:
+            await asyncio.to_thread(jobs.save, job.to_dict())
+
+        if served.deleted or self.served.get(job.collection) is not served:   # deleted (and perhaps made anew)
+            job.status, job.error, job.finished_at = "failed", f"collection {job.collection!r} was deleted", utc_now()
+            await save()
             return
-        job.update(status="running", started_at=utc_now())
-        await asyncio.to_thread(jobs.save, job)
+        job.status, job.started_at = "running", utc_now()
+        await save()
         start, saved = time.perf_counter(), time.perf_counter()
         step = max(1, served.engine.batch_size)
         # one ingestion for the whole job: chunks are encoded between asks, and written write_batch documents
         # at a time (one transaction, segment file and index update each), not a chunk at a time
         ingestion = served.engine.ingestion()
-
-        def count(report) -> None:
-            job["added"] += len(report.added)
-            job["duplicates"] += report.duplicates
-            job["memories"] += report.memories
-            job["refused"] += len(report.failed)
-            job["refusals"] = (job["refusals"] + [str(e) for e in report.failed])[:100]
-            room = JOB_IDS_KEPT - len(job["document_ids"])
-            job["document_ids"] += report.added[:max(0, room)]
-            self.metrics.ingested.inc(len(report.added))
-
         for at in range(0, len(docs), step):
             if self.stopping.is_set():
-                count(await self.worker.run(ingestion.close))       # what was encoded is written, whole
-                job.update(status="interrupted", error=INTERRUPTED, finished_at=utc_now())
-                await asyncio.to_thread(jobs.save, job)
+                self.metrics.ingested.inc(job.count(await self.worker.run(ingestion.close)))   # encoded: written
+                job.status, job.error, job.finished_at = "interrupted", INTERRUPTED, utc_now()
+                await save()
                 return
             chunk = docs[at:at + step]
-            count(await self.worker.run(lambda: ingestion.add(chunk)))
-            job["processed"] += len(chunk)
+            self.metrics.ingested.inc(job.count(await self.worker.run(lambda: ingestion.add(chunk))))
+            job.processed += len(chunk)
             elapsed = time.perf_counter() - start
-            job["seconds"] = round(elapsed, 3)
+            job.seconds = round(elapsed, 3)
             done = at + len(chunk)
-            job["documents_per_second"] = round(done / elapsed, 3) if elapsed > 0 else None
+            job.documents_per_second = round(done / elapsed, 3) if elapsed > 0 else None
             if time.perf_counter() - saved >= JOB_SAVE_EVERY_S:
-                await asyncio.to_thread(jobs.save, dict(job))
+                await save()
                 saved = time.perf_counter()
-        count(await self.worker.run(ingestion.close))
-        job["seconds"] = round(time.perf_counter() - start, 3)
-        job.update(status="done", finished_at=utc_now())
-        await asyncio.to_thread(jobs.save, job)
+        self.metrics.ingested.inc(job.count(await self.worker.run(ingestion.close)))
+        job.seconds = round(time.perf_counter() - start, 3)
+        job.status, job.finished_at = "done", utc_now()
+        await save()
 
     async def wait_job(self, job_id: str, timeout: float) -> dict:
         """The job once it is finished, or as it stands after ``timeout`` seconds."""
         end = time.monotonic() + timeout
         while True:
             job = await asyncio.to_thread(self.root.jobs.get, job_id)
-            if job is None or job["status"] not in ("queued", "running") or time.monotonic() >= end:
+            if job is None or IngestJob.from_dict(job).status not in UNFINISHED or time.monotonic() >= end:
                 return job
             await asyncio.sleep(0.1)
 
