@@ -253,11 +253,13 @@ class Runtime:
             self.models[key] = FrozenLM.load(model_id, revision=revision, device=self.config.device)
         return self.models[key]
 
-    def _serve(self, name: str) -> Served:
-        """Opens collection ``name`` with its model and method (worker thread)."""
+    def _serve(self, name: str, method=None) -> Served:
+        """Opens collection ``name`` with its model and method (``method``: already built for it; worker
+        thread)."""
         store = self.root.collection(name)
         info = store.info
-        engine = engine_for(store, self._lm(info.model_id, info.model_revision), batch_size=self.config.ingest_batch)
+        engine = engine_for(store, self._lm(info.model_id, info.model_revision), batch_size=self.config.ingest_batch,
+                            method=method)
         return Served(name, store, engine)
 
     def get(self, name: str) -> Served:
@@ -283,7 +285,7 @@ class Runtime:
                 lm = self._lm(model_id, revision)
                 made = new_collection(lm, method, options, revision=revision)   # the model resolved, as init
                 self.root.create_collection(name, **made.spec)
-                return self._serve(name)
+                return self._serve(name, made.method)
 
             served = await self.worker.run(make)
             served.batcher = AskBatcher(self, served)

@@ -30,12 +30,14 @@ class CollectionStore(MemoryStore, Protocol):
         """Document id -> its stored row (``external_id``, ``timestamp``, ``source``, ...), for those it holds."""
 
 
-def engine_for(store: CollectionStore, lm, *, batch_size: int = 8, write_batch: int = 64) -> Engine:
-    """The engine over ``store`` with ``lm``: the store's method rebuilt from its recorded options;
+def engine_for(store: CollectionStore, lm, *, batch_size: int = 8, write_batch: int = 64, method=None) -> Engine:
+    """The engine over ``store`` with ``lm``: the store's method rebuilt from its recorded options, or ``method``
+    when the caller has just built it (``new_collection``; a generator or slot model is not loaded twice);
     ``ModelMismatchError`` when ``lm`` is not the model the store was built with."""
     info = store.info
     store.check_model(lm.name, lm.fingerprint)
-    method = build_method(info.method, lm, info.method_config)
+    if method is None:
+        method = build_method(info.method, lm, info.method_config)
     return Engine(lm, method, store, batch_size=batch_size, write_batch=write_batch)
 
 
