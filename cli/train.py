@@ -64,13 +64,18 @@ def base(
              "gets fewer steps (the packaged model: 40 minutes, 3263 steps on 2 CPU cores).")] = 40.0,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: the budget decides).")] = 0,
     seed: Annotated[int, typer.Option(help="Seeds the model, the data order and the reading worlds.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Steps between checkpoints in OUT/checkpoint (0: none).")] = 250,
+    resume: Annotated[str, typer.Option(
+        help="Go on from a checkpoint, or from the --out folder of an interrupted run (the same options).")] = "",
     install: Annotated[bool, typer.Option(help="Make the result memkit's packaged default model.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Pretrain the world LM on the synthetic world (tokenizer, model, reading and closed-book QA)."""
     from experiments.world.build_lm import Recipe, install_model, train
 
-    recipe = Recipe(seed=seed, minutes=minutes, max_steps=max_steps)
+    recipe = Recipe(seed=seed, minutes=minutes, max_steps=max_steps, checkpoint_every=checkpoint_every,
+                    resume=resume)
     summary = train(recipe, out, log=lambda msg: typer.echo(msg, err=True))
     if install:
         summary["installed"] = str(install_model(out))

@@ -2,8 +2,9 @@
 
 Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to
 ``min_lr_ratio``), ``next_token_loss`` (weighted next-token loss of token sequences read with a delta or after a
-prefix), ``ItemBatches`` and ``part_rng`` (each micro-batch's items and randomness as a function of its step and
-part alone) and ``run_steps``: AdamW over one module's trainable parameters only (the frozen LM's weights are
+prefix), ``distillation_loss`` (that reading pulled toward the LM reading the documents in its prompt),
+``ItemBatches`` and ``part_rng`` (each micro-batch's items and randomness as a function of its step and part
+alone) and ``run_steps``: AdamW over one module's trainable parameters only (the frozen LM's weights are
 never handed to the optimizer), gradient accumulation over micro-batches, data parallelism over processes
 (gradients averaged by ``memkit.distributed``), bf16 autocast, gradient checkpointing through the frozen LM,
 gradient clipping, a step plan that fits a wall-clock budget (re-estimated every 10 steps from the time per
@@ -52,7 +53,7 @@ class LoopConfig:
     min_lr_ratio: float = 0.1
     """The learning rate at the end of the schedule, as a fraction of the peak."""
     weight_decay: float = 0.0
-    """AdamW weight decay."""
+    """AdamW weight decay (never on parameters of fewer than 2 dimensions: norm scales, biases)."""
     max_grad_norm: float = 1.0
     """Gradients are clipped to this global norm (0: no clipping)."""
     max_steps: int = 0
@@ -128,11 +129,9 @@ class LoopReport:
         return out
 
 
-def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, delta=None,
-                    prefix=None) -> torch.Tensor:
-    """Mean of per-token next-token losses weighted by ``weights`` (one per token of each sequence), the LM
-    reading with ``delta`` applied or after its row of ``prefix``. Logits are computed only where a token of
-    positive weight is predicted."""
+def _predicted(seqs: list[list[int]], weights: list[list[float]]) -> tuple[torch.Tensor, list[int], list[float]]:
+    """Where a token of positive weight is predicted: a bool mask ``[B, T]`` over the positions that predict
+    it (``T`` the longest sequence), and those tokens and weights in row-major order."""
     width = max(len(s) for s in seqs)
     keep = torch.zeros(len(seqs), width, dtype=torch.bool)
     targets, target_w = [], []
@@ -142,6 +141,15 @@ def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, de
                 keep[i, t - 1] = True
                 targets.append(int(s[t]))
                 target_w.append(float(ws[t]))
+    return keep, targets, target_w
+
+
+def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, delta=None,
+                    prefix=None) -> torch.Tensor:
+    """Mean of per-token next-token losses weighted by ``weights`` (one per token of each sequence), the LM
+    reading with ``delta`` applied or after its row of ``prefix``. Logits are computed only where a token of
+    positive weight is predicted."""
+    keep, targets, target_w = _predicted(seqs, weights)
     if not targets:                     # nothing to predict: a zero that still reaches the graph
         keep[0, 0] = True
         targets, target_w = [0], [0.0]
@@ -150,6 +158,29 @@ def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, de
     w = torch.tensor(target_w, device=logits.device)
     losses = F.cross_entropy(logits.float(), ids, reduction="none")
     return (losses * w).sum() / w.sum().clamp(min=1e-9)
+
+
+def distillation_loss(lm, seqs: list[list[int]], weights: list[list[float]], teacher_seqs: list[list[int]],
+                      teacher_weights: list[list[float]], *, delta=None, prefix=None) -> torch.Tensor:
+    """Distillation from reading: the weighted mean over predicted tokens of KL(teacher || student), where the
+    student is the LM reading ``seqs`` with ``delta`` or after ``prefix`` (as ``next_token_loss``) and the
+    teacher the same LM reading ``teacher_seqs`` as they are (e.g. the gold documents in the prompt), without
+    gradient. Row ``i`` of both must predict the same tokens (the answer) at positive weight, in order; the
+    student's weights weigh them."""
+    keep, targets, target_w = _predicted(seqs, weights)
+    t_keep, t_targets, _ = _predicted(teacher_seqs, teacher_weights)
+    if t_targets != targets:
+        raise ValueError("the teacher's sequences predict other tokens than the student's")
+    if not targets:
+        return next_token_loss(lm, seqs, weights, delta=delta, prefix=prefix)   # a zero in the graph
+    with torch.no_grad():
+        teacher, _ = lm.logits(teacher_seqs, keep=t_keep)
+        teacher = torch.log_softmax(teacher.float(), dim=-1)
+    student, _ = lm.logits(seqs, delta=delta, prefix=prefix, keep=keep)
+    student = torch.log_softmax(student.float(), dim=-1)
+    kl = (teacher.exp() * (teacher - student)).sum(-1)
+    w = torch.tensor(target_w, device=kl.device)
+    return (kl * w).sum() / w.sum().clamp(min=1e-9)
 
 
 def learning_rate(step: int, total: int, *, lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -245,9 +276,20 @@ def _config_dict(cfg) -> dict:
         return {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
 
 
+def _decay_groups(params: list[torch.Tensor], weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups: with weight decay, matrices decay and vectors (norm scales, biases) do not;
+    without it, one group (the layout of checkpoints written before decay groups existed)."""
+    if weight_decay <= 0:
+        return [{"params": params, "weight_decay": 0.0}]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int], tuple[torch.Tensor, dict]],
               cfg: LoopConfig, *, evaluate: Callable[[], dict] | None = None, log: Callable[[str], None] = print,
-              modes: Callable[[bool], None] | None = None, checkpoint_dir=None, lm=None) -> LoopReport:
+              modes: Callable[[bool], None] | None = None, checkpoint_dir=None, lm=None,
+              on_step: Callable[[int, int], None] | None = None) -> LoopReport:
     """Optimise ``params_module``'s trainable parameters until ``cfg.max_steps`` or ``cfg.minutes`` run out.
 
     Each optimizer step ``step`` is ``parts = processes x cfg.grad_accum`` micro-batches; this process computes
@@ -256,7 +298,9 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
     processes, clipped, and AdamW steps. ``modes(training)`` switches the trained module between train and eval
     (default: ``params_module.train``). ``lm``: the frozen LM, needed for ``cfg.grad_checkpointing``. With
     ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` steps and at the end;
-    ``cfg.resume`` goes on from one. Only rank 0 logs, evaluates (``evaluate() -> scores``) and writes."""
+    ``cfg.resume`` goes on from one. Only rank 0 logs, evaluates (``evaluate() -> scores``) and writes.
+    ``on_step(step, total)`` is called before each step with the planned total (a curriculum that follows the
+    fraction of training done reads it there)."""
     cfg.validate()
     group = distributed.current()
     accum = cfg.grad_accum
@@ -273,7 +317,7 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
     recompute = lm.recomputing if cfg.grad_checkpointing else nullcontext
     modes = modes or params_module.train
     say = log if group.main else (lambda _line: None)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(_decay_groups(params, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     config = _config_dict(cfg)
     report = LoopReport()
     total = cfg.max_steps or 10**9
@@ -300,6 +344,8 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
         lr = learning_rate(step, total, lr=cfg.lr, warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
         for g in opt.param_groups:
             g["lr"] = lr
+        if on_step is not None:
+            on_step(step, total)
         modes(True)
         loss_sum, shown = 0.0, {}
         for j in range(accum):

@@ -16,8 +16,13 @@ from experiments.world.examples import qa_examples
 from memkit.adapters.train import ContextQA
 
 
+TRAINING_TYPES = ("single", "current", "as_of", "two_hop")
+"""The question types training items ask: as-of items carry the documents dated up to their day (what a store
+asked ``as_of`` that day returns) and ask about that day."""
+
+
 def context_items(world, split: str, rng: random.Random, *, max_questions: int = 4,
-                  types: tuple[str, ...] = ("single", "current", "two_hop")) -> list[ContextQA]:
+                  types: tuple[str, ...] = TRAINING_TYPES) -> list[ContextQA]:
     """One item per distinct set of gold documents: those documents, and up to ``max_questions`` questions
     (one phrasing per distinct answer, chosen at random) answered from them."""
     groups: dict[tuple[str, ...], dict[str, str]] = {}

@@ -1,11 +1,10 @@
 """The recipe that builds the world LM: memkit's embedded default base model, trained from scratch on the world.
 
-Owns: the model config (a small Llama), the weighted loss over packed examples, the quick probe, the training
-loop and its command line. What the model reads is in ``lm_data``, every choice in ``lm_recipe``. Training runs
-for a wall-clock budget with the schedule of ``memkit.training`` (``learning_rate``: warm-up, cosine decay)
-re-planned from the measured speed. The loop is its own, not ``memkit.training.run_steps``: that one trains what
-reads through a frozen LM (checkpoints, accumulation, processes), this one a whole model from scratch with packed
-batches and decay groups, and its packaged result must stay reproducible. The result is saved with
+Owns: the model config (a small Llama), the weighted loss over packed examples, the quick probe, what one
+training step reads and its command line. What the model reads is in ``lm_data``, every choice in ``lm_recipe``.
+The loop is memkit's one loop (``memkit.training.run_steps``: AdamW with decay on matrices only, the warm-up and
+cosine schedule re-planned from the measured speed on a wall-clock budget, bf16 autocast, clipping, probes,
+checkpoints and ``--resume``); here a step is one packed batch, a whole model is trained. The result is saved with
 ``save_pretrained`` beside ``recipe.json`` and ``training_log.json``, and loads like any hub model.
 
 Knows nothing of storage or memory methods; evaluation here is a quick probe, the real numbers come from
@@ -16,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import itertools
 import json
 import random
 import shutil
@@ -33,7 +34,10 @@ from experiments.world.examples import qa_examples
 from experiments.world.lm_data import packed_batches, train_tokenizer
 from experiments.world.lm_recipe import Recipe
 from memkit.prompts import qa_prompt
-from memkit.training import learning_rate
+from memkit import checkpoint
+from memkit.errors import ConfigError
+from memkit.loading import quiet_transformers
+from memkit.training import ItemBatches, LoopConfig, run_steps
 
 __all__ = ["Recipe", "build_model", "example_mask", "install_model", "load_stage", "probe", "train",
            "weighted_loss"]
@@ -122,11 +126,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def loop_config(recipe: Recipe, inputs: str) -> LoopConfig:
+    """The shared loop's options for this recipe: one optimizer step is one packed batch of ``batch_size`` rows
+    of ``window`` tokens; ``inputs`` (the tokenizer and the data choices) must match on ``--resume``."""
+    return LoopConfig(lr=recipe.lr, warmup_steps=recipe.warmup_steps, min_lr_ratio=recipe.min_lr_ratio,
+                      weight_decay=recipe.weight_decay, max_grad_norm=1.0, max_steps=recipe.max_steps,
+                      minutes=recipe.minutes, seed=recipe.seed, eval_every=recipe.eval_every,
+                      batch_size=recipe.batch_size, precision="bf16" if recipe.bf16 else "fp32",
+                      checkpoint_every=recipe.checkpoint_every, inputs=inputs, resume=recipe.resume)
+
+
+def _inputs(recipe: Recipe, tok) -> str:
+    """What a resumed run must read the same: every data choice of the recipe and the tokenizer's vocabulary."""
+    loop_only = {"minutes", "max_steps", "eval_every", "eval_questions", "checkpoint_every", "resume", "threads",
+                 "device"}
+    choices = {k: v for k, v in asdict(recipe).items() if k not in loop_only}
+    digest = hashlib.sha256(json.dumps([choices, tok.backend_tokenizer.to_str()], sort_keys=True).encode())
+    return "world-lm:" + digest.hexdigest()[:16]
+
+
 def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
+    """Train (or, with ``recipe.resume``, go on training) the world LM through ``memkit.training.run_steps`` and
+    save it into ``out_dir`` with ``recipe.json`` and ``training_log.json``; checkpoints go to
+    ``out_dir/checkpoint``. Step ``s`` reads the packed batch at position ``s`` of one stream seeded by the
+    recipe, built with the curriculum at ``s / total``, so a run on ``max_steps`` resumes bit-identical.
+    transformers stays quiet (no progress bars, no warnings about the probe's long prompts)."""
     recipe.validate()
+    with quiet_transformers():
+        return _train(recipe, out_dir, log)
+
+
+def _train(recipe: Recipe, out_dir: Path, log) -> dict:
     torch.set_num_threads(recipe.threads)
     device = resolve_device(recipe.device)
-    rng = random.Random(recipe.seed)
     start = time.time()
     if recipe.init_from:
         tok, model = load_stage(recipe)
@@ -138,56 +170,48 @@ def train(recipe: Recipe, out_dir: Path, log=print) -> dict:
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters on {device}")
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.95))
+    cfg = loop_config(recipe, _inputs(recipe, tok))
+    plan = {"total": cfg.max_steps or 10**9}
     progress = {"frac": 0.0}
-    batches = packed_batches(recipe, tok, rng, progress)
-    history, answer_history, evals = [], [], []
-    budget = recipe.minutes * 60
-    total = recipe.max_steps or 10**9
-    t0 = time.time()
-    step = 0
-    while step < total:
-        lr = learning_rate(step, total, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
-                           min_lr_ratio=recipe.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        progress["frac"] = step / total
-        ids, weights, segments = (t.to(device) for t in next(batches))
-        model.train()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
-            loss, answer_loss = weighted_loss(model, ids, weights, segments)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        history.append(loss.item())
-        answer_history.append(answer_loss.item())
-        if step >= 20 and step % 10 == 0 and not recipe.max_steps:
-            # re-plan from the speed so far, so the run ends on its wall-clock budget whatever the load
-            per_step = (time.time() - t0) / step
-            total = max(step + 1, recipe.warmup_steps + 50, int(budget / per_step * 0.95))
-            if step == 20:
-                log(f"{per_step:.2f}s/step, {ids.numel() / per_step:.0f} tokens/s: planning {total} steps")
-        if step % 50 == 0:
-            log(f"step {step}/{total} loss {sum(history[-50:]) / 50:.3f} "
-                f"answer loss {sum(answer_history[-50:]) / 50:.3f} lr {lr:.2e} {time.time() - t0:.0f}s")
-        if step % recipe.eval_every == 0 or step == total:
-            scores = probe(model, tok, recipe)
-            evals.append({"step": step, **scores})
-            log(f"probe at step {step}: " + ", ".join(f"{k} F1 {v['f1']:.1f}" for k, v in scores.items()))
+    raw = packed_batches(recipe, tok, random.Random(recipe.seed), progress)
+
+    def positioned():                    # the curriculum of the batch at stream position k is that of step k
+        for k in itertools.count():
+            progress["frac"] = k / plan["total"]
+            yield next(raw)
+
+    stream = ItemBatches(positioned(), 1)
+
+    def step_loss(step: int, part: int, parts: int):
+        ids, weights, segments = stream.items(step, step + 1)[0]
+        rows = ids.shape[0]
+        if rows % parts:
+            raise ConfigError(f"a step's {rows} rows do not split into {parts} micro-batches")
+        take = slice(part * rows // parts, (part + 1) * rows // parts)
+        loss, answer_loss = weighted_loss(model, ids[take].to(device), weights[take].to(device),
+                                          segments[take].to(device))
+        return loss, {"answer loss": float(answer_loss)}
+
+    def on_step(step: int, total: int) -> None:
+        plan["total"] = total
+
+    def evaluate() -> dict:
+        scores = probe(model, tok, recipe)
+        return {f"{name} F1": s["f1"] for name, s in scores.items()}
+
+    report = run_steps(model, step_loss, cfg, evaluate=evaluate, log=log, on_step=on_step,
+                       checkpoint_dir=out_dir / checkpoint.RUN_FOLDER)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    summary = {"steps": step, "seconds": round(time.time() - start, 1), "parameters": n_params,
-               "tokens_seen": step * recipe.batch_size * recipe.window, "final_probe": evals[-1] if evals else None}
+    summary = {"steps": report.steps, "seconds": round(time.time() - start, 1), "parameters": n_params,
+               "tokens_seen": report.steps * recipe.batch_size * recipe.window,
+               "final_probe": report.evals[-1] if report.evals else None}
+    if report.resumed_at is not None:
+        summary["resumed_at"] = report.resumed_at
     (out_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2) + "\n")
-    (out_dir / "training_log.json").write_text(json.dumps(
-        {"summary": summary, "probes": evals, "loss_every_10": history[::10],
-         "answer_loss_every_10": answer_history[::10]}, indent=2) + "\n")
+    (out_dir / "training_log.json").write_text(json.dumps({"summary": summary, **report.to_dict()}, indent=2)
+                                               + "\n")
     log(f"saved to {out_dir} ({summary['seconds']:.0f}s in all)")
     return summary
 

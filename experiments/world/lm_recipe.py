@@ -2,7 +2,7 @@
 
 Owns: ``Recipe`` (sizes, schedule, the training mixture and its curriculum) and its validation, whose errors name
 the flag to change. The defaults are the recipe that built memkit's packaged world LM on a 2-core CPU in 38
-minutes (run e10 in docs/world-lm.md, with the runs behind each choice). Knows nothing of data, models or
+minutes (run e10 in docs/world-lm.md, with the runs behind each choice), except ``bf16``, now off (see there). Knows nothing of data, models or
 training loops.
 """
 
@@ -56,9 +56,13 @@ class Recipe:
     questions_per_context: int = 6  # a reading example answers up to this many questions about its documents
     threads: int = 2
     device: str = "auto"          # auto: cuda when present, else cpu
-    bf16: bool = True             # bfloat16 autocast for the forward pass (master weights stay float32)
+    bf16: bool = False            # bfloat16 autocast for the forward pass (master weights stay float32): for a
+                                  # GPU or a CPU with bfloat16 instructions; on an AVX2-only CPU a step takes
+                                  # ~20x longer (the packaged model was built with it on a machine where it paid)
     eval_every: int = 1000         # steps between probes
     eval_questions: int = 60      # questions per probe set
+    checkpoint_every: int = 250   # steps between checkpoints in <out>/checkpoint (0: none)
+    resume: str = ""              # a checkpoint (or the --out folder of an interrupted run) to go on from
     init_from: str = ""           # continue from a model this recipe saved (its tokenizer and weights); the
                                   # window may grow (RoPE positions), the rest of the shape must match
 

@@ -11,8 +11,12 @@ prompt, three next-token losses:
   - ``completion``: for a document of several chunks, a later chunk read with the adapter of the earlier ones
     (self-supervised; ``completion`` weight, documents of at least two chunks).
   - ``contrast`` (optional): a hinge on the answer loss with the adapter of another item of the same shape
-    (``contrast_order``) against the own one.
-The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast``; the first
+    (``contrast_order``) against the own one;
+  - ``distill`` (optional, ``w_distill``): distillation from reading, the KL from the LM reading the item's
+    documents in its prompt to the LM reading with the adapter, on the answer tokens.
+Merged states add as ``merge`` says: a plain sum, or weighted as the method's score merge weighs retrieved
+documents. The total is ``qa + w_rec * reconstruction + w_comp * completion + w_contrast * contrast +
+w_distill * distill``; the first
 ``pretrain_steps`` steps (self-supervised pretraining) use reconstruction and completion alone. Optimised by
 ``memkit.training.run_steps`` (AdamW, linear warm-up then cosine decay, gradient clipping, accumulation over
 micro-batches and processes, checkpoints; the run stops at ``max_steps`` or on its wall-clock budget). A step's
@@ -37,7 +41,12 @@ from memkit.adapters.generator import KEY_SOURCES, NORMS, AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.prompts import PROMPT_FORMATS, QAFormat
-from memkit.training import ItemBatches, LoopConfig, LoopReport, next_token_loss, part_rng, run_steps
+from memkit.training import (
+    ItemBatches, LoopConfig, LoopReport, distillation_loss, next_token_loss, part_rng, run_steps,
+)
+
+
+MERGES = ("sum", "score")
 
 
 class ContextQA(NamedTuple):
@@ -91,6 +100,14 @@ class AdapterTrainConfig(LoopConfig):
     prompt_format: str = "plain"
     """plain, fewshot or chat: how the questions and answers are laid out (``memkit.prompts.QAFormat``); recorded in the
     generator, whose method answers in the same format."""
+    merge: str = "sum"
+    """How an item's documents' states add when it holds several: ``sum`` (plain sum) or ``score`` (each state
+    scaled to unit norm and weighted, the item's own documents above the merged others, weights summing to 1:
+    the adapter method's ``score`` merge of retrieved documents)."""
+    w_distill: float = 0.0
+    """Weight of distillation from reading: on the answer tokens, KL from the LM reading the item's documents in
+    its prompt (the teacher, no gradient) to the LM reading with the adapter (0: off). An item whose prompt
+    with its documents does not fit the LM's context gets no teacher."""
 
     def validate(self) -> None:
         super().validate()
@@ -114,19 +131,25 @@ class AdapterTrainConfig(LoopConfig):
             raise ConfigError("--merge-max must be at least 1")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ConfigError(f"--prompt-format is one of {', '.join(PROMPT_FORMATS)}")
+        if self.merge not in MERGES:
+            raise ConfigError(f"--merge is one of {', '.join(MERGES)}")
+        if self.w_distill < 0:
+            raise ConfigError("--w-distill must be 0 or more")
 
 
 TrainReport = LoopReport
 """What a training run did: steps, seconds, the loss every step, the probes."""
 
 
-def qa_sequence(lm, qas: list[tuple[str, str]], fmt: QAFormat | None = None) -> tuple[list[int], list[float]]:
-    """``bos_ids`` then the question/answer turns in ``fmt`` (plain by default: ``QAFormat.turns``); weight 1 on
-    each answer as the model writes it (plain: the answer and its closing newline; chat: the answer and the
-    template's end of turn), 0 on everything before it. Each piece is tokenised on its own, as a prompt is."""
+def qa_sequence(lm, qas: list[tuple[str, str]], fmt: QAFormat | None = None,
+                passages: list[str] | None = None) -> tuple[list[int], list[float]]:
+    """``bos_ids`` then the question/answer turns in ``fmt`` (plain by default: ``QAFormat.turns``; with
+    ``passages`` in the first turn's prompt); weight 1 on each answer as the model writes it (plain: the answer
+    and its closing newline; chat: the answer and the template's end of turn), 0 on everything before it. Each
+    piece is tokenised on its own, as a prompt is."""
     fmt = fmt or QAFormat()
     ids, weights = list(lm.bos_ids), [0.0] * len(lm.bos_ids)
-    for head_text, tail_text in fmt.turns(qas):
+    for head_text, tail_text in fmt.turns(qas, passages):
         head, tail = lm.encode(head_text), lm.encode(tail_text)
         ids += head + tail
         weights += [0.0] * len(head) + [1.0] * len(tail)
@@ -141,6 +164,14 @@ def weighted_next_token_loss(lm, seqs: list[list[int]], weights: list[list[float
 def answer_loss(lm, qa: list[tuple[list[int], list[float]]], delta) -> torch.Tensor:
     """``weighted_next_token_loss`` of ``qa_sequence`` outputs (ids and weights per item) under ``delta``."""
     return weighted_next_token_loss(lm, [ids for ids, _ in qa], [w for _, w in qa], delta)
+
+
+def weighed(states: list[AdapterState], weights: list[float]) -> list[AdapterState]:
+    """The states as the adapter method's ``score`` merge adds them: each scaled to unit norm (per target) and
+    by its weight, the weights first normalised to sum 1."""
+    total = sum(weights) or 1.0
+    return [AdapterState({n: m * (w / total / m.norm().clamp(min=1e-12)) for n, m in s.mats.items()}, s.tokens)
+            for s, w in zip(states, weights)]
 
 
 def contrast_order(items: list[ContextQA]) -> list[int]:
@@ -168,10 +199,15 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
     contexts = []
     for it in items:
         chosen = [index[d] for d in it.documents]
+        own = len(chosen)
         if rng.random() < cfg.merge_extra and len(docs) > len(chosen):
             others = [i for i in range(len(docs)) if i not in chosen]
             chosen += rng.sample(others, min(len(others), rng.randint(1, cfg.merge_max)))
-        contexts.append(AdapterState.total([doc_states[i] for i in chosen]))
+        states = [doc_states[i] for i in chosen]
+        if cfg.merge == "score" and len(states) > 1:
+            states = weighed(states, [rng.uniform(0.6, 1.0) if k < own else rng.uniform(0.0, 0.4)
+                                      for k in range(len(states))])
+        contexts.append(AdapterState.total(states))
     stacked = AdapterState.stack(contexts)
     delta = gen.delta(stacked)
     w_rec, w_comp = (1.0, 1.0) if pretraining else (cfg.w_reconstruction, cfg.w_completion)
@@ -182,6 +218,18 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
         qa = [qa_sequence(lm, it.qas, fmt) for it in items]
         parts["qa"] = answer_loss(lm, qa, delta)
         total = parts["qa"]
+    if not pretraining and cfg.w_distill > 0:
+        students = list(qa)
+        teachers = []
+        for k, it in enumerate(items):
+            teacher = qa_sequence(lm, it.qas, fmt, it.documents)
+            if len(teacher[0]) > lm.max_context:          # no teacher: the row weighs nothing on either side
+                students[k] = (qa[k][0], [0.0] * len(qa[k][0]))
+                teacher = students[k]
+            teachers.append(teacher)
+        parts["distill"] = distillation_loss(lm, [i for i, _ in students], [w for _, w in students],
+                                             [i for i, _ in teachers], [w for _, w in teachers], delta=delta)
+        total = total + cfg.w_distill * parts["distill"]
     if not pretraining and cfg.w_contrast > 0 and len(items) > 1:
         order = contrast_order(items)
         shifted = gen.delta(AdapterState({n: m[order] for n, m in stacked.mats.items()}, stacked.tokens))

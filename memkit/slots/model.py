@@ -13,7 +13,8 @@ Trainable parts (the LM stays frozen):
     questions are read by the same machinery, so a question's key is trained (self-matching, a contrastive
     loss) to find its own document's key.
   - the aggregator: ``P`` learnt latents plus the question's own memory vectors attend, in ``blocks``
-    cross-attention blocks, over the retrieved memories' vectors; each memory's matching score enters the
+    cross-attention blocks, over the retrieved memories' vectors (with ``conditioning`` ``self``, each block
+    first lets them attend over each other, so the latents read the memories as the question asks); each memory's matching score enters the
     attention logits as ``log softmax(scores / temperature)``, so better matches weigh more (with
     ``matching`` off, as in MAC, every memory enters with equal weight). A document read in ``c`` groups
     enters as ``c`` memories sharing its weight (each ``1/c`` of it), so a long document weighs as much as a
@@ -43,6 +44,8 @@ from memkit.prompts import PROMPT_FORMATS
 CONFIG_FILE = "slots.json"
 WEIGHTS_FILE = "slots.safetensors"
 KIND = artifacts.ArtifactKind("slot model", CONFIG_FILE, WEIGHTS_FILE, "memkit train slots")
+READERS = ("slots", "layers")
+CONDITIONINGS = ("none", "self")
 
 
 @dataclass
@@ -71,6 +74,21 @@ class SlotShape:
     aggregation; without it (MAC) every memory enters with equal weight and attention alone decides."""
     prompt_format: str = "plain"
     """The prompt format the model is trained with (plain, fewshot or chat: ``memkit.prompts``); its method answers in it."""
+    reader: str = "slots"
+    """How a text becomes its memory vectors: ``slots`` (learnt input vectors read after the text; the LM's last
+    layer at them, through per-slot heads: gradients run back through the LM) or ``layers`` (learnt queries
+    attend over the text's hidden states at the LM's layers, read without gradients: no backward pass through
+    the LM for reading)."""
+    reader_layers: int = 0
+    """Hidden-state layers the ``layers`` reader attends over, evenly spaced from the embeddings to the last
+    layer (0: every layer)."""
+    reader_blocks: int = 2
+    """Cross-attention blocks of the ``layers`` reader."""
+    conditioning: str = "none"
+    """How the question shapes the aggregation: ``none`` (its vectors join the cross-attention queries, which
+    attend independently: with one memory the question changes nothing) or ``self`` (each aggregator block
+    starts with self-attention over the latents and the question's vectors, so the latents that read the
+    memories depend on the question)."""
 
     def shape(self) -> dict:
         """These fields as a dict (the options ``SlotModel.for_lm`` takes)."""
@@ -86,6 +104,13 @@ class SlotShape:
             raise ConfigError("slot model option temperature must be above 0")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ConfigError(f"slot model option prompt_format (--prompt-format) is one of {', '.join(PROMPT_FORMATS)}")
+        if self.reader not in READERS:
+            raise ConfigError(f"slot model option reader (--reader) is one of {', '.join(READERS)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ConfigError(f"slot model option conditioning (--conditioning) is one of {', '.join(CONDITIONINGS)}")
+        if self.reader_layers < 0 or self.reader_blocks < 1:
+            raise ConfigError("slot model options reader_layers (--reader-layers) must be 0 or more and "
+                              "reader_blocks (--reader-blocks) at least 1")
 
 
 @dataclass
@@ -109,11 +134,16 @@ class SlotConfig(SlotShape):
 
 
 class _CrossBlock(nn.Module):
-    """Latents attend over memory vectors (with an additive bias per memory), then a feed-forward layer."""
+    """Latents attend over memory vectors (with an additive bias per memory), then a feed-forward layer; with
+    ``self_attend``, the latents first attend over each other."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, self_attend: bool = False):
         super().__init__()
         self.heads = heads
+        if self_attend:
+            self.norm_s = nn.LayerNorm(dim)
+            self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.self_attend = self_attend
         self.norm_q = nn.LayerNorm(dim)
         self.norm_m = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
@@ -122,11 +152,54 @@ class _CrossBlock(nn.Module):
 
     def forward(self, latents: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``latents [B, Q, e]``, ``memory [B, N, e]``, ``bias [B, N]`` (``-inf`` hides a position)."""
+        if self.self_attend:
+            x = self.norm_s(latents)
+            latents = latents + self.self_attn(x, x, x, need_weights=False)[0]
         mask = bias[:, None, :].expand(-1, latents.shape[1], -1).repeat_interleave(self.heads, dim=0)
         m = self.norm_m(memory)
         out, _ = self.attn(self.norm_q(latents), m, m, attn_mask=mask, need_weights=False)
         latents = latents + out
         return latents + self.ff(self.norm_f(latents))
+
+
+def reader_layer_indices(num_layers: int, count: int) -> list[int]:
+    """The hidden-state layers (0 = embeddings, ``num_layers`` = last) a ``layers`` reader of ``count`` layers
+    reads: evenly spaced, the last always among them (``count`` 0 or more than there are: all of them)."""
+    total = num_layers + 1
+    if count <= 0 or count >= total:
+        return list(range(total))
+    if count == 1:
+        return [num_layers]
+    return sorted({round(i * num_layers / (count - 1)) for i in range(count)})
+
+
+class _LayerReader(nn.Module):
+    """Learnt queries ``[m, e]`` attend over a text's hidden states at several layers: each layer's states are
+    RMS-normalised (their scales differ by layer), projected to ``e`` by that layer's own map, and the tokens of
+    every layer form one set of memory positions, padding hidden."""
+
+    def __init__(self, hidden: int, layers: list[int], slots: int, dim: int, heads: int, blocks: int):
+        super().__init__()
+        self.layers = layers
+        self.proj = nn.Parameter(torch.randn(len(layers), hidden, dim) / hidden ** 0.5)
+        self.proj_bias = nn.Parameter(torch.zeros(len(layers), dim))
+        self.queries = nn.Parameter(torch.randn(slots, dim) * 0.02)
+        self.blocks = nn.ModuleList(_CrossBlock(dim, heads) for _ in range(blocks))
+
+    def forward(self, hidden: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """``hidden``: per read layer ``[B, T, d]``; ``mask [B, T]`` (1: a token); returns ``[B, m, e]``."""
+        feats = []
+        for i, h in enumerate(hidden):
+            h = h.float()
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+            feats.append(h @ self.proj[i] + self.proj_bias[i])
+        memory = torch.cat(feats, dim=1)                                    # [B, L*T, e]
+        keep = mask.bool().repeat(1, len(hidden))
+        bias = torch.zeros(keep.shape, device=memory.device).masked_fill(~keep, float("-inf"))
+        q = self.queries[None].expand(memory.shape[0], -1, -1)
+        for block in self.blocks:
+            q = block(q, memory, bias)
+        return q
 
 
 class SlotModel(nn.Module):
@@ -137,12 +210,17 @@ class SlotModel(nn.Module):
         config.validate()
         self.config = config
         c = config
-        self.slot_embeds = nn.Parameter(torch.randn(c.slots, c.hidden) * 0.02)
-        self.slot_heads = nn.Parameter(torch.randn(c.slots, c.hidden, c.mem_dim) / c.hidden ** 0.5)
-        self.slot_bias = nn.Parameter(torch.zeros(c.slots, c.mem_dim))
+        if c.reader == "slots":
+            self.slot_embeds = nn.Parameter(torch.randn(c.slots, c.hidden) * 0.02)
+            self.slot_heads = nn.Parameter(torch.randn(c.slots, c.hidden, c.mem_dim) / c.hidden ** 0.5)
+            self.slot_bias = nn.Parameter(torch.zeros(c.slots, c.mem_dim))
+        else:
+            self.reader = _LayerReader(c.hidden, reader_layer_indices(c.num_layers, c.reader_layers), c.slots,
+                                       c.mem_dim, c.heads, c.reader_blocks)
         self.key_head = nn.Linear(c.mem_dim, c.key_dim)
         self.latents = nn.Parameter(torch.randn(c.prefix_len, c.mem_dim) * 0.02)
-        self.blocks = nn.ModuleList(_CrossBlock(c.mem_dim, c.heads) for _ in range(c.blocks))
+        self.blocks = nn.ModuleList(_CrossBlock(c.mem_dim, c.heads, self_attend=c.conditioning == "self")
+                                    for _ in range(c.blocks))
         self.out_norm = nn.LayerNorm(c.mem_dim)
         self.prefix_head = nn.Linear(c.mem_dim, c.num_layers * 2 * c.num_kv_heads * c.head_dim)
         nn.init.normal_(self.prefix_head.weight, std=0.02)
@@ -163,12 +241,14 @@ class SlotModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.slot_embeds.device
+        return self.latents.device
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def window_tokens(self, lm) -> int:
-        """Most tokens read into one group of slots: ``max_tokens``, within ``lm``'s context less the slots."""
-        return min(self.config.max_tokens, lm.max_context - self.config.slots)
+        """Most tokens read into one group of slots: ``max_tokens``, within ``lm``'s context (less the slots
+        the ``slots`` reader appends)."""
+        appended = self.config.slots if self.config.reader == "slots" else 0
+        return min(self.config.max_tokens, lm.max_context - appended)
 
     def windows(self, lm, text: str | Sequence[int]) -> list[list[int]]:
         """The token windows ``text`` (a string, or token ids read as given) is read in: its tokens cut into the
@@ -196,9 +276,17 @@ class SlotModel(nn.Module):
     def read(self, lm, texts) -> torch.Tensor:
         """Memory vectors ``[B, m, e]`` of ``texts`` (strings or token lists) that fit one window
         (``window_tokens``; a longer one is refused, never cut: read it with ``read_groups``); gradients flow
-        to this model."""
-        hidden = lm.read_with_slots(texts, self.slot_embeds, max_length=self.window_tokens(lm))
-        return torch.einsum("bmd,mde->bme", hidden.float(), self.slot_heads) + self.slot_bias
+        to this model (through the LM for the ``slots`` reader; the ``layers`` reader reads the LM's states
+        without gradients)."""
+        limit = self.window_tokens(lm)
+        if self.config.reader == "slots":
+            hidden = lm.read_with_slots(texts, self.slot_embeds, max_length=limit)
+            return torch.einsum("bmd,mde->bme", hidden.float(), self.slot_heads) + self.slot_bias
+        states, mask = lm.hidden_states(texts, layers=self.reader.layers, max_length=limit)
+        if any(lm.last_truncated):
+            raise ConfigError(f"a text is longer than the {limit} tokens read into slots at once; cut it into "
+                              f"windows first (SlotModel.windows)")
+        return self.reader(states, mask.to(states[0].device))
 
     def read_groups(self, lm, texts, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Every text read whole: ``[B, C, m, e]``, the memory vectors of each of its windows (``windows``; C

@@ -12,13 +12,15 @@ group of vectors each: ``SlotModel.read_groups``); every question too. The batch
     context beside the prefix) predicted by the LM reading the prefix aggregated from that document's memory
     alone (every group of it), so a memory has to hold its whole document;
   - ``contrast`` (optional, ``w_contrast``): a hinge asking the answer loss through another question's
-    aggregated memories (one about other documents) to exceed the loss through the question's own.
+    aggregated memories (one about other documents) to exceed the loss through the question's own;
+  - ``distill`` (optional, ``w_distill``): distillation from reading, the KL from the LM reading the question's
+    own documents in its prompt to the LM reading the prefix, on the answer tokens.
 With an adapter generator (``with_adapter``; the hybrid method's slot model), every answer loss is taken with
 the delta of the question's own documents' summed adapter states applied as well (documents read in
 ``adapter_chunk_tokens`` chunks), so the prefix learns what to add to the adapter rather than to answer alone.
 Questions and answers are laid out in the model's prompt format (``prompt_format``: ``memkit.prompts.QAFormat``),
 the one its method asks in.
-The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast``, optimised by
+The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast + w_distill * distill``, optimised by
 ``memkit.training.run_steps`` (AdamW, warm-up then cosine decay, clipping, a step plan that fits the time
 budget, accumulation over micro-batches and processes, checkpoints). With several micro-batches per step
 (``grad_accum``, processes), each micro-batch is its own bank.
@@ -39,7 +41,7 @@ from memkit.adapters.train import ContextQA
 from memkit.errors import ConfigError
 from memkit.prompts import QAFormat
 from memkit.slots.model import SlotModel, SlotShape
-from memkit.training import ItemBatches, LoopConfig, LoopReport, next_token_loss, run_steps
+from memkit.training import ItemBatches, LoopConfig, LoopReport, distillation_loss, next_token_loss, run_steps
 
 OBJECTIVES = ("memory-aware", "qa")
 AGGREGATIONS = ("topk", "all")
@@ -73,6 +75,10 @@ class SlotTrainConfig(SlotShape, LoopConfig):
     pretrain_steps: int = 0
     """Self-supervised steps first: each document's own tokens read through the prefix of its own memory (the
     memory-aware LM loss alone, no questions), on the corpus or the items' documents."""
+    w_distill: float = 0.0
+    """Weight of distillation from reading: on the answer tokens, KL from the LM reading the question's own
+    documents in its prompt (the teacher, no gradient) to the LM reading the aggregated prefix (0: off). A
+    question whose documents do not fit the LM's context in a prompt gets no teacher."""
     adapter_chunk_tokens: int = 128
     """Tokens per chunk the ``with_adapter`` generator reads a document in: the adapter (and hybrid) method's
     ``chunk_tokens`` that the slot model will be used with."""
@@ -95,8 +101,8 @@ class SlotTrainConfig(SlotShape, LoopConfig):
             raise ConfigError("--pretrain-steps must be 0 or more")
         if self.adapter_chunk_tokens < 8:
             raise ConfigError("--adapter-chunk-tokens must be at least 8")
-        if self.w_lm < 0 or self.w_match < 0 or self.w_contrast < 0:
-            raise ConfigError("the loss weights (--w-lm, --w-match, --w-contrast) must be 0 or more")
+        if min(self.w_lm, self.w_match, self.w_contrast, self.w_distill) < 0:
+            raise ConfigError("the loss weights (--w-lm, --w-match, --w-contrast, --w-distill) must be 0 or more")
 
 
 def answer_sequence(lm, question: str, answer: str, fmt: QAFormat | None = None) -> tuple[list[int], list[float]]:
@@ -107,6 +113,25 @@ def answer_sequence(lm, question: str, answer: str, fmt: QAFormat | None = None)
     head = lm.encode(asking)
     tail = lm.encode(answered)
     return head + tail, [0.0] * len(head) + [1.0] * len(tail)
+
+
+def reading_sequences(lm, pairs: list[tuple[str, str, list[str]]], fmt: QAFormat,
+                      students: list[tuple[list[int], list[float]]]) -> list[tuple[list[int], list[float]]]:
+    """The teacher's side of distillation from reading: per ``(question, answer, documents)``, ``bos_ids``, the
+    prompt with the documents in it and the answer, weighted as its student (``answer_sequence``'s output)
+    weighs the answer. A prompt too long for the LM's context is not read: that row's student and teacher
+    weights become 0 (the student's list is changed in place) and the teacher is the student's tokens."""
+    out = []
+    for k, (question, answer, documents) in enumerate(pairs):
+        [(asking, answered)] = fmt.turns([(question, answer)], documents)
+        head, tail = list(lm.bos_ids) + lm.encode(asking), lm.encode(answered)
+        ids, weights = students[k]
+        if len(head) + len(tail) > lm.max_context:
+            students[k] = (ids, [0.0] * len(ids))
+            out.append((ids, [0.0] * len(ids)))
+        else:
+            out.append((head + tail, [0.0] * len(head) + weights[len(ids) - len(tail):]))
+    return out
 
 
 def choose(scores: torch.Tensor, gold: list[list[int]], k: int, aggregation: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +218,13 @@ def batch_loss(lm, model: SlotModel, items: list[ContextQA], cfg: SlotTrainConfi
     parts["qa"] = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg),
                                   delta=delta)
     total = parts["qa"]
+    if cfg.w_distill > 0:
+        students = [(list(ids), list(w)) for ids, w in seqs]
+        teachers = reading_sequences(lm, [(q, a, [docs[j] for j in g]) for q, a, g in pairs], fmt, students)
+        parts["distill"] = distillation_loss(lm, [i for i, _ in students], [w for _, w in students],
+                                             [i for i, _ in teachers], [w for _, w in teachers],
+                                             prefix=model.prefix(agg), delta=delta)
+        total = total + cfg.w_distill * parts["distill"]
     order = other_rows(gold) if cfg.w_contrast > 0 else list(range(len(pairs)))
     if order != list(range(len(pairs))):
         other = next_token_loss(lm, [s for s, _ in seqs], [w for _, w in seqs], prefix=model.prefix(agg[order]),

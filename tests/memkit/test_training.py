@@ -185,6 +185,27 @@ def seed_globals(seed: int) -> None:
     np.random.seed(seed)
 
 
+def test_weight_decay_shrinks_matrices_and_leaves_vectors_alone():
+    """With no gradient, AdamW's step is the decay alone: the weight matrix shrinks, the bias and the extra
+    vector stay as they were."""
+    model = Toy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def no_gradient(step, part, parts):
+        return sum((p * 0).sum() for p in model.parameters()), {}
+
+    run_steps(model, no_gradient, toy_cfg(weight_decay=0.5, max_steps=3, checkpoint_every=0), **QUIET)
+    assert model.lin.weight.abs().sum() < 0.99 * before["lin.weight"].abs().sum()
+    assert torch.equal(model.lin.bias, before["lin.bias"]) and torch.equal(model.extra, before["extra"])
+
+
+def test_on_step_sees_every_step_with_its_planned_total():
+    model = Toy()
+    seen = []
+    run_steps(model, toy_loss(model), toy_cfg(checkpoint_every=0), on_step=lambda s, t: seen.append((s, t)), **QUIET)
+    assert seen == [(s, 6) for s in range(6)]
+
+
 def test_resume_after_a_crash_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
     seed_globals(0)
     straight = Toy()

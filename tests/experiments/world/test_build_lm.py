@@ -162,3 +162,47 @@ def test_a_saved_stage_reloads_with_a_longer_window(tiny_tokenizer, tmp_path):
     torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits)
     with pytest.raises(ValueError, match="same sizes"):
         load_stage(Recipe(hidden=64, heads=2, layers=1, intermediate=64, init_from=str(tmp_path)))
+
+
+TINY = dict(vocab_size=400, hidden=32, heads=2, layers=1, intermediate=64, window=64, short_window=32, batch_size=2,
+            warmup_steps=2, eval_every=1000, eval_questions=2, threads=1, max_steps=6, checkpoint_every=2,
+            weight_decay=0.05, short_until=0.5, reading_only_until=0.3)
+
+
+@pytest.mark.slow
+def test_the_world_lm_trains_in_the_shared_loop_and_resumes_bit_identical(tmp_path, monkeypatch):
+    """The recipe runs on memkit.training.run_steps: a run stopped by a crash at step 5 and resumed from its
+    --out folder ends with the weights and losses of one never stopped (the data of a step, curriculum included,
+    is a function of its position)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    import experiments.world.build_lm as build_lm
+
+    straight = build_lm.train(Recipe(**TINY), tmp_path / "straight", log=lambda _m: None)
+    assert straight["steps"] == 6 and set(straight["final_probe"]) >= {"step", "reading_test F1"}
+
+    calls = {"n": 0}
+    real = build_lm.weighted_loss
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build_lm, "weighted_loss", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        build_lm.train(Recipe(**TINY), tmp_path / "run", log=lambda _m: None)
+    monkeypatch.setattr(build_lm, "weighted_loss", real)
+    resumed = build_lm.train(Recipe(**TINY, resume=str(tmp_path / "run")), tmp_path / "run", log=lambda _m: None)
+    assert resumed["resumed_at"] == 4
+    logs = [json.loads((tmp_path / d / "training_log.json").read_text()) for d in ("straight", "run")]
+    assert logs[0]["loss_every_10"] == logs[1]["loss_every_10"]
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("straight", "run"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    with pytest.raises(Exception, match="--resume"):        # other data choices: the checkpoint says no
+        build_lm.train(Recipe(**{**TINY, "mix_copy": 0.25, "mix_reading": 0.25}, resume=str(tmp_path / "run")),
+                       tmp_path / "other", log=lambda _m: None)

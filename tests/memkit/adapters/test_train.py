@@ -96,3 +96,61 @@ def test_pretraining_steps_learn_the_self_supervised_losses_alone(tiny_lm):
     for bad in ({"pretrain_steps": -1}, {"merge_max": 0}, {"merge_extra": 1.5}):
         with pytest.raises(ConfigError):
             AdapterTrainConfig(**bad).validate()
+
+
+def test_score_merges_weigh_unit_states_as_the_method_does(tiny_lm):
+    import random
+
+    from memkit.adapters.encode import encode_documents
+    from memkit.adapters.state import AdapterState
+    from memkit.adapters.train import weighed
+
+    gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4)
+    states = encode_documents(tiny_lm, gen, [it.documents[0] for it in ITEMS], chunk_tokens=8)
+    out = weighed(states, [3.0, 1.0, 0.0])
+    for name in states[0].mats:
+        assert float(out[0].mats[name].norm()) == pytest.approx(0.75, rel=1e-5)
+        assert float(out[1].mats[name].norm()) == pytest.approx(0.25, rel=1e-5)
+        assert float(out[2].mats[name].norm()) == 0.0
+    # the adapter method's score merge builds the same state from the same weights
+    merged = AdapterState.total(out)
+    for name, m in merged.mats.items():
+        want = sum(s.mats[name] * (w / s.mats[name].norm()) for s, w in zip(states, [0.75, 0.25, 0.0]))
+        torch.testing.assert_close(m, want)
+    cfg = AdapterTrainConfig(state_rank=16, svd_rank=4, chunk_tokens=8, batch_size=3, max_steps=1, minutes=0,
+                             merge="score", merge_extra=1.0, w_contrast=0.0)
+    loss, parts = batch_loss(tiny_lm, gen, ITEMS, cfg, random.Random(0))
+    assert torch.isfinite(loss) and "qa" in parts
+    with pytest.raises(ConfigError, match="--merge"):
+        AdapterTrainConfig(merge="mean").validate()
+
+
+def test_distillation_pulls_the_adapter_toward_reading_the_documents(tiny_lm):
+    """From a generator whose deltas move the LM away from reading, training with the distillation loss ends
+    closer to the reading LM than the same training without it."""
+    import random
+
+    def run(w_distill: float) -> tuple[dict, dict]:
+        gen = AdapterGenerator.for_lm(tiny_lm, tiny_lm.target_modules("attn_out"), state_rank=16, svd_rank=4,
+                                      alpha=32.0)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for part in gen.parts:
+                part.b.weight.normal_(std=2.0)
+        cfg = AdapterTrainConfig(state_rank=16, svd_rank=4, alpha=32.0, chunk_tokens=8, batch_size=3, lr=2e-2,
+                                 warmup_steps=1, max_steps=30, minutes=0, merge_extra=0.0, w_contrast=0.0,
+                                 w_reconstruction=0.0, w_completion=0.0, w_distill=w_distill)
+        probe = AdapterTrainConfig(**{**cfg.__dict__, "w_distill": 1.0})
+        with torch.no_grad():
+            _, first = batch_loss(tiny_lm, gen, ITEMS, probe, random.Random(0))
+        train_generator(tiny_lm, gen, itertools.cycle(ITEMS), cfg, log=lambda _: None)
+        with torch.no_grad():
+            _, last = batch_loss(tiny_lm, gen, ITEMS, probe, random.Random(0))
+        return first, last
+
+    first, with_distill = run(500.0)
+    _, without = run(0.0)
+    assert set(first) == {"qa", "distill"} and first["distill"] > 0
+    assert with_distill["distill"] < 0.7 * without["distill"]
+    with pytest.raises(ConfigError, match="--w-distill"):
+        AdapterTrainConfig(w_distill=-0.5).validate()
