@@ -20,8 +20,8 @@ import numpy as np
 
 from memkit.errors import InputError
 from memkit.methods.base import (
-    Answer, BatchAnswering, BatchKeys, ChoosesPayloads, Context, FusesText, Method, QuestionRead, ReadsQuestions,
-    Retrieved, StatefulMethod, WeighsQueries,
+    Answer, BatchAnswering, BatchKeys, ChoosesPayloads, Context, FusesText, HopsAgain, Method, QuestionRead,
+    ReadsQuestions, Retrieved, StatefulMethod, WeighsQueries,
 )
 from memkit.documents import ReadLimits, SourceDocument, validate_document, validate_question
 
@@ -86,6 +86,8 @@ class Abilities:
     reads_questions: bool
     stateful: bool
     batch_answers: bool
+    hop: object | None = None
+    """A ``memkit.hops.HopModel``: the second retrieval hop (None: one hop)."""
 
     @classmethod
     def of(cls, method: Method) -> "Abilities":
@@ -100,7 +102,8 @@ class Abilities:
                    wanted=method.payloads_wanted if isinstance(method, ChoosesPayloads) else None,
                    reads_questions=isinstance(method, ReadsQuestions),
                    stateful=isinstance(method, StatefulMethod),
-                   batch_answers=isinstance(method, BatchAnswering))
+                   batch_answers=isinstance(method, BatchAnswering),
+                   hop=method.hop if isinstance(method, HopsAgain) else None)
 
 
 @dataclass
@@ -211,6 +214,9 @@ class Engine:
             hits = self.store.search_many(queries, n, with_text=True, as_of=as_of)
         else:
             hits = self._fused(fusion, [questions[i] for i in asked], queries, n, as_of)
+        hops = [0] * len(hits)
+        if self.abilities.hop is not None:
+            hits, hops = self._second_hop(queries, hits, n, as_of)
         payloads = {}
         if self.method.needs_payload:
             # a method may say which hits it will use, from their scores, so the rest are never read
@@ -218,14 +224,52 @@ class Engine:
             use = [wanted([h.score for h in row]) if wanted else [True] * len(row) for row in hits]
             payloads = self.store.load_payloads({h.memory_id for row, keep in zip(hits, use)
                                                  for h, k in zip(row, keep) if k})
-        for i, row in zip(asked, hits):
-            for hit in row:
+        for i, row, second in zip(asked, hits, hops):
+            for j, hit in enumerate(row):
                 span = tuple(hit.span) if hit.span else None
                 out[i].append(Retrieved(
                     memory_id=hit.memory_id, document_id=hit.document_id, score=float(hit.score), kind=hit.kind,
                     source=hit.source, span=span, text=hit.text[span[0]:span[1]] if span else hit.text,
-                    payload=payloads.get(hit.memory_id)))
+                    payload=payloads.get(hit.memory_id), hop=2 if second and j == len(row) - 1 else 1))
         return out, kept
+
+    def _second_hop(self, queries: np.ndarray, hits: list[list], n: int,
+                    as_of: str | None) -> tuple[list[list], list[int]]:
+        """The hits with each gated question's second-hop hit appended (``memkit.hops``): the sentences of its
+        best hit's document, keyed as questions are, plus the hop model's prior, are searched; the best hit of a
+        document the first hop did not find, over all sentences, joins with the first hit's score (so that a
+        merge by score weighs the two documents alike). Per question whether it got one."""
+        from memkit.hops import sentences
+
+        hop = self.abilities.hop
+        opens = hop.fires(queries)
+        plan = [(i, sentences(row[0].text)) for i, row in enumerate(hits) if opens[i] and row]
+        plan = [(i, ss) for i, ss in plan if ss]
+        added = [0] * len(hits)
+        if not plan:
+            return hits, added
+        flat = [s for _, ss in plan for s in ss]
+        keys = np.stack([np.asarray(r.key, dtype=np.float32) for r in self.abilities.read(flat)])
+        if self.abilities.weigh is not None:
+            keys = self.abilities.weigh(keys, self.store.key_frequencies)
+        asked = np.concatenate([hop.queries(keys[start:start + len(ss)], queries[i])
+                                for start, (i, ss) in zip(np.cumsum([0] + [len(ss) for _, ss in plan[:-1]]), plan)])
+        rows = self.store.search_many(asked, n + 1, with_text=True, as_of=as_of)
+        out = [list(row) for row in hits]
+        start = 0
+        for i, ss in plan:
+            found = {h.document_id for h in hits[i]}
+            mine = rows[start:start + len(ss)]
+            start += len(ss)
+            best = None
+            for row in mine:
+                hit = next((h for h in row if h.document_id not in found), None)
+                if hit is not None and (best is None or hit.score > best.score):
+                    best = hit
+            if best is not None:
+                out[i].append(dataclasses.replace(best, score=hits[i][0].score))
+                added[i] = 1
+        return out, added
 
     def _fused(self, fusion, questions: list[str], queries: np.ndarray, n: int, as_of: str | None) -> list[list]:
         """The ``n`` best hits per question from the nearest keys and the database's BM25 over the memories'

@@ -29,7 +29,7 @@ from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, AnswerNotes, Context, Record, Retrieved, Source, snippet
-from memkit.methods.common import EmbedderKeys, PayloadConfig, TextAnswerer, check_fusion, stored
+from memkit.methods.common import EmbedderKeys, HopOption, PayloadConfig, TextAnswerer, check_fusion, stored
 from memkit.packaged import WORLD_GENERATOR, installed
 from memkit.prompts import QAFormat
 
@@ -61,7 +61,7 @@ class AdapterPlan:
 
 
 @dataclasses.dataclass
-class AdapterConfig(PayloadConfig):
+class AdapterConfig(PayloadConfig, HopOption):
     """Options of generated adapters."""
 
     generator: str = ""
@@ -207,7 +207,7 @@ class Adapter(EmbedderKeys):
             plan.basis = {n: (torch.from_numpy(payload[BASIS_U + n].astype(np.float32)).to(device),
                               torch.from_numpy(payload[BASIS_V + n].astype(np.float32)).to(device))
                           for n in merged.mats}
-        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text), weight=w)
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text), weight=w, hop=r.hop)
                    for r, w in kept]
         return Context(question=question, sources=sources, plan=plan,
                        timings={"merge": (time.perf_counter() - start) * 1000})

@@ -47,6 +47,7 @@ class Retrieved:
     span: tuple[int, int] | None
     text: str                                   # the span's text (the whole document when span is None)
     payload: dict[str, np.ndarray] | None = None  # loaded only when the method asks for payloads
+    hop: int = 1                                # 2: found by a second search from the first hop's document
 
 
 @dataclass
@@ -61,11 +62,13 @@ class Source:
     span: tuple[int, int] | None = None
     snippet: str = ""
     weight: float | None = None
+    hop: int = 1
+    """Which search found it: 1, the question's own; 2, a second search from the first one's document."""
 
     def to_dict(self) -> dict:
         return {"document_id": self.document_id, "source": self.source, "score": round(float(self.score), 6),
                 "kind": self.kind, "span": list(self.span) if self.span else None, "snippet": self.snippet,
-                "weight": None if self.weight is None else round(float(self.weight), 6)}
+                "weight": None if self.weight is None else round(float(self.weight), 6), "hop": self.hop}
 
 
 @dataclass
@@ -209,6 +212,15 @@ class FusesText(Protocol):
     words; a ``memkit.fusion.FusionConfig``, or None for nearest keys alone."""
 
     fusion: Any
+
+
+@runtime_checkable
+class HopsAgain(Protocol):
+    """Optional: a second retrieval hop. ``hop`` is a ``memkit.hops.HopModel`` in the method's key space (or
+    None: one hop); questions its gate opens for search again from the sentences of their first hop's best
+    document, keyed as the method keys questions."""
+
+    hop: Any
 
 
 @runtime_checkable

@@ -172,7 +172,8 @@ class TextAnswerer:
         """
         ranked = sorted(retrieved, key=lambda r: -r.score)[:limit]
         passages, kept, cut = self.fit(question, [r.text for r in ranked])
-        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked[:kept]]
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text), hop=r.hop)
+                   for r in ranked[:kept]]
         order = sorted(range(len(passages)), key=lambda i: ranked[i].score)
         return Context(question=question, passages=[passages[i] for i in order], sources=sources, truncated=cut)
 
@@ -241,6 +242,16 @@ def resolve_fusion(config):
     return None if mode == "dense" else FusionConfig(mode=mode)
 
 
+@dataclasses.dataclass
+class HopOption:
+    """The option of a method that can search twice."""
+
+    hop_model: str = ""
+    """A hop model's directory (``memkit train hop``, fitted for this method's embedder): questions its gate
+    opens for search again from the sentences of their first document (a second retrieval hop, for questions
+    that cross two documents); empty: one search."""
+
+
 class EmbedderKeys:
     """Keys from the key encoder a method's config names (``embedder``, ``embed_layer``): the question's key,
     and its weighting by the store's key statistics where the encoder weighs queries (lexical: IDF); and how
@@ -253,6 +264,12 @@ class EmbedderKeys:
         self.embedder = build_embedder(lm, config.embedder, config.embed_layer)
         self.key_dim = self.embedder.dim
         self.fusion = resolve_fusion(config)
+        self.hop = None
+        """The second retrieval hop's model (``memkit.hops.HopModel``), or None: one search."""
+        if isinstance(config, HopOption) and config.hop_model:
+            from memkit.hops import HopModel
+
+            self.hop = HopModel.load(config.hop_model, self.embedder)
 
     def query_key(self, question: str):
         return self.embedder.embed([question])[0]

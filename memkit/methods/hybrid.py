@@ -83,6 +83,10 @@ class Hybrid:
             self.weigh_queries = self.adapter.weigh_queries
         else:
             self.key_dim = self.slots.key_dim
+        if config.hop_model and config.keys != "lexical":
+            raise ConfigError("option hop_model of method hybrid searches among the adapter's keys; set keys=lexical")
+        self.hop = self.adapter.hop
+        """The second retrieval hop (the adapter's, among its keys), or None."""
         self.fusion = resolve_fusion(config) if config.keys == "lexical" else _slot_key_fusion(config.fusion)
         """How the nearest keys are fused with the database's BM25 (option ``fusion``): with ``keys=lexical`` as
         the adapter method's; with the slot model's keys, ``auto`` means nearest keys alone and the other modes

@@ -13,11 +13,11 @@ from typing import Sequence
 from memkit.chunking import token_spans
 from memkit.errors import ConfigError
 from memkit.methods.base import Record
-from memkit.methods.common import PassageMethod, TextFormatConfig, check_fusion
+from memkit.methods.common import HopOption, PassageMethod, TextFormatConfig, check_fusion
 
 
 @dataclasses.dataclass
-class RagConfig(TextFormatConfig):
+class RagConfig(TextFormatConfig, HopOption):
     """Options of retrieval-augmented generation."""
 
     chunk_tokens: int = 128

@@ -149,7 +149,8 @@ class Slots:
                   if r.payload and SLOTS in r.payload]
         plan = SlotsPlan(memories=[np.array(r.payload[SLOTS], dtype=np.float32) for r in ranked],
                          scores=[r.score for r in ranked], question=read.state if read is not None else None)
-        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text)) for r in ranked]
+        sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text), hop=r.hop)
+                   for r in ranked]
         return Context(question=question, sources=sources, plan=plan,
                        timings={"gather": (time.perf_counter() - start) * 1000})
 
