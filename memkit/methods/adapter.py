@@ -28,7 +28,7 @@ from memkit.adapters.encode import MODES, encode_documents
 from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, AnswerNotes, Context, Record, Retrieved, Source, snippet
+from memkit.methods.base import Answer, AnswerNotes, Context, Record, Retrieved, Source, best_first, snippet
 from memkit.methods.common import EmbedderKeys, HopOption, PayloadConfig, TextAnswerer, check_fusion, stored
 from memkit.packaged import WORLD_GENERATOR, installed
 from memkit.prompts import QAFormat
@@ -189,7 +189,7 @@ class Adapter(EmbedderKeys):
     def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None, *,
                 merge: str | None = None) -> Context:
         start = time.perf_counter()
-        ranked = sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
+        ranked = best_first(retrieved, self.search_size(top_k))
         device = self.generator.device
         merge = merge or self.config.merge
         weights = self.merge_weights([r.score for r in ranked], merge)

@@ -50,6 +50,14 @@ class Retrieved:
     hop: int = 1                                # 2: found by a second search from the first hop's document
 
 
+def best_first(retrieved: list[Retrieved], limit: int) -> list[Retrieved]:
+    """The ``limit`` best memories the question's own search found, and those a second hop added on top of
+    them (a second hop's memory comes in addition to the ``limit``), best first; equal scores keep their order
+    (a second hop's memory, with its first document's score, right after it)."""
+    first = sorted((r for r in retrieved if r.hop == 1), key=lambda r: -r.score)[:limit]
+    return sorted(first + [r for r in retrieved if r.hop != 1], key=lambda r: -r.score)
+
+
 @dataclass
 class Source:
     """Where an answer came from: a document, the part of it used, how well it matched, and (for a method that

@@ -14,7 +14,7 @@ import typing
 import numpy as np
 
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, AnswerNotes, Context, Retrieved, Source, Usage, snippet
+from memkit.methods.base import Answer, AnswerNotes, Context, Retrieved, Source, Usage, best_first, snippet
 from memkit.prompts import PROMPT_FORMATS, QAFormat
 
 
@@ -170,7 +170,7 @@ class TextAnswerer:
         LM reads best (the world LM: 61 F1 with the gold document last of four, 7 with it first); equal
         scores keep the order they came in (the oracle's gold documents, in the question's order).
         """
-        ranked = sorted(retrieved, key=lambda r: -r.score)[:limit]
+        ranked = best_first(retrieved, limit)
         passages, kept, cut = self.fit(question, [r.text for r in ranked])
         sources = [Source(r.document_id, r.source, r.score, r.kind, r.span, snippet(r.text), hop=r.hop)
                    for r in ranked[:kept]]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from memkit.errors import ConfigError
-from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved, Source, snippet
+from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved, Source, best_first, snippet
 from memkit.methods.common import PayloadConfig, TextAnswerer, stored
 from memkit.packaged import WORLD_SLOTS, installed
 from memkit.prompts import QAFormat
@@ -145,7 +145,7 @@ class Slots:
     def combine(self, question: str, retrieved: list[Retrieved], top_k: int | None = None, *,
                 read: QuestionRead | None = None) -> Context:
         start = time.perf_counter()
-        ranked = [r for r in sorted(retrieved, key=lambda r: -r.score)[: self.search_size(top_k)]
+        ranked = [r for r in best_first(retrieved, self.search_size(top_k))
                   if r.payload and SLOTS in r.payload]
         plan = SlotsPlan(memories=[np.array(r.payload[SLOTS], dtype=np.float32) for r in ranked],
                          scores=[r.score for r in ranked], question=read.state if read is not None else None)

@@ -164,3 +164,16 @@ def test_the_hybrid_hops_only_among_the_adapters_keys(fitted, tiny_lm, tmp_path,
     hybrid = build_method("hybrid", tiny_lm, {"hop_model": str(tmp_path / "hop"), "keys": "lexical",
                                               "generator": str(tiny_generator_dir), "model": str(tiny_slot_dir)})
     assert hybrid.hop is not None
+
+
+def test_a_second_hops_memory_comes_on_top_of_the_first_searchs_limit():
+    from memkit.methods.base import Retrieved, best_first
+
+    def hit(i, score, hop=1):
+        return Retrieved(memory_id=i, document_id=i, score=score, kind="chunk", source=f"d{i}", span=None,
+                         text="", hop=hop)
+
+    got = best_first([hit(1, 0.9), hit(2, 0.5), hit(3, 0.7), hit(4, 0.9, hop=2)], 1)
+    assert [r.memory_id for r in got] == [1, 4]
+    got = best_first([hit(1, 0.9), hit(2, 0.5), hit(3, 0.7), hit(4, 0.9, hop=2)], 2)
+    assert [r.memory_id for r in got] == [1, 4, 3]
