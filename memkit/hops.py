@@ -33,7 +33,7 @@ from memkit.errors import ConfigError
 
 CONFIG_FILE = "hop.json"
 WEIGHTS_FILE = "hop.safetensors"
-KIND = artifacts.ArtifactKind("hop model", CONFIG_FILE, WEIGHTS_FILE, "memkit train hop")
+KIND = artifacts.ArtifactKind("hop model", CONFIG_FILE, WEIGHTS_FILE, "python -m experiments.bench.hops --out DIR")
 LAMBDAS = (0.25, 0.5, 1.0, 2.0)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -133,7 +133,7 @@ class HopModel(nn.Module):
         if embedder is not None and model.config.embedder != embedder.describe():
             raise ConfigError(f"the hop model in {directory} was fitted among the keys of {model.config.embedder}, "
                               f"and this method's keys are {embedder.describe()}; fit one for them "
-                              f"(memkit train hop with the same embedder)")
+                              f"(memkit.recipes.hop, fit_hop_model, with the same embedder)")
         return model
 
 

@@ -247,7 +247,8 @@ class HopOption:
     """The option of a method that can search twice."""
 
     hop_model: str = ""
-    """A hop model's directory (``memkit train hop``, fitted for this method's embedder): questions its gate
+    """A hop model's directory (fitted for this method's embedder; ``packaged``: the world's, among lexical
+    keys, ``python -m experiments.bench.hops``): questions its gate
     opens for search again from the sentences of their first document (a second retrieval hop, for questions
     that cross two documents); empty: one search."""
 
@@ -268,8 +269,10 @@ class EmbedderKeys:
         """The second retrieval hop's model (``memkit.hops.HopModel``), or None: one search."""
         if isinstance(config, HopOption) and config.hop_model:
             from memkit.hops import HopModel
+            from memkit.packaged import WORLD_HOP
 
-            self.hop = HopModel.load(config.hop_model, self.embedder)
+            path = WORLD_HOP if config.hop_model == "packaged" else config.hop_model
+            self.hop = HopModel.load(path, self.embedder)
 
     def query_key(self, question: str):
         return self.embedder.embed([question])[0]

@@ -177,3 +177,19 @@ def test_a_second_hops_memory_comes_on_top_of_the_first_searchs_limit():
     assert [r.memory_id for r in got] == [1, 4]
     got = best_first([hit(1, 0.9), hit(2, 0.5), hit(3, 0.7), hit(4, 0.9, hop=2)], 2)
     assert [r.memory_id for r in got] == [1, 4, 3]
+
+
+def test_the_packaged_world_hop_model_opens_for_a_world_bridge_question_only(tiny_lm):
+    from experiments.world.entities import WorldConfig
+    from experiments.world.export import load_world_benchmark
+    from memkit.packaged import WORLD_HOP, installed
+
+    assert installed(WORLD_HOP)
+    method = build_method("rag", tiny_lm, {"hop_model": "packaged"})
+    bench = load_world_benchmark(WorldConfig(seed=5), "test")
+    rng = random.Random(0)
+    bench.questions = (rng.sample([q for q in bench.questions if q.type == "two_hop"], 60)
+                       + rng.sample([q for q in bench.questions if q.type == "single"], 200))
+    bank, types = bank_of(bench, LexicalEmbedder())
+    opens = method.hop.fires(bank.question_keys)
+    assert opens[:60].mean() >= 0.9 and opens[60:].mean() <= 0.1
