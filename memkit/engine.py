@@ -252,22 +252,16 @@ class Engine:
         keys = np.stack([np.asarray(r.key, dtype=np.float32) for r in self.abilities.read(flat)])
         if self.abilities.weigh is not None:
             keys = self.abilities.weigh(keys, self.store.key_frequencies)
-        asked = np.concatenate([hop.queries(keys[start:start + len(ss)], queries[i])
-                                for start, (i, ss) in zip(np.cumsum([0] + [len(ss) for _, ss in plan[:-1]]), plan)])
+        ends = np.cumsum([len(ss) for _, ss in plan])
+        spans = [(i, end - len(ss), end) for (i, ss), end in zip(plan, ends)]
+        asked = np.concatenate([hop.queries(keys[a:b], queries[i]) for i, a, b in spans])
         rows = self.store.search_many(asked, n + 1, with_text=True, as_of=as_of)
         out = [list(row) for row in hits]
-        start = 0
-        for i, ss in plan:
-            found = {h.document_id for h in hits[i]}
-            mine = rows[start:start + len(ss)]
-            start += len(ss)
-            best = None
-            for row in mine:
-                hit = next((h for h in row if h.document_id not in found), None)
-                if hit is not None and (best is None or hit.score > best.score):
-                    best = hit
-            if best is not None:
-                out[i].append(dataclasses.replace(best, score=hits[i][0].score))
+        for i, a, b in spans:
+            best = hop.bridge(rows[a:b], {h.document_id for h in hits[i]}, document=lambda h: h.document_id,
+                              score=lambda h: h.score)
+            if best:
+                out[i].append(dataclasses.replace(best[0], score=hits[i][0].score))
                 added[i] = 1
         return out, added
 

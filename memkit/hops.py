@@ -12,7 +12,8 @@ A second hop reads the first hop's best document sentence by sentence: each sent
 question says, plus ``lam`` times the prior is one query; the sentence whose best hit (a document the first hop did not find) scores highest
 names the bridge, and that hit is the second hop's document. ``lam`` is chosen on the fitting data.
 
-Owns: ``HopConfig``, ``HopModel`` (gate, prior, the queries of a second hop), ``sentences``, ``fit_hop_model``
+Owns: ``HopConfig``, ``HopModel`` (gate, prior, the queries of a second hop and the choice of its bridge sentence,
+``bridge``), ``sentences``, ``fit_hop_model``
 (from banks of documents and questions with their gold documents) and save/load (``memkit.artifacts``).
 Knows nothing of storage, methods or the CLI: the caller searches (``Search``).
 """
@@ -112,15 +113,23 @@ class HopModel(nn.Module):
         return (q / np.maximum(norms, 1e-12)).astype(np.float32)
 
     @staticmethod
-    def pick(rows: list[list[tuple[int, float]]], found: set[int]) -> tuple[int, float] | None:
-        """Of each sentence's hits (best first), the best one the first hop did not find; of those, the
-        sentence's whose scores highest: ``(document, score)``, or None when every hit was found already."""
-        best = None
+    def bridge(rows: list[list], found: set[int], document=lambda h: h[0], score=lambda h: h[1]) -> list:
+        """The hits of the bridge sentence: of each sentence's hits (best first), those of documents the first
+        hop did not find (``document(hit)`` not in ``found``); the sentence whose first such hit scores highest
+        (``score(hit)``; the first of equals). Empty when every hit was found already."""
+        best: list = []
         for row in rows:
-            hit = next(((d, s) for d, s in row if d not in found), None)
-            if hit is not None and (best is None or hit[1] > best[1]):
-                best = hit
+            new = [h for h in row if document(h) not in found]
+            if new and (not best or score(new[0]) > score(best[0])):
+                best = new
         return best
+
+    @staticmethod
+    def pick(rows: list[list[tuple[int, float]]], found: set[int]) -> tuple[int, float] | None:
+        """The second hop's ``(document, score)`` among sentences' ``(document, score)`` hits (``bridge``), or
+        None when every hit was found already."""
+        best = HopModel.bridge(rows, found)
+        return best[0] if best else None
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
@@ -223,14 +232,13 @@ def fit_hop_model(banks: Sequence[HopBank], embedder: dict, *, first_k: int = 4,
         loss = (nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, reduction="none") * weight).sum()
         (loss + l2 * w.pow(2).sum()).backward()
         opt.step()
-    w, b = w.detach().numpy(), float(b.detach())
-    p = 1.0 / (1.0 + np.exp(-(xs @ w + b)))
-    fit = HopFit(questions=len(ys), needs_hop=int(pos), gate_accuracy=float(np.mean((p > 0.5) == (ys > 0))))
     config = HopConfig(embedder=dict(embedder), dim=dim, sparse=bool(np.mean(xs != 0) < 0.5))
     model = HopModel(config)
     model.prior.copy_(torch.from_numpy(prior.astype(np.float32)))
-    model.gate_w.copy_(torch.from_numpy(w.astype(np.float32)))
-    model.gate_b.fill_(float(b))
+    model.gate_w.copy_(w.detach())
+    model.gate_b.copy_(b.detach())
+    fit = HopFit(questions=len(ys), needs_hop=int(pos),
+                 gate_accuracy=float(np.mean((model.gate(xs) > 0.5) == (ys > 0))))
     for lam in LAMBDAS:
         model.config.lam = lam
         hits = 0

@@ -3,7 +3,7 @@
 Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to
 ``min_lr_ratio``), ``next_token_loss`` (weighted next-token loss of token sequences read with a delta or after a
 prefix), ``distillation_loss`` (that reading pulled toward the LM reading the documents in its prompt),
-``ItemBatches`` and ``part_rng`` (each micro-batch's items and randomness as a function of its step and part
+``fitting_teachers``, ``ItemBatches`` and ``part_rng`` (each micro-batch's items and randomness as a function of its step and part
 alone) and ``run_steps``: AdamW over one module's trainable parameters only (the frozen LM's weights are
 never handed to the optimizer), gradient accumulation over micro-batches, data parallelism over processes
 (gradients averaged by ``memkit.distributed``), bf16 autocast, gradient checkpointing through the frozen LM,
@@ -158,6 +158,21 @@ def next_token_loss(lm, seqs: list[list[int]], weights: list[list[float]], *, de
     w = torch.tensor(target_w, device=logits.device)
     losses = F.cross_entropy(logits.float(), ids, reduction="none")
     return (losses * w).sum() / w.sum().clamp(min=1e-9)
+
+
+def fitting_teachers(lm, students: list[tuple[list[int], list[float]]],
+                     teachers: list[tuple[list[int], list[float]]]) -> list[tuple[list[int], list[float]]]:
+    """``teachers`` for ``distillation_loss``, each row whose teacher is longer than the LM's context left out
+    of it: that row's teacher becomes its student with no weight, and the student (changed in place) weighs
+    nothing either."""
+    out = []
+    for k, (ids, weights) in enumerate(teachers):
+        if len(ids) > lm.max_context:
+            students[k] = (students[k][0], [0.0] * len(students[k][0]))
+            out.append(students[k])
+        else:
+            out.append((ids, weights))
+    return out
 
 
 def distillation_loss(lm, seqs: list[list[int]], weights: list[list[float]], teacher_seqs: list[list[int]],

@@ -62,6 +62,12 @@ class AdapterState:
         return AdapterState({n: torch.stack([s.mats[n] for s in states]) for n in states[0].mats},
                             sum(s.tokens for s in states))
 
+    def scaled_to(self, weight: float) -> AdapterState:
+        """This state with each module's matrix scaled to Frobenius norm ``weight`` (how a merge by score
+        weighs the states it adds)."""
+        return AdapterState({n: m * (weight / m.norm().clamp(min=1e-12)) for n, m in self.mats.items()},
+                            self.tokens)
+
     def detach(self) -> AdapterState:
         return AdapterState({n: m.detach() for n, m in self.mats.items()}, self.tokens)
 

@@ -42,7 +42,7 @@ from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.prompts import PROMPT_FORMATS, QAFormat
 from memkit.training import (
-    ItemBatches, LoopConfig, LoopReport, distillation_loss, next_token_loss, part_rng, run_steps,
+    ItemBatches, LoopConfig, LoopReport, distillation_loss, fitting_teachers, next_token_loss, part_rng, run_steps,
 )
 
 
@@ -170,8 +170,7 @@ def weighed(states: list[AdapterState], weights: list[float]) -> list[AdapterSta
     """The states as the adapter method's ``score`` merge adds them: each scaled to unit norm (per target) and
     by its weight, the weights first normalised to sum 1."""
     total = sum(weights) or 1.0
-    return [AdapterState({n: m * (w / total / m.norm().clamp(min=1e-12)) for n, m in s.mats.items()}, s.tokens)
-            for s, w in zip(states, weights)]
+    return [s.scaled_to(w / total) for s, w in zip(states, weights)]
 
 
 def contrast_order(items: list[ContextQA]) -> list[int]:
@@ -220,13 +219,7 @@ def batch_loss(lm, gen: AdapterGenerator, items: list[ContextQA], cfg: AdapterTr
         total = parts["qa"]
     if not pretraining and cfg.w_distill > 0:
         students = list(qa)
-        teachers = []
-        for k, it in enumerate(items):
-            teacher = qa_sequence(lm, it.qas, fmt, it.documents)
-            if len(teacher[0]) > lm.max_context:          # no teacher: the row weighs nothing on either side
-                students[k] = (qa[k][0], [0.0] * len(qa[k][0]))
-                teacher = students[k]
-            teachers.append(teacher)
+        teachers = fitting_teachers(lm, students, [qa_sequence(lm, it.qas, fmt, it.documents) for it in items])
         parts["distill"] = distillation_loss(lm, [i for i, _ in students], [w for _, w in students],
                                              [i for i, _ in teachers], [w for _, w in teachers], delta=delta)
         total = total + cfg.w_distill * parts["distill"]

@@ -197,8 +197,7 @@ class Adapter(EmbedderKeys):
         states = [AdapterState.from_arrays({k: a for k, a in r.payload.items() if not k.startswith(BASIS)},
                                            device=device) for r, _ in kept]
         if len(states) > 1 and merge == "score":
-            states = [AdapterState({n: m * (w / m.norm().clamp(min=1e-12)) for n, m in s.mats.items()}, s.tokens)
-                      for s, (_, w) in zip(states, kept)]
+            states = [s.scaled_to(w) for s, (_, w) in zip(states, kept)]
         merged = AdapterState.total(states) if states else self.generator.empty_state()
         plan = AdapterPlan(state=merged, weights=[round(w, 4) for _, w in kept])
         if len(kept) == 1 and self.generator.config.norm == "svd" and _has_basis(kept[0][0].payload, merged):

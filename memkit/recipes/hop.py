@@ -18,11 +18,8 @@ from memkit.hops import HopBank, HopModel, exact_search, sentences
 
 def _weigh(embedder, keys: np.ndarray, doc_keys: np.ndarray) -> np.ndarray:
     """``keys`` weighed as the engine weighs queries against a store holding ``doc_keys``."""
-    weigh = getattr(embedder, "weigh_queries", None)
-    if weigh is None:
-        return keys
     counts = (doc_keys != 0).sum(0).astype(np.int64)
-    return weigh(keys, lambda: (counts, len(doc_keys)))
+    return embedder.weigh_queries(keys, lambda: (counts, len(doc_keys)))
 
 
 def bank_of(bench, embedder) -> tuple[HopBank, list[str]]:
@@ -64,10 +61,7 @@ def second_hop_recall(model: HopModel, bank: HopBank, types: list[str], *, first
         if not missed or found[0] not in gold:
             continue
         rows = search(model.queries(bank.sentence_keys[found[0]], bank.question_keys[i]), first_k + 5)
-        ranked = []
-        for r in rows:                      # per sentence its hits the first hop did not find
-            ranked.append([(d, s) for d, s in r if d not in set(found)])
-        best = max(ranked, key=lambda r: r[0][1] if r else -1.0)
+        best = model.bridge(rows, set(found))
         position = next((k for k, (d, _) in enumerate(best) if d == missed[0]), None)
         for key in (kind, "all"):
             c = stats[key]

@@ -41,7 +41,9 @@ from memkit.adapters.train import ContextQA
 from memkit.errors import ConfigError
 from memkit.prompts import QAFormat
 from memkit.slots.model import SlotModel, SlotShape
-from memkit.training import ItemBatches, LoopConfig, LoopReport, distillation_loss, next_token_loss, run_steps
+from memkit.training import (
+    ItemBatches, LoopConfig, LoopReport, distillation_loss, fitting_teachers, next_token_loss, run_steps,
+)
 
 OBJECTIVES = ("memory-aware", "qa")
 AGGREGATIONS = ("topk", "all")
@@ -120,18 +122,14 @@ def reading_sequences(lm, pairs: list[tuple[str, str, list[str]]], fmt: QAFormat
     """The teacher's side of distillation from reading: per ``(question, answer, documents)``, ``bos_ids``, the
     prompt with the documents in it and the answer, weighted as its student (``answer_sequence``'s output)
     weighs the answer. A prompt too long for the LM's context is not read: that row's student and teacher
-    weights become 0 (the student's list is changed in place) and the teacher is the student's tokens."""
-    out = []
-    for k, (question, answer, documents) in enumerate(pairs):
+    weights become 0 (the student's list is changed in place) and the teacher is the student's tokens
+    (``memkit.training.fitting_teachers``)."""
+    teachers = []
+    for (question, answer, documents), (ids, weights) in zip(pairs, students):
         [(asking, answered)] = fmt.turns([(question, answer)], documents)
         head, tail = list(lm.bos_ids) + lm.encode(asking), lm.encode(answered)
-        ids, weights = students[k]
-        if len(head) + len(tail) > lm.max_context:
-            students[k] = (ids, [0.0] * len(ids))
-            out.append((ids, [0.0] * len(ids)))
-        else:
-            out.append((head + tail, [0.0] * len(head) + weights[len(ids) - len(tail):]))
-    return out
+        teachers.append((head + tail, [0.0] * len(head) + weights[len(ids) - len(tail):]))
+    return fitting_teachers(lm, students, teachers)
 
 
 def choose(scores: torch.Tensor, gold: list[list[int]], k: int, aggregation: str) -> tuple[torch.Tensor, torch.Tensor]:
