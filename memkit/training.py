@@ -355,6 +355,7 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
 
     budget = cfg.minutes * 60
     start = time.time() - elapsed
+    window_parts: dict[str, list] = {}  # each loss part's sum and count since the last log line
     while step < total:
         lr = learning_rate(step, total, lr=cfg.lr, warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
         for g in opt.param_groups:
@@ -380,6 +381,9 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
         opt.zero_grad(set_to_none=True)
         step += 1
         report.losses.append(loss_sum / parts)
+        for k, v in shown.items():
+            sums, counts = window_parts.setdefault(k, [0.0, 0])
+            window_parts[k] = [sums + v, counts + 1]
         if not cfg.max_steps and step >= 10 and step % 10 == 0:
             per_step = (time.time() - start) / step
             planned = max(step + 1, cfg.warmup_steps + 20, int(budget / per_step * 0.95))
@@ -387,7 +391,9 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
         if step % 25 == 0:
             recent = report.losses[-25:]
             say(f"step {step}/{total} loss {sum(recent) / len(recent):.3f} "
-                + " ".join(f"{k} {v:.3f}" for k, v in shown.items()) + f" lr {lr:.1e} {time.time() - start:.0f}s")
+                + " ".join(f"{k} {total_v / n:.3f}" for k, (total_v, n) in window_parts.items())
+                + f" lr {lr:.1e} {time.time() - start:.0f}s")
+            window_parts = {}
         if evaluate is not None and group.main and (step % cfg.eval_every == 0 or step == total):
             modes(False)
             scores = evaluate()

@@ -206,6 +206,23 @@ def test_on_step_sees_every_step_with_its_planned_total():
     assert seen == [(s, 6) for s in range(6)]
 
 
+def test_a_log_line_shows_each_part_averaged_over_the_steps_since_the_last_line():
+    model = Toy()
+    inner = toy_loss(model)
+
+    def step_loss(step, part, parts):
+        loss, _ = inner(step, part, parts)
+        shown = {"qa": float(step)}                        # 0, 1, ..., 24 over the first 25 steps
+        if step % 2:
+            shown["extra"] = 10.0 * step                   # on odd steps only: 10, 30, ..., 230
+        return loss, shown
+
+    lines = []
+    run_steps(model, step_loss, toy_cfg(max_steps=25, checkpoint_every=0), log=lines.append)
+    line = next(l for l in lines if l.startswith("step 25/25"))
+    assert " qa 12.000 " in line and " extra 120.000 " in line, line
+
+
 def test_resume_after_a_crash_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
     seed_globals(0)
     straight = Toy()
