@@ -13,7 +13,8 @@ from cli.common import MODEL_HELP, handle_errors, print_json, state
 from cli.config_options import command, config_parameters
 
 train_app = typer.Typer(help="Train memkit's models: the world LM (base), and for any causal LM on any data the "
-                             "adapter generator (adapter) and the memory-slot model (slots).",
+                             "adapter generator (adapter) and the memory-slot model (slots); and the second "
+                             "retrieval hop's model for a store's keys (hop).",
                         no_args_is_help=True)
 
 # Options the adapter and slots commands share: where the data comes from.
@@ -80,6 +81,75 @@ def base(
     if install:
         summary["installed"] = str(install_model(out))
     print_json(summary) if json_out else typer.echo(f"world LM saved to {out}")
+
+
+@train_app.command("hop")
+@handle_errors
+def hop(
+    data: Annotated[Optional[list[str]], typer.Option(
+        "--data", help="Benchmarks to fit on, repeatable; they need questions across two documents: world (fresh "
+                       "worlds 20,001-20,003, never a benchmark world), world:SEED, or a dataset as KIND:PATH "
+                       "(e.g. english:experiments/data/english). Default: world.", show_default=False)] = None,
+    eval_data: Annotated[Optional[list[str]], typer.Option(
+        "--eval-data", help="Benchmarks to measure the second hop on after fitting (specs as --data): the second "
+                            "document's recall at 1 and 5 and how often the gate opens, per question type.",
+        show_default=False)] = None,
+    embedder: Annotated[str, typer.Option(
+        help="The keys the model lives among, as the store's --embedder: lexical (the world methods' default), "
+             "lexical-tf, minilm, or an encoder's directory. A store with other keys refuses the model.")] = "lexical",
+    first_k: Annotated[int, typer.Option(min=1, help="Documents the first search finds (the methods' top_k).")] = 4,
+    threshold: Annotated[float, typer.Option(
+        help="The gate opens above this probability: higher, fewer second searches on single-document "
+             "questions and fewer two-document questions reached.")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seeds the gate's fit.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where to save the hop model.")] = Path("build/hop-model"),
+    install: Annotated[bool, typer.Option(
+        help="Package the result as the world's hop model (hop_model=packaged; lexical keys only).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fit the second retrieval hop's model for a store's keys: a gate that says when a question needs a second
+    search, and the prior that turns the first document's sentences into the second search's query.
+
+    Use it with -o hop_model=DIR on rag, adapter, slots or hybrid (docs/benchmarks.md, "A second retrieval
+    hop"). Fitting reads no language model: only the keys of the benchmarks' documents and questions."""
+    from memkit.embedders import build_embedder
+    from memkit.errors import ConfigError
+    from memkit.recipes import hop as hop_recipe
+
+    if embedder == "lm":
+        raise ConfigError("--embedder lm keys by a language model's states; a hop model is fitted among text "
+                          "embedders' keys (lexical, lexical-tf, minilm or an encoder's directory)")
+    keys = build_embedder(None, embedder, None)
+    say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
+    fit_on = [b for spec in (data or ["world"]) for b in _hop_benchmarks(spec, "--data")]
+    measure_on = [b for spec in (eval_data or []) for b in _hop_benchmarks(spec, "--eval-data")]
+    _, report = hop_recipe.run(fit_on, keys, measure_on=measure_on, first_k=first_k, threshold=threshold, seed=seed,
+                               out=out, log=say)
+    if install:
+        from experiments.world.recipes import install_hop
+
+        report["installed"] = str(install_hop(out))
+    print_json(report) if json_out else typer.echo(f"hop model saved to {out}")
+
+
+def _hop_benchmarks(text: str, flag: str) -> list[tuple[str, object]]:
+    """The named benchmarks a hop ``--data``/``--eval-data`` spec stands for."""
+    from memkit.datasets.loaders import load_benchmark
+    from memkit.errors import ConfigError
+    from memkit.recipes.data import GENERIC, WORLD, parse_spec
+
+    spec = parse_spec(text, flag)
+    if spec.kind == WORLD:
+        from experiments.world.recipes import hop_benchmarks
+
+        return hop_benchmarks(spec.seed)
+    if spec.kind == GENERIC:
+        raise ConfigError(f"{flag} {text}: a hop model needs each question's gold documents by id and its type; "
+                          "the generic jsonl format has neither (give world, world:SEED or a dataset KIND:PATH)")
+    try:
+        return [(str(spec), load_benchmark(spec.kind, spec.path))]
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {spec}: {exc}") from None
 
 
 def _shared(what: str, default_out: str, install_help: str) -> list[inspect.Parameter]:

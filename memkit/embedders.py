@@ -224,4 +224,4 @@ def build_embedder(lm, embedder: str, layer: int | None) -> Embedder:
         return LMEmbedder(lm, layer)
     if embedder == MiniLMEmbedder.NAME:
         return MiniLMEmbedder(device=lm.device if lm is not None else "cpu")
-    return EncoderEmbedder(embedder, device=lm.device)
+    return EncoderEmbedder(embedder, device=lm.device if lm is not None else "cpu")

@@ -34,7 +34,7 @@ from memkit.errors import ConfigError
 
 CONFIG_FILE = "hop.json"
 WEIGHTS_FILE = "hop.safetensors"
-KIND = artifacts.ArtifactKind("hop model", CONFIG_FILE, WEIGHTS_FILE, "python -m experiments.bench.hops --out DIR")
+KIND = artifacts.ArtifactKind("hop model", CONFIG_FILE, WEIGHTS_FILE, "memkit train hop")
 LAMBDAS = (0.25, 0.5, 1.0, 2.0)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

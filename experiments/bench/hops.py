@@ -6,7 +6,8 @@ Fits among the lexical keys (the world methods' default embedder) on the test sp
 20,000 + N (never a benchmark world), then reports per benchmark world seed and question type: how often the
 first hop's 4 best miss a gold document, how often the gate opens, and the second document's recall at 1 and 5
 (of the documents the first hop did not find) where the first hop's best was gold. Searches are exact (a flat
-index), whole documents as memories. Prints JSON; ``--out`` saves the model with the fit's numbers.
+index), whole documents as memories. Prints JSON; ``--out`` saves the model with the fit's numbers. (The same
+fit as ``memkit train hop --eval-data world:0 --eval-data world:1``.)
 
     python -m experiments.bench.hops --hop build/world-hop --f1 adapter rag --seeds 0 1
 
@@ -24,10 +25,7 @@ import time
 from pathlib import Path
 
 from memkit.embedders import LexicalEmbedder
-from memkit.hops import fit_hop_model
-from memkit.recipes.hop import bank_of, second_hop_recall
-
-FIT_WORLD_BASE = 20_000
+from memkit.recipes import hop as hop_recipe
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,22 +41,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.hop is not None:
         return answer_f1(args)
-    from experiments.world.entities import WorldConfig
-    from experiments.world.export import load_world_benchmark
+    from experiments.world.recipes import HOP_FIT_WORLD_BASE, hop_benchmarks
 
-    emb = LexicalEmbedder()
-    start = time.time()
-    banks = [bank_of(load_world_benchmark(WorldConfig(seed=FIT_WORLD_BASE + k), "test"), emb)[0]
-             for k in range(1, args.fit_worlds + 1)]
-    model, fit = fit_hop_model(banks, emb.describe(), first_k=args.first_k,
-                               log=lambda m: print(m, flush=True))
-    report = {"fit": {**fit.to_dict(), "worlds": [FIT_WORLD_BASE + k for k in range(1, args.fit_worlds + 1)],
-                      "seconds": round(time.time() - start, 1)}, "seeds": {}}
-    for seed in args.seeds:
-        bank, types = bank_of(load_world_benchmark(WorldConfig(seed=seed), "test"), emb)
-        report["seeds"][seed] = second_hop_recall(model, bank, types, first_k=args.first_k)
-    if args.out is not None:
-        model.save(args.out, extra={"fit": report["fit"]})
+    fit_on = [b for k in range(1, args.fit_worlds + 1) for b in hop_benchmarks(HOP_FIT_WORLD_BASE + k)]
+    measure_on = [b for seed in args.seeds for b in hop_benchmarks(seed)]
+    _, report = hop_recipe.run(fit_on, LexicalEmbedder(), measure_on=measure_on, first_k=args.first_k,
+                               out=args.out, log=lambda m: print(m, flush=True))
     print(json.dumps(report, indent=1))
     return report
 

@@ -4,7 +4,8 @@ their results are packaged.
 Owns: ``train_adapter`` and ``train_slots`` (the world LM's packaged generator and slot models were trained
 this way: training entities of fresh worlds, probed on the benchmark world's training entities; test entities
 are never used), ``install_adapter`` and ``install_slots`` (copy a trained model beside the packaged world LM,
-refused for another base model), and the ``python -m experiments.world.recipes adapter|slots`` command line.
+refused for another base model), ``hop_benchmarks`` and ``install_hop`` (the worlds a hop model is fitted on,
+and where the world's is packaged), and the ``python -m experiments.world.recipes adapter|slots`` command line.
 """
 
 from __future__ import annotations
@@ -30,6 +31,37 @@ def train_adapter(lm, cfg: AdapterTrainConfig, out: Path, log=print) -> dict:
 
 def train_slots(lm, cfg: SlotTrainConfig, out: Path, log=print) -> dict:
     return slots.run(lm, cfg, load_data(["world"], seed=cfg.seed, world=adapter_data), out, log)
+
+
+HOP_FIT_WORLD_BASE = 20_000
+HOP_FIT_WORLDS = 3
+"""``world`` for a hop model: the test splits of worlds 20,001 .. 20,003 (never a benchmark world)."""
+
+
+def hop_benchmarks(seed: int | None) -> list[tuple[str, object]]:
+    """The named benchmarks ``world`` (``seed`` None: the fit worlds) or ``world:SEED`` stands for: each world's
+    test split, whole documents, every question type (two-document ones among them)."""
+    from experiments.world.entities import WorldConfig
+    from experiments.world.export import load_world_benchmark
+
+    seeds = [seed] if seed is not None else [HOP_FIT_WORLD_BASE + k for k in range(1, HOP_FIT_WORLDS + 1)]
+    return [(f"world:{s}", load_world_benchmark(WorldConfig(seed=s), "test")) for s in seeds]
+
+
+def install_hop(out: Path) -> Path:
+    """Copy a fitted hop model into the package as the world's (``hop_model=packaged``); refused unless it was
+    fitted among the world methods' keys (the lexical embedder)."""
+    from memkit.embedders import LexicalEmbedder
+    from memkit.errors import ConfigError
+    from memkit.hops import CONFIG_FILE
+    from memkit.packaged import WORLD_HOP
+
+    fitted = json.loads((out / CONFIG_FILE).read_text()).get("config", {}).get("embedder")
+    if fitted != LexicalEmbedder().describe():
+        raise ConfigError(f"--install packages the world's hop model, which lives among the lexical keys; this one "
+                          f"was fitted among {fitted}: keep it in {out} and point the method at it "
+                          f"(-o hop_model={out})")
+    return install_copy(out, WORLD_HOP, CONFIG_FILE)
 
 
 def adapter_target() -> tuple[Path, str]:

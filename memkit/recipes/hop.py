@@ -3,17 +3,22 @@ documents keyed as a store keys them, their questions and sentences as the engin
 and its recall measured on other banks.
 
 Owns: ``bank_of`` (a ``Benchmark`` as a ``HopBank``), ``second_hop_recall`` (how often a question's missed
-document is found by the second hop at rank 1 and 5, and how often the gate opens, per question type). Knows no
+document is found by the second hop at rank 1 and 5, and how often the gate opens, per question type), ``run``
+(fit on named benchmarks, measure on others, save: what ``memkit train hop`` and the hop bench call). Knows no
 front door and no storage: the banks are searched exactly, as a flat index does.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
-from memkit.hops import HopBank, HopModel, exact_search, sentences
+from memkit.errors import ConfigError
+from memkit.hops import HopBank, HopModel, exact_search, fit_hop_model, sentences
 
 
 def _weigh(embedder, keys: np.ndarray, doc_keys: np.ndarray) -> np.ndarray:
@@ -78,3 +83,37 @@ def second_hop_recall(model: HopModel, bank: HopBank, types: list[str], *, first
                     "second_document_recall_at_5": round(100 * c["recall_at_5"] / t, 1),
                     "gated_recall_at_1": round(100 * c["gated_recall_at_1"] / t, 1)}
     return out
+
+
+def run(fit_on: Sequence[tuple[str, object]], embedder, *, measure_on: Sequence[tuple[str, object]] = (),
+        first_k: int = 4, threshold: float = 0.5, seed: int = 0, out: Path | None = None,
+        log: Callable[[str], None] = lambda _m: None) -> tuple[HopModel, dict]:
+    """Fit a hop model among ``embedder``'s keys on the named benchmarks ``fit_on`` (``(name, Benchmark)``; they
+    need questions across two documents), measure its second hop on each of ``measure_on``, save it to ``out``
+    (with the report) if given; its gate opens above ``threshold``. Returns the model and the report."""
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold must lie between 0 and 1, not {threshold}")
+    if not fit_on:
+        raise ConfigError("fitting a hop model needs data: give --data (benchmarks with questions across two "
+                          "documents, e.g. world or english:PATH)")
+    start = time.time()
+    banks = []
+    for name, bench in fit_on:
+        bank, types = bank_of(bench, embedder)
+        log(f"{name}: {len(bench.documents)} documents, {len(types)} questions, "
+            f"{sum(len(g) > 1 for g in bank.gold)} across two or more documents")
+        banks.append(bank)
+    model, fit = fit_hop_model(banks, embedder.describe(), first_k=first_k, seed=seed, log=log)
+    model.config.threshold = threshold
+    report = {"fit": {**fit.to_dict(), "data": [name for name, _ in fit_on], "first_k": first_k,
+                      "threshold": threshold, "seed": seed,
+                      "seconds": round(time.time() - start, 1)}, "measured": {}}
+    for name, bench in measure_on:
+        bank, types = bank_of(bench, embedder)
+        report["measured"][name] = second_hop_recall(model, bank, types, first_k=first_k)
+        every = report["measured"][name]["all"]
+        log(f"{name}: second document at rank 1 {every['second_document_recall_at_1']}%, within 5 "
+            f"{every['second_document_recall_at_5']}%; the gate opens for {every['gate_opens']}% of questions")
+    if out is not None:
+        model.save(out, extra={"fit": report["fit"], "measured": report["measured"]})
+    return model, report
