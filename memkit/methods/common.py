@@ -248,7 +248,7 @@ class HopOption:
 
     hop_model: str = ""
     """A hop model's directory (fitted for this method's embedder; ``packaged``: the world's, among lexical
-    keys, ``python -m experiments.bench.hops``): questions its gate
+    keys; ``memkit train hop`` fits one): questions its gate
     opens for search again from the sentences of their first document (a second retrieval hop, for questions
     that cross two documents); empty: one search."""
 

@@ -27,7 +27,6 @@ from memkit.methods.common import resolve_fusion
 from memkit.methods.slots import SLOTS, Slots, SlotsConfig, SlotsPlan
 from memkit.packaged import WORLD_HYBRID_SLOTS, installed
 
-KEYS = ("slots", "lexical")
 PACKAGED_HYBRID_SLOTS = WORLD_HYBRID_SLOTS
 """The slot model trained with the packaged generator's adapters applied (``memkit train slots
 --with-adapter packaged``): the hybrid's default when its option ``model`` is empty, else the slots method's."""
@@ -40,11 +39,6 @@ class HybridConfig(AdapterConfig, SlotsConfig):
     keys: str = "slots"
     """Which key a document is found by: ``slots`` (the slot model's self-matching key) or ``lexical`` (the
     adapter's key encoder, option ``embedder``)."""
-
-    def validate(self, method: str) -> None:
-        super().validate(method)
-        if self.keys not in KEYS:
-            raise ConfigError(f"option keys of method {method} must be one of {', '.join(KEYS)}, not {self.keys!r}")
 
     def part(self, cls):
         """The options of one part (``AdapterConfig`` or ``SlotsConfig``)."""
@@ -69,7 +63,7 @@ class Hybrid:
         self.lm = lm
         self.config = config
         self.adapter = Adapter(lm, config.part(AdapterConfig))
-        slots = config.part(SlotsConfig)
+        slots = dataclasses.replace(config.part(SlotsConfig), keys="slots", hop_model="")  # keys: the hybrid's
         if not slots.model and installed(PACKAGED_HYBRID_SLOTS):
             slots.model = str(PACKAGED_HYBRID_SLOTS)
         self.slots = Slots(lm, slots)

@@ -12,6 +12,9 @@ model is trained (``memkit train slots``) and recorded with it, the objective (`
 self-matching (keys trained to find their documents, scores weighing the aggregation; off, as in MAC, every
 memory weighs the same).
 
+Documents are found by the slot model's self-matching key, or (option ``keys=lexical``) by hashed words, the
+keys a hop model (option ``hop_model``, ``memkit train hop``) searches among for a second retrieval hop.
+
 The slot model is a directory written by ``memkit train slots`` (option ``model``); left empty, the one packaged
 for the world LM is used (none is packaged yet), and any other model is refused with the command that trains
 one. Knows nothing of storage or the CLI.
@@ -28,12 +31,13 @@ import torch
 
 from memkit.errors import ConfigError
 from memkit.methods.base import Answer, Context, QuestionRead, Record, Retrieved, Source, best_first, snippet
-from memkit.methods.common import PayloadConfig, TextAnswerer, stored
+from memkit.methods.common import HopOption, PayloadConfig, TextAnswerer, stored
 from memkit.packaged import WORLD_SLOTS, installed
 from memkit.prompts import QAFormat
 
 PACKAGED_SLOTS = WORLD_SLOTS
 AGGREGATIONS = ("topk", "all")
+KEYS = ("slots", "lexical")
 SLOTS = "slots"
 """Payload name of a document's memory vectors."""
 ALL = 1_000_000_000
@@ -41,7 +45,16 @@ ALL = 1_000_000_000
 
 
 @dataclasses.dataclass
-class SlotsConfig(PayloadConfig):
+class KeysOption:
+    """The option of a slot-reading method that says which key finds a document."""
+
+    keys: str = "slots"
+    """Which key a document is found by: ``slots`` (the slot model's self-matching key) or ``lexical`` (hashed
+    words, queries IDF-weighted: the keys a hop model for the world lives among)."""
+
+
+@dataclasses.dataclass
+class SlotsConfig(PayloadConfig, KeysOption, HopOption):
     """Options of memory slots."""
 
     model: str = ""
@@ -61,6 +74,10 @@ class SlotsConfig(PayloadConfig):
             raise ConfigError(f"option top_k of method {method} must be at least 1")
         if self.batch_size < 1:
             raise ConfigError(f"option batch_size of method {method} must be at least 1")
+        if self.keys not in KEYS:
+            raise ConfigError(f"option keys of method {method} must be one of {', '.join(KEYS)}, not {self.keys!r}")
+        if self.hop_model and self.keys != "lexical" and method == "slots":
+            raise ConfigError("option hop_model of method slots searches among lexical keys; set keys=lexical")
 
 
 def resolve_model(lm, path: str):
@@ -98,6 +115,22 @@ class Slots:
         self.config = config
         self.model = resolve_model(lm, config.model).eval()
         self.key_dim = self.model.config.key_dim
+        self.words = None
+        """With ``keys=lexical``: the ``LexicalEmbedder`` whose keys find documents (else None)."""
+        self.hop = None
+        """The second retrieval hop (``memkit.hops.HopModel``, among the lexical keys), or None."""
+        if config.keys == "lexical":
+            from memkit.embedders import LexicalEmbedder
+
+            self.words = LexicalEmbedder()
+            self.key_dim = self.words.dim
+            self.weigh_queries = self.words.weigh_queries
+            if config.hop_model:
+                from memkit.hops import HopModel
+                from memkit.packaged import WORLD_HOP
+
+                self.hop = HopModel.load(WORLD_HOP if config.hop_model == "packaged" else config.hop_model,
+                                         self.words)
         self.answerer = TextAnswerer(lm, config.max_new_tokens, QAFormat.of(self.model.config.prompt_format, lm.tokenizer))
 
     def config_dict(self) -> dict:
@@ -118,6 +151,8 @@ class Slots:
         e = self.model.config.mem_dim
         with torch.no_grad():
             keys = self.model.key(groups, present).cpu().numpy()
+        if self.words is not None:
+            keys = np.asarray(self.words.embed(list(texts)), dtype=np.float32)
         return [[Record(kind="slots", key=keys[i],
                         tensors=stored({SLOTS: groups[i, present[i]].reshape(-1, e).cpu().numpy()},
                                        self.config.payload_dtype))]
@@ -131,12 +166,14 @@ class Slots:
         return [r.key for r in self.read_questions(questions)]
 
     def read_questions(self, questions: Sequence[str]) -> list[QuestionRead]:
-        """Each question read once (in batches): its self-matching key and its pooled vectors, which ``combine``
-        keeps for the aggregation."""
+        """Each question read once (in batches): its self-matching key (or, with ``keys=lexical``, its words'
+        key) and its pooled vectors, which ``combine`` keeps for the aggregation."""
         groups, present = self.memories(questions)
         with torch.no_grad():
             keys = self.model.key(groups, present).cpu().numpy()
             memory = self.model.pool(groups, present)
+        if self.words is not None:
+            keys = np.asarray(self.words.embed(list(questions)), dtype=np.float32)
         return [QuestionRead(key=k, state=v) for k, v in zip(keys, memory)]
 
     def search_size(self, top_k: int | None) -> int:

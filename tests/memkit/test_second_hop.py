@@ -121,16 +121,18 @@ def _store(tiny_lm, tmp_path, method: str, options: dict):
     return engine, bench
 
 
-@pytest.mark.parametrize("method", ["rag", "adapter"])
+@pytest.mark.parametrize("method", ["rag", "adapter", "slots", "hybrid"])
 def test_the_engine_adds_the_second_document_with_its_hop_and_the_first_ones_weight(
-        fitted, tiny_lm, tmp_path, method, tiny_generator_dir):
+        fitted, tiny_lm, tmp_path, method, tiny_generator_dir, tiny_slot_dir):
     model, _ = fitted
     model.save(tmp_path / "hop")
-    options = {"hop_model": str(tmp_path / "hop"), "top_k" if method == "rag" else "top_n": 2}
+    options = {"hop_model": str(tmp_path / "hop"), "top_k" if method in ("rag", "slots") else "top_n": 2}
     if method == "rag":                  # whole documents as memories, the keys the hop model was fitted among
         options.update(chunk_tokens=200, chunk_overlap=0)
-    if method == "adapter":
+    if method in ("adapter", "hybrid"):
         options["generator"] = str(tiny_generator_dir)
+    if method in ("slots", "hybrid"):    # found by words, the keys the hop model lives among
+        options.update(model=str(tiny_slot_dir), keys="lexical", top_k=2)
     engine, bench = _store(tiny_lm, tmp_path, method, options)
     try:
         bridge = [q for q in bench.questions if q.type == "two_hop"][:6]
@@ -147,6 +149,9 @@ def test_the_engine_adds_the_second_document_with_its_hop_and_the_first_ones_wei
                 second = [s for s in a.sources if s.hop == 2]
                 assert len(second) == 1 and second[0].weight == pytest.approx(a.sources[0].weight)
                 assert second[0].to_dict()["hop"] == 2
+        if method in ("slots", "hybrid"):  # the second document's memories are aggregated with the first's
+            for q, a in zip(bridge, engine.ask_many([q.question for q in bridge])):
+                assert [s.hop for s in a.sources].count(2) == 1 and a.notes.memories == 3
         # one search only without a hop model
         plain = build_method(method, tiny_lm, {k: v for k, v in options.items() if k != "hop_model"})
         engine_one = Engine(tiny_lm, plain, engine.store)
@@ -161,6 +166,8 @@ def test_the_hybrid_hops_only_among_the_adapters_keys(fitted, tiny_lm, tmp_path,
     with pytest.raises(ConfigError, match="keys=lexical"):
         build_method("hybrid", tiny_lm, {"hop_model": str(tmp_path / "hop"), "generator": str(tiny_generator_dir),
                                          "model": str(tiny_slot_dir)})
+    with pytest.raises(ConfigError, match="keys=lexical"):
+        build_method("slots", tiny_lm, {"hop_model": str(tmp_path / "hop"), "model": str(tiny_slot_dir)})
     hybrid = build_method("hybrid", tiny_lm, {"hop_model": str(tmp_path / "hop"), "keys": "lexical",
                                               "generator": str(tiny_generator_dir), "model": str(tiny_slot_dir)})
     assert hybrid.hop is not None
