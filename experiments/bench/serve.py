@@ -1,13 +1,18 @@
 """``memkit serve`` under load, on loopback, against one ``memkit ask`` process per question.
 
-For every method (``--methods rag,adapter``) a fresh temporary store is made (``memkit init``) and filled with
-the first ``--n-docs`` documents of the synthetic world (seed ``--seed``) through a first server run. Then:
+For every method (``--methods rag,adapter``) a fresh temporary store is made (``memkit init``, on ``--model``
+when given) and filled with the first ``--n-docs`` documents of the workload through a first server run. The
+workload (``--benchmark``) is the synthetic world (seed ``--seed``, the default), or a dataset read from
+``--data``, such as memkit's English set: its documents are stored (all of them when ``--n-docs`` exceeds
+their count; the JSON's ``workload`` says so), its questions whose gold documents are stored are asked, and the
+fresh documents of step 4 are its unstored documents, then marked copies of its documents (each text with a
+line ``[memkit bench copy k]`` prepended; the rule is recorded in ``workload.fresh``). Then:
 
 1. the baseline: ``memkit ask`` as one process per question, ``--baseline-questions`` of them in sequence
    (no server running): mean wall seconds per question and its throughput, 1 / mean;
 2. a second server is spawned: seconds from spawn to its "memkit serving" line and to a first answer;
 3. closed-loop load, for each N of ``--clients``: N asyncio clients, one connection each, each sending the next
-   question (cycling over the world's questions about the stored documents) as soon as it has its answer;
+   question (cycling over the workload's questions about the stored documents) as soon as it has its answer;
    after ``--warmup`` seconds, the answers completed in the next ``--duration`` seconds give throughput
    (answers/s), p50/p99 latency and the mean ``batch_size`` the server reports;
 4. ingest: ``--ingest-docs`` fresh documents ingested alone (a job, followed at ``/jobs/{id}``), then as many
@@ -19,13 +24,15 @@ runs on the same machine as the server (loopback), so on a small machine they sh
 
     python -m experiments.bench.serve --methods rag,adapter --clients 1,4,16,64 --duration 20 --out serve.json
     python -m experiments.bench.serve --quick --methods rag            # a smoke run of ~30 s
+    python -m experiments.bench.serve --benchmark english --data experiments/data/english --model gemma-3-270m \
+        --methods rag --clients 1,4,16 --out serve_english.json
 
 Owns: the benchmark's command line, its steps for one method (``run_method``) and for a whole run, and the
-JSON result. Its parts: ``serve_world`` (the workload), ``serve_process`` (spawning and stopping the server; the
-``memkit ask`` baseline), ``serve_load`` (the HTTP clients, the load generator, following ingest jobs),
-``serve_report`` (the targets and the markdown table), ``serve_common`` (the error and the log line); their
-names stay importable from here. Knows the CLI and the HTTP API from outside (subprocesses and httpx), not their
-code.
+JSON result. Its parts: ``serve_world`` (the workload, world or dataset, and the choice between them),
+``serve_process`` (spawning and stopping the server; the ``memkit ask`` baseline), ``serve_load`` (the HTTP
+clients, the load generator, following ingest jobs), ``serve_report`` (the targets and the markdown table),
+``serve_common`` (the error and the log line); their names stay importable from here. Knows the CLI and the
+HTTP API from outside (subprocesses and httpx), not their code.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from experiments.bench.serve_load import (
 )
 from experiments.bench.serve_process import LISTENING, PROBLEM, ServerProcess, baseline, child_env, cli, run_cli
 from experiments.bench.serve_report import TARGET_CLIENTS, TARGET_SPEEDUP, TARGET_TAIL, fmt, markdown, ratio, targets
-from experiments.bench.serve_world import Workload, world_workload
+from experiments.bench.serve_world import Workload, choose_workload, world_workload
 
 __all__ = [  # every name this module held before its parts moved to serve_*.py
     "COLLECTION", "DEFAULTS", "LISTENING", "PROBLEM", "QUICK", "REPO", "TARGET_CLIENTS", "TARGET_SPEEDUP",
@@ -80,7 +87,8 @@ async def run_method(method: str, work: Workload, args: argparse.Namespace, clie
     server: ServerProcess | None = None
     try:
         t = time.perf_counter()
-        run_cli(cli(store, args.device, "init", "--method", method, *args.init_arg), "memkit init", 600,
+        model = ["--model", args.model] if args.model else []
+        run_cli(cli(store, args.device, "init", "--method", method, *model, *args.init_arg), "memkit init", 600,
                 args.threads)
         out["init_s"] = round(time.perf_counter() - t, 3)
         log(f"{method}: store made in {out['init_s']} s at {store}")
@@ -160,7 +168,13 @@ async def run_method(method: str, work: Workload, args: argparse.Namespace, clie
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.bench.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", default="rag,adapter", help="comma-separated memkit init methods")
-    p.add_argument("--seed", type=int, default=0, help="the synthetic world's seed (documents, questions, order)")
+    p.add_argument("--benchmark", default="world", help="world, or a dataset read with --data (e.g. english)")
+    p.add_argument("--data", default=None, help="the dataset's local file or directory (required unless world)")
+    p.add_argument("--model", default=None, help="the model of the stores, passed to memkit init --model (a "
+                                                 "reference name such as gemma-3-270m, a directory or a hub id; "
+                                                 "default: memkit init's)")
+    p.add_argument("--seed", type=int, default=0, help="the synthetic world's seed (documents, questions, order); "
+                                                       "a dataset's question order")
     p.add_argument("--n-docs", type=int, default=None, help=f"documents stored first (default {DEFAULTS['n_docs']})")
     p.add_argument("--clients", default=None, help=f"client counts, comma-separated (default {DEFAULTS['clients']})")
     p.add_argument("--duration", type=float, default=None,
@@ -224,8 +238,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise BenchError("--methods and --clients need at least one method and one client count >= 1")
     if args.n_docs < 1 or args.ingest_docs < 1 or args.duration <= 0 or args.warmup < 0:
         raise BenchError("--n-docs and --ingest-docs must be >= 1, --duration > 0, --warmup >= 0")
+    if args.model and any(a.split("=")[0] == "--model" for a in args.init_arg):
+        raise BenchError("--model and --init-arg --model both name the model; keep one")
     target = args.ingest_clients or (TARGET_CLIENTS if TARGET_CLIENTS in clients else max(clients))
-    work = world_workload(args.seed, args.n_docs, args.ingest_docs, args.questions)
+    work = choose_workload(args.benchmark, args.data, args.seed, args.n_docs, args.ingest_docs, args.questions)
     started = time.time()
     result: dict[str, Any] = {
         "benchmark": "serve", "command": [sys.executable, "-m", "experiments.bench.serve", *argv],
@@ -241,6 +257,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                    "note": "the load generator runs on the same machine as the server and shares its CPUs"},
         "methods": {},
     }
+    if args.model:
+        result["config"]["model"] = args.model
+    if work.about:
+        result["workload"] = work.about
     for method in methods:
         log(f"=== {method} ===")
         result["methods"][method] = asyncio.run(run_method(method, work, args, clients, target))

@@ -41,8 +41,10 @@ def fmt(x, nd: int = 1) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"## memkit serve benchmark (seed {result['seed']}, {result['machine']['cpu_count']} CPUs, "
-             f"{result['config']['n_docs']} documents)", "",
+    work = result.get("workload", {})
+    name = f"{work['benchmark']}, " if work else ""
+    lines = [f"## memkit serve benchmark ({name}seed {result['seed']}, {result['machine']['cpu_count']} CPUs, "
+             f"{work.get('stored', result['config']['n_docs'])} documents)", "",
              "| method | clients | answers/s | p50 ms | p99 ms | mean batch | errors | EM % |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in result["methods"].items():
