@@ -10,7 +10,9 @@ line ``[memkit bench copy k]`` prepended; the rule is recorded in ``workload.fre
 
 1. the baseline: ``memkit ask`` as one process per question, ``--baseline-questions`` of them in sequence
    (no server running): mean wall seconds per question and its throughput, 1 / mean;
-2. a second server is spawned: seconds from spawn to its "memkit serving" line and to a first answer;
+2. a second server is spawned: seconds from spawn to its "memkit serving" line and to a first answer (with
+   ``--cold-start``, first a server whose model cache is an empty folder, so a GGUF model is converted again:
+   ``startup_cold``);
 3. closed-loop load, for each N of ``--clients``: N asyncio clients, one connection each, each sending the next
    question (cycling over the workload's questions about the stored documents) as soon as it has its answer;
    after ``--warmup`` seconds, the answers completed in the next ``--duration`` seconds give throughput
@@ -112,6 +114,15 @@ async def run_method(method: str, work: Workload, args: argparse.Namespace, clie
                                                       args.threads)
             log(f"{method}: baseline {out['baseline']['mean_s']} s per question")
 
+        if args.cold_start:
+            cold = Path(tempfile.mkdtemp(prefix="memkit-serve-bench-cache-", dir=tmp))
+            server = ServerProcess(store, args.device, args.server_arg, args.threads,
+                                   env={"MEMKIT_CACHE_DIR": str(cold)}).start()
+            out["startup_cold"] = await first_answer(server, work.questions[0]["question"], args.start_timeout)
+            server.stop()
+            server = None
+            log(f"{method}: first answer {out['startup_cold']['first_answer_s']} s after spawn with an empty "
+                f"model cache")
         server = ServerProcess(store, args.device, args.server_arg, args.threads).start()
         out["startup"] = await first_answer(server, work.questions[0]["question"], args.start_timeout)
         log(f"{method}: first answer {out['startup']['first_answer_s']} s after spawn "
@@ -199,6 +210,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                    "e.g. --init-arg=-o --init-arg=top_k=2")
     p.add_argument("--server-arg", action="append", default=[], help="extra argument to memkit serve "
                                                                      "(repeatable), e.g. --server-arg=--max-batch=64")
+    p.add_argument("--cold-start", action="store_true",
+                   help="also time a server started with an empty model cache (MEMKIT_CACHE_DIR a fresh folder: a "
+                        "GGUF model is converted again) before the usual, cached start")
     p.add_argument("--start-timeout", type=float, default=300.0, help="seconds for a server to answer first")
     p.add_argument("--request-timeout", type=float, default=120.0, help="seconds per HTTP request")
     p.add_argument("--ingest-timeout", type=float, default=1800.0, help="seconds per ingest job")

@@ -55,9 +55,10 @@ class ServerProcess:
     prints once listening; ``stop`` sends SIGTERM, then kills it if it has not ended after ``grace`` seconds."""
 
     def __init__(self, store: Path, device: str, extra: list[str], threads: int | None = None,
-                 grace: float = 45.0):
+                 grace: float = 45.0, env: dict | None = None):
         self.cmd = cli(store, device, "serve", "--port", "0", "--log-level", "warning", *extra)
         self.threads = threads
+        self.env = dict(env or {})
         self.grace = grace
         self.proc: subprocess.Popen | None = None
         self.lines: deque[str] = deque(maxlen=400)
@@ -69,9 +70,13 @@ class ServerProcess:
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
 
+    def environment(self) -> dict:
+        """The server's environment: a memkit child's (``child_env``) with this server's own settings over it."""
+        return {**child_env(self.threads), **self.env}
+
     def start(self) -> "ServerProcess":
         self.spawned = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=child_env(self.threads), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.environment(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         self._reader = threading.Thread(target=self._read, name="server-output", daemon=True)
         self._reader.start()

@@ -82,3 +82,14 @@ def test_the_report_names_the_dataset_and_the_documents_stored():
     assert markdown(result).startswith("## memkit serve benchmark (seed 0, 2 CPUs, 200 documents)")
     result["workload"] = {"benchmark": "english", "stored": 64}
     assert markdown(result).startswith("## memkit serve benchmark (english, seed 0, 2 CPUs, 64 documents)")
+
+
+def test_a_cold_start_server_gets_its_own_empty_model_cache(tmp_path, monkeypatch):
+    from experiments.bench.serve_process import ServerProcess
+
+    monkeypatch.setenv("MEMKIT_CACHE_DIR", "/warm/cache")
+    cold = ServerProcess(tmp_path / "store", "cpu", [], threads=1, env={"MEMKIT_CACHE_DIR": str(tmp_path / "c")})
+    warm = ServerProcess(tmp_path / "store", "cpu", [], threads=1)
+    assert cold.environment()["MEMKIT_CACHE_DIR"] == str(tmp_path / "c")
+    assert warm.environment()["MEMKIT_CACHE_DIR"] == "/warm/cache"
+    assert cold.environment()["OMP_NUM_THREADS"] == "1"
