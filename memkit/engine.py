@@ -80,6 +80,8 @@ class Abilities:
 
     read: Callable[[list[str]], list[QuestionRead]]
     """The questions' keys and readings: the method's ``read_questions``, else keys alone."""
+    keys: Callable[[list[str]], list]
+    """The questions' keys alone (a second hop's sentences need nothing else)."""
     weigh: Callable | None
     fusion: object | None
     wanted: Callable | None
@@ -91,13 +93,15 @@ class Abilities:
 
     @classmethod
     def of(cls, method: Method) -> "Abilities":
+        if isinstance(method, BatchKeys):
+            keys = method.query_keys
+        else:
+            keys = lambda qs: [method.query_key(q) for q in qs]                   # noqa: E731
         if isinstance(method, ReadsQuestions):
             read = method.read_questions
-        elif isinstance(method, BatchKeys):
-            read = lambda qs: [QuestionRead(k) for k in method.query_keys(qs)]    # noqa: E731
         else:
-            read = lambda qs: [QuestionRead(method.query_key(q)) for q in qs]     # noqa: E731
-        return cls(read=read, weigh=method.weigh_queries if isinstance(method, WeighsQueries) else None,
+            read = lambda qs: [QuestionRead(k) for k in keys(qs)]                 # noqa: E731
+        return cls(read=read, keys=keys, weigh=method.weigh_queries if isinstance(method, WeighsQueries) else None,
                    fusion=method.fusion if isinstance(method, FusesText) else None,
                    wanted=method.payloads_wanted if isinstance(method, ChoosesPayloads) else None,
                    reads_questions=isinstance(method, ReadsQuestions),
@@ -249,7 +253,7 @@ class Engine:
         if not plan:
             return hits, added
         flat = [s for _, ss in plan for s in ss]
-        keys = np.stack([np.asarray(r.key, dtype=np.float32) for r in self.abilities.read(flat)])
+        keys = np.stack([np.asarray(k, dtype=np.float32) for k in self.abilities.keys(flat)])
         if self.abilities.weigh is not None:
             keys = self.abilities.weigh(keys, self.store.key_frequencies)
         ends = np.cumsum([len(ss) for _, ss in plan])

@@ -16,8 +16,7 @@ from dataclasses import replace
 from memkit.datasets.records import Benchmark
 from memkit.documents import SourceDocument
 from memkit.errors import ConfigError
-
-WORLD = "world"
+from memkit.recipes.data import WORLD
 
 COPY_RULE = ("marked copies: the dataset's documents in order, again and again; round k's copy of a document "
              "has the line '[memkit bench copy k]' prepended to its text and the id '<id>~copy<k>'")

@@ -252,6 +252,15 @@ class HopOption:
     opens for search again from the sentences of their first document (a second retrieval hop, for questions
     that cross two documents); empty: one search."""
 
+    def load_hop(self, embedder):
+        """The hop model ``hop_model`` names, for ``embedder``'s keys (refused for others), or None: one search."""
+        if not self.hop_model:
+            return None
+        from memkit.hops import HopModel
+        from memkit.packaged import WORLD_HOP
+
+        return HopModel.load(WORLD_HOP if self.hop_model == "packaged" else self.hop_model, embedder)
+
 
 class EmbedderKeys:
     """Keys from the key encoder a method's config names (``embedder``, ``embed_layer``): the question's key,
@@ -267,12 +276,8 @@ class EmbedderKeys:
         self.fusion = resolve_fusion(config)
         self.hop = None
         """The second retrieval hop's model (``memkit.hops.HopModel``), or None: one search."""
-        if isinstance(config, HopOption) and config.hop_model:
-            from memkit.hops import HopModel
-            from memkit.packaged import WORLD_HOP
-
-            path = WORLD_HOP if config.hop_model == "packaged" else config.hop_model
-            self.hop = HopModel.load(path, self.embedder)
+        if isinstance(config, HopOption):
+            self.hop = config.load_hop(self.embedder)
 
     def query_key(self, question: str):
         return self.embedder.embed([question])[0]

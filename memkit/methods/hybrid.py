@@ -105,6 +105,8 @@ class Hybrid:
         return self.query_keys([question])[0]
 
     def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
+        if self.config.keys == "lexical":               # the adapter's keys: no slot reading needed
+            return self.adapter.query_keys(questions)
         return [r.key for r in self.read_questions(questions)]
 
     def read_questions(self, questions: Sequence[str]) -> list[QuestionRead]:

@@ -125,12 +125,7 @@ class Slots:
             self.words = LexicalEmbedder()
             self.key_dim = self.words.dim
             self.weigh_queries = self.words.weigh_queries
-            if config.hop_model:
-                from memkit.hops import HopModel
-                from memkit.packaged import WORLD_HOP
-
-                self.hop = HopModel.load(WORLD_HOP if config.hop_model == "packaged" else config.hop_model,
-                                         self.words)
+            self.hop = config.load_hop(self.words)
         self.answerer = TextAnswerer(lm, config.max_new_tokens, QAFormat.of(self.model.config.prompt_format, lm.tokenizer))
 
     def config_dict(self) -> dict:
@@ -149,10 +144,7 @@ class Slots:
     def encode(self, texts: Sequence[str]) -> list[list[Record]]:
         groups, present = self.memories(texts)
         e = self.model.config.mem_dim
-        with torch.no_grad():
-            keys = self.model.key(groups, present).cpu().numpy()
-        if self.words is not None:
-            keys = np.asarray(self.words.embed(list(texts)), dtype=np.float32)
+        keys = self._keys(texts, groups, present)
         return [[Record(kind="slots", key=keys[i],
                         tensors=stored({SLOTS: groups[i, present[i]].reshape(-1, e).cpu().numpy()},
                                        self.config.payload_dtype))]
@@ -163,17 +155,25 @@ class Slots:
         return self.query_keys([question])[0]
 
     def query_keys(self, questions: Sequence[str]) -> list[np.ndarray]:
+        if self.words is not None:                      # words alone: no slot reading needed
+            return list(self._keys(questions, None, None))
         return [r.key for r in self.read_questions(questions)]
+
+    def _keys(self, texts: Sequence[str], groups, present) -> np.ndarray:
+        """The keys that find ``texts``: their words' with ``keys=lexical``, else the slot model's of their
+        memory vectors (``groups``, ``present``)."""
+        if self.words is not None:
+            return np.asarray(self.words.embed(list(texts)), dtype=np.float32)
+        with torch.no_grad():
+            return self.model.key(groups, present).cpu().numpy()
 
     def read_questions(self, questions: Sequence[str]) -> list[QuestionRead]:
         """Each question read once (in batches): its self-matching key (or, with ``keys=lexical``, its words'
         key) and its pooled vectors, which ``combine`` keeps for the aggregation."""
         groups, present = self.memories(questions)
+        keys = self._keys(questions, groups, present)
         with torch.no_grad():
-            keys = self.model.key(groups, present).cpu().numpy()
             memory = self.model.pool(groups, present)
-        if self.words is not None:
-            keys = np.asarray(self.words.embed(list(questions)), dtype=np.float32)
         return [QuestionRead(key=k, state=v) for k, v in zip(keys, memory)]
 
     def search_size(self, top_k: int | None) -> int:
