@@ -291,13 +291,14 @@ class FrozenLM(Generation):
             return self._states([s[:limit] for s in seqs], layers)
 
     def read_with_slots(self, texts: Sequence[str | Sequence[int]], slots: torch.Tensor, *,
-                        max_length: int | None = None) -> torch.Tensor:
+                        max_length: int | None = None, delta: LowRankDelta | None = None) -> torch.Tensor:
         """The last layer's hidden states (after the final norm) ``[B, m, d]`` at ``m`` learnt input vectors
         ``slots [m, d]`` read right after each text (left padding puts them at the same positions in every row).
         Every text is read whole: one longer than ``max_length`` tokens (``bos_ids`` included; at most
         ``max_context - m``) is refused with a ``ConfigError``, never cut, so a caller cuts long texts into
-        windows first (``SlotModel.windows``). Gradients flow to ``slots`` (and to anything else trainable) when
-        the caller has grad enabled; the LM's own weights stay frozen."""
+        windows first (``SlotModel.windows``). With ``delta``, the text and slots are read with it applied.
+        Gradients flow to ``slots`` and ``delta`` (and to anything else trainable) when the caller has grad
+        enabled; the LM's own weights stay frozen."""
         m = int(slots.shape[0])
         limit = self.max_context - m if max_length is None else min(max_length, self.max_context - m)
         if limit < 1:
@@ -312,8 +313,9 @@ class FrozenLM(Generation):
         embeds = torch.cat([table(ids), slots.to(table.weight.dtype)[None].expand(len(seqs), -1, -1)], dim=1)
         mask = torch.cat([mask, mask.new_ones(len(seqs), m)], dim=1)
         backbone = getattr(self.model, "base_model", self.model)
-        out = backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=self._positions(mask, 0),
-                       output_hidden_states=True, use_cache=False)
+        with self._delta(delta):
+            out = backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=self._positions(mask, 0),
+                           output_hidden_states=True, use_cache=False)
         return out.hidden_states[-1][:, -m:]
 
     def embed(self, texts: Sequence[str], *, layer: int | None = None, batch_size: int = 16) -> np.ndarray:

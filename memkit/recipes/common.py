@@ -34,8 +34,7 @@ def probed_training(model, out: Path, cfg, log: Callable[[str], None], *, start:
     if not group.main:
         report = train(lambda _model: {})
         return {"steps": report.steps, "rank": group.rank}
-    first = probe(True)
-    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
+    first = _first_probe(out, getattr(cfg, "resume", ""), probe, log)
     report = train(lambda _model: probe(False))
     final = probe(True)
     log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
@@ -46,6 +45,29 @@ def probed_training(model, out: Path, cfg, log: Callable[[str], None], *, start:
         summary["resumed_at"] = report.resumed_at
     save_trained(model, out, cfg, summary, report, log, data=data)
     return summary
+
+
+FIRST_PROBE = "probe_before.json"
+"""Beside a run's checkpoints: the probe before its first step, which a resumed run reports instead of probing
+again (a probe on a real LM reads every held-out item three ways: minutes)."""
+
+
+def _first_probe(out: Path, resume: str, probe: Callable[[bool], dict], log: Callable[[str], None]) -> dict:
+    """The probe before training: the one the run made when it first started, when ``resume`` goes on from a
+    checkpoint beside which it was kept; else ``probe(True)``, kept in ``out``'s checkpoint folder."""
+    if resume:
+        kept = checkpoint.find(resume).parent / FIRST_PROBE
+        if kept.is_file():
+            first = json.loads(kept.read_text(encoding="utf-8"))
+            log("before training (probed when the run first started): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
+            return first
+    first = probe(True)
+    log("before training: " + ", ".join(f"{k} {v:.1f}" for k, v in first.items()))
+    folder = out / checkpoint.RUN_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FIRST_PROBE).write_text(json.dumps(first) + "\n", encoding="utf-8")
+    return first
 
 
 def save_trained(model, out: Path, cfg, summary: dict, report, log: Callable[[str], None], *,

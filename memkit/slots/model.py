@@ -27,7 +27,7 @@ aggregate, prefix), save/load through safetensors. Must not know storage, the CL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import math
@@ -38,7 +38,8 @@ from torch import nn
 
 from memkit import artifacts
 from memkit.errors import ConfigError
-from memkit.hooks import Prefix
+from memkit.hooks import LowRankDelta, Prefix
+from memkit.lora import resolve_targets
 from memkit.prompts import PROMPT_FORMATS
 
 CONFIG_FILE = "slots.json"
@@ -79,6 +80,11 @@ class SlotShape:
     layer at them, through per-slot heads: gradients run back through the LM) or ``layers`` (learnt queries
     attend over the text's hidden states at the LM's layers, read without gradients: no backward pass through
     the LM for reading)."""
+    reader_rank: int = 0
+    """Rank of a LoRA on the LM, active only while the ``slots`` reader reads a text into its slots (ICAE's
+    trainable encoder; 0: none, the LM reads with its own weights). The LM answers without it."""
+    reader_targets: str = "qv"
+    """The modules that LoRA adapts (as fine-tuning's ``targets``: qv, attn_out, mlp_out or name suffixes)."""
     reader_layers: int = 0
     """Hidden-state layers the ``layers`` reader attends over, evenly spaced from the embeddings to the last
     layer (0: every layer)."""
@@ -108,6 +114,11 @@ class SlotShape:
             raise ConfigError(f"slot model option reader (--reader) is one of {', '.join(READERS)}")
         if self.conditioning not in CONDITIONINGS:
             raise ConfigError(f"slot model option conditioning (--conditioning) is one of {', '.join(CONDITIONINGS)}")
+        if self.reader_rank < 0:
+            raise ConfigError("slot model option reader_rank (--reader-rank) must be 0 or more")
+        if self.reader_rank and self.reader != "slots":
+            raise ConfigError("slot model option reader_rank (--reader-rank) adapts the LM while the slots reader "
+                              "reads; the layers reader reads the LM's states without gradients: leave it 0")
         if self.reader_layers < 0 or self.reader_blocks < 1:
             raise ConfigError("slot model options reader_layers (--reader-layers) must be 0 or more and "
                               "reader_blocks (--reader-blocks) at least 1")
@@ -122,6 +133,9 @@ class SlotConfig(SlotShape):
     num_kv_heads: int = 0
     head_dim: int = 0
     """The frozen LM's width and cache layout (set by ``for_lm``)."""
+    reader_modules: list[str] = field(default_factory=list)
+    reader_shapes: list[list[int]] = field(default_factory=list)
+    """The modules the reading LoRA adapts (``reader_targets`` resolved) and their (d_in, d_out)."""
     base_model: str = ""
     """Fingerprint of the frozen LM the model was built for (architecture and tokenizer)."""
     base_weights: str = ""
@@ -131,6 +145,9 @@ class SlotConfig(SlotShape):
         super().validate()
         if min(self.hidden, self.num_layers, self.num_kv_heads, self.head_dim) < 1:
             raise ConfigError("a slot model needs the LM's hidden size and cache layout (build it with for_lm)")
+        if len(self.reader_modules) != len(self.reader_shapes) or bool(self.reader_rank) != bool(self.reader_modules):
+            raise ConfigError("a slot model's reading LoRA needs one shape per module, and modules exactly when "
+                              "reader_rank is above 0 (build it with for_lm)")
 
 
 class _CrossBlock(nn.Module):
@@ -225,6 +242,15 @@ class SlotModel(nn.Module):
         self.prefix_head = nn.Linear(c.mem_dim, c.num_layers * 2 * c.num_kv_heads * c.head_dim)
         nn.init.normal_(self.prefix_head.weight, std=0.02)
         nn.init.zeros_(self.prefix_head.bias)
+        if c.reader == "slots":
+            # the reading LoRA, drawn last from its own generator so that every other part starts as without
+            # it: A as peft initialises it, B at zero (a fresh model reads as the LM alone)
+            draw = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**63)
+            self.reader_a = nn.ParameterList(
+                nn.Parameter((torch.rand(c.reader_rank, d_in, generator=draw) * 2 - 1) / d_in ** 0.5)
+                for d_in, _ in c.reader_shapes)
+            self.reader_b = nn.ParameterList(nn.Parameter(torch.zeros(d_out, c.reader_rank))
+                                             for _, d_out in c.reader_shapes)
 
     @classmethod
     def for_lm(cls, lm, *, seed: int = 0, **options) -> SlotModel:
@@ -233,7 +259,9 @@ class SlotModel(nn.Module):
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"unknown slot model option {unknown[0]!r}")
-        config = SlotConfig(**options, hidden=lm.hidden_size, num_layers=lm.num_layers,
+        modules = resolve_targets(lm, options.get("reader_targets", "qv")) if options.get("reader_rank") else []
+        config = SlotConfig(**options, reader_modules=modules, reader_shapes=[list(lm.module_shape(n)) for n in modules],
+                            hidden=lm.hidden_size, num_layers=lm.num_layers,
                             num_kv_heads=lm.num_kv_heads, head_dim=lm.head_dim, base_model=lm.fingerprint,
                             base_weights=lm.weights_digest)
         torch.manual_seed(seed)
@@ -280,13 +308,21 @@ class SlotModel(nn.Module):
         without gradients)."""
         limit = self.window_tokens(lm)
         if self.config.reader == "slots":
-            hidden = lm.read_with_slots(texts, self.slot_embeds, max_length=limit)
+            hidden = lm.read_with_slots(texts, self.slot_embeds, max_length=limit, delta=self.reading_delta())
             return torch.einsum("bmd,mde->bme", hidden.float(), self.slot_heads) + self.slot_bias
         states, mask = lm.hidden_states(texts, layers=self.reader.layers, max_length=limit)
         if any(lm.last_truncated):
             raise ConfigError(f"a text is longer than the {limit} tokens read into slots at once; cut it into "
                               f"windows first (SlotModel.windows)")
         return self.reader(states, mask.to(states[0].device))
+
+    def reading_delta(self) -> LowRankDelta | None:
+        """The LoRA the LM reads texts into slots with (``reader_rank``), or None."""
+        c = self.config
+        if not c.reader_rank:
+            return None
+        return LowRankDelta({n: (a, b) for n, a, b in zip(c.reader_modules, self.reader_a, self.reader_b)},
+                            2.0)
 
     def read_groups(self, lm, texts, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Every text read whole: ``[B, C, m, e]``, the memory vectors of each of its windows (``windows``; C

@@ -135,6 +135,10 @@ def test_kill_9_mid_training_loses_at_most_one_interval_and_resume_is_bit_identi
     summary = json.loads(result.stdout)
     assert summary["resumed_at"] >= saved["step"] and summary["steps"] == steps
     assert f"resumed from {out / 'checkpoint'}" in result.stderr
+    kept = json.loads((out / "checkpoint" / "probe_before.json").read_text())
+    assert "before training (probed when the run first started): " in result.stderr
+    assert summary["before"] == kept and kept == json.loads(
+        (straight / "training_log.json").read_text())["summary"]["before"]
     want, got = tensors(straight), tensors(out)
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     losses = [json.loads((d / "training_log.json").read_text())["loss_every_10"] for d in (straight, out)]

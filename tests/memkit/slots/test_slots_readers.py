@@ -117,3 +117,33 @@ def test_distillation_trains_the_layer_reader_toward_reading(tiny_lm):
     assert sum(report.losses[-3:]) < sum(report.losses[:3])
     with pytest.raises(ConfigError, match="--w-distill"):
         SlotTrainConfig(w_distill=-1).validate()
+
+
+def test_a_reading_lora_changes_only_how_texts_are_read_and_learns_from_the_answers(tiny_lm, tmp_path):
+    model = SlotModel.for_lm(tiny_lm, **SMALL, reader_rank=2)
+    assert model.config.reader_modules and len(model.reader_a) == len(model.config.reader_modules)
+    plain = SlotModel.for_lm(tiny_lm, **SMALL)
+    texts = ["Ada Varn lives in Port Elsin."]
+    # B starts at zero: a fresh reading LoRA reads exactly as the LM alone
+    torch.testing.assert_close(model.read(tiny_lm, texts), plain.read(tiny_lm, texts))
+    cfg = SlotTrainConfig(**SMALL, reader_rank=2, batch_size=4, max_steps=3, lr=1e-2, warmup_steps=0, seed=0)
+    loss, _ = batch_loss(tiny_lm, model, ITEMS, cfg)
+    loss.backward()
+    assert all(b.grad is not None and b.grad.abs().sum() > 0 for b in model.reader_b)
+    with torch.no_grad():
+        for b in model.reader_b:
+            b.add_(0.5)
+    assert not torch.allclose(model.read(tiny_lm, texts), plain.read(tiny_lm, texts))
+    # the LM answers without it: no delta is left on the model after reading
+    before = tiny_lm.logits([[1, 2, 3]])[0]
+    model.read(tiny_lm, texts)
+    torch.testing.assert_close(tiny_lm.logits([[1, 2, 3]])[0], before)
+    # it is saved and loaded with the model
+    model.save(tmp_path / "m")
+    again = SlotModel.load(tmp_path / "m", tiny_lm)
+    torch.testing.assert_close(again.read(tiny_lm, texts), model.read(tiny_lm, texts))
+
+
+def test_a_reading_lora_is_refused_for_the_layer_reader_in_one_line(tiny_lm):
+    with pytest.raises(ConfigError, match="reader_rank .* layers reader reads the LM's states without gradients"):
+        SlotModel.for_lm(tiny_lm, **LAYERS, reader_rank=2)
