@@ -53,7 +53,7 @@ class HopConfig:
     """Key size."""
     lam: float = 0.5
     """Weight of the prior added to each sentence's key."""
-    threshold: float = 0.5
+    threshold: float = 0.8
     """The gate opens above this probability."""
     sparse: bool = True
     """Whether the keys are sparse (most dimensions zero: words), which decides how a second-hop query drops

@@ -79,8 +79,16 @@ def test_the_fitted_gate_opens_for_bridge_questions_and_the_hop_finds_the_second
     model, fit = fitted
     assert fit.needs_hop > 0 and fit.recall_at_1 > 0.8 and fit.lam in (0.25, 0.5, 1.0, 2.0)
     bank, types = bank_of(world_bench(7), LexicalEmbedder())          # a bank it was not fitted on
-    scores = second_hop_recall(model, bank, types, first_k=2)
+    assert model.config.threshold == 0.8                               # the default: fewer false openings
+    strict = second_hop_recall(model, bank, types, first_k=2)
+    model.config.threshold = 0.5
+    try:
+        scores = second_hop_recall(model, bank, types, first_k=2)
+    finally:
+        model.config.threshold = 0.8
     assert scores["two_hop"]["gate_opens"] >= 90 and scores["single"]["gate_opens"] <= 10
+    assert strict["single"]["gate_opens"] <= scores["single"]["gate_opens"]
+    assert 80 <= strict["two_hop"]["gate_opens"] <= scores["two_hop"]["gate_opens"]
     assert scores["two_hop"]["second_document_recall_at_1"] >= 80
     # without the prior (lam 0) the sentence alone finds the colleagues who share the employer's name
     model.config.lam, lam = 0.0, model.config.lam
