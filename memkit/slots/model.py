@@ -260,7 +260,8 @@ class SlotModel(nn.Module):
         if unknown:
             raise ConfigError(f"unknown slot model option {unknown[0]!r}")
         modules = resolve_targets(lm, options.get("reader_targets", "qv")) if options.get("reader_rank") else []
-        config = SlotConfig(**options, reader_modules=modules, reader_shapes=[list(lm.module_shape(n)) for n in modules],
+        config = SlotConfig(**options, reader_modules=modules,
+                            reader_shapes=[list(lm.module_shape(n)) for n in modules],
                             hidden=lm.hidden_size, num_layers=lm.num_layers,
                             num_kv_heads=lm.num_kv_heads, head_dim=lm.head_dim, base_model=lm.fingerprint,
                             base_weights=lm.weights_digest)
@@ -317,7 +318,8 @@ class SlotModel(nn.Module):
         return self.reader(states, mask.to(states[0].device))
 
     def reading_delta(self) -> LowRankDelta | None:
-        """The LoRA the LM reads texts into slots with (``reader_rank``), or None."""
+        """The LoRA the LM reads texts into slots with (``reader_rank``; scaled by 2, i.e. alpha = 2 x rank as
+        fine-tuning's default 16 / 8), or None."""
         c = self.config
         if not c.reader_rank:
             return None
