@@ -52,6 +52,13 @@ def resolve_targets(lm, spec: str) -> list[str]:
                       f"mlp_out or module name suffixes such as {suffixes}")
 
 
+def initial_a(rank: int, d_in: int, generator: torch.Generator) -> torch.Tensor:
+    """A fresh LoRA ``A [rank, d_in]`` as torch and peft initialise ``lora_A`` (kaiming_uniform_ with a=sqrt(5):
+    uniform in +-1/sqrt(d_in)); its ``B`` starts at zero, so a fresh LoRA changes nothing."""
+    bound = 1.0 / math.sqrt(d_in)
+    return (torch.rand(rank, d_in, generator=generator) * 2 - 1) * bound
+
+
 class LoraFactors:
     """Trainable LoRA factors for ``targets`` of ``lm``: float32 tensors on the model's device."""
 
@@ -65,9 +72,7 @@ class LoraFactors:
         self.b: dict[str, torch.Tensor] = {}
         for name in self.targets:
             d_in, d_out = lm.module_shape(name)
-            bound = 1.0 / math.sqrt(d_in)  # kaiming_uniform_(a=sqrt(5)), as torch and peft initialise lora_A
-            a = (torch.rand(rank, d_in, generator=gen) * 2 - 1) * bound
-            self.a[name] = a.to(lm.device).requires_grad_(True)
+            self.a[name] = initial_a(rank, d_in, gen).to(lm.device).requires_grad_(True)
             self.b[name] = torch.zeros(d_out, rank, device=lm.device).requires_grad_(True)
 
     @classmethod

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from memkit.errors import ConfigError
-from memkit.hops import HopBank, HopModel, exact_search, fit_hop_model, sentences
+from memkit.hops import HopBank, HopConfig, HopModel, exact_search, fit_hop_model, sentences
 
 
 def _weigh(embedder, keys: np.ndarray, doc_keys: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ def second_hop_recall(model: HopModel, bank: HopBank, types: list[str], *, first
 
 
 def run(fit_on: Sequence[tuple[str, object]], embedder, *, measure_on: Sequence[tuple[str, object]] = (),
-        first_k: int = 4, threshold: float = 0.8, seed: int = 0, out: Path | None = None,
+        first_k: int = 4, threshold: float = HopConfig.threshold, seed: int = 0, out: Path | None = None,
         log: Callable[[str], None] = lambda _m: None) -> tuple[HopModel, dict]:
     """Fit a hop model among ``embedder``'s keys on the named benchmarks ``fit_on`` (``(name, Benchmark)``; they
     need questions across two documents), measure its second hop on each of ``measure_on``, save it to ``out``

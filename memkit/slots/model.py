@@ -39,7 +39,7 @@ from torch import nn
 from memkit import artifacts
 from memkit.errors import ConfigError
 from memkit.hooks import LowRankDelta, Prefix
-from memkit.lora import resolve_targets
+from memkit.lora import initial_a, resolve_targets
 from memkit.prompts import PROMPT_FORMATS
 
 CONFIG_FILE = "slots.json"
@@ -246,9 +246,8 @@ class SlotModel(nn.Module):
             # the reading LoRA, drawn last from its own generator so that every other part starts as without
             # it: A as peft initialises it, B at zero (a fresh model reads as the LM alone)
             draw = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**63)
-            self.reader_a = nn.ParameterList(
-                nn.Parameter((torch.rand(c.reader_rank, d_in, generator=draw) * 2 - 1) / d_in ** 0.5)
-                for d_in, _ in c.reader_shapes)
+            self.reader_a = nn.ParameterList(nn.Parameter(initial_a(c.reader_rank, d_in, draw))
+                                             for d_in, _ in c.reader_shapes)
             self.reader_b = nn.ParameterList(nn.Parameter(torch.zeros(d_out, c.reader_rank))
                                              for _, d_out in c.reader_shapes)
 
