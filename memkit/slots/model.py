@@ -258,7 +258,12 @@ class SlotModel(nn.Module):
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"unknown slot model option {unknown[0]!r}")
-        modules = resolve_targets(lm, options.get("reader_targets", "qv")) if options.get("reader_rank") else []
+        modules = []
+        if options.get("reader_rank"):
+            try:
+                modules = resolve_targets(lm, options.get("reader_targets", "qv"))
+            except ConfigError as err:
+                raise ConfigError(f"slot model option reader_targets (--reader-targets): {err}") from None
         config = SlotConfig(**options, reader_modules=modules,
                             reader_shapes=[list(lm.module_shape(n)) for n in modules],
                             hidden=lm.hidden_size, num_layers=lm.num_layers,

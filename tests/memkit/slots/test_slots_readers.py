@@ -147,3 +147,8 @@ def test_a_reading_lora_changes_only_how_texts_are_read_and_learns_from_the_answ
 def test_a_reading_lora_is_refused_for_the_layer_reader_in_one_line(tiny_lm):
     with pytest.raises(ConfigError, match="reader_rank .* layers reader reads the LM's states without gradients"):
         SlotModel.for_lm(tiny_lm, **LAYERS, reader_rank=2)
+
+
+def test_reading_lora_targets_that_match_no_module_are_one_line_naming_the_option(tiny_lm):
+    with pytest.raises(ConfigError, match=r"reader_targets \(--reader-targets\): option targets='nosuch' matches no"):
+        SlotModel.for_lm(tiny_lm, **SMALL, reader_rank=2, reader_targets="nosuch")
