@@ -98,10 +98,11 @@ def hop(
         help="The keys the model lives among, as the store's --embedder: lexical (the world methods' default), "
              "lexical-tf, minilm, or an encoder's directory. A store with other keys refuses the model.")] = "lexical",
     first_k: Annotated[int, typer.Option(min=1, help="Documents the first search finds (the methods' top_k).")] = 4,
-    threshold: Annotated[float, typer.Option(
+    threshold: Annotated[Optional[float], typer.Option(
         help="The gate opens above this probability: higher, fewer second searches on single-document "
-             "questions and fewer two-document questions reached (0.8: chosen on a fresh world, 20004, where it kept "
-             "single-document F1 and 97 % of the two-document gain of 0.5).")] = 0.8,
+             "questions and fewer two-document questions reached. Default: the hop model's own (0.8, chosen on a "
+             "fresh world, 20004, where it kept single-document F1 and 97 % of the two-document gain of 0.5).",
+        show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seeds the gate's fit.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to save the hop model.")] = Path("build/hop-model"),
     install: Annotated[bool, typer.Option(
@@ -124,8 +125,9 @@ def hop(
     say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
     fit_on = [b for spec in (data or ["world"]) for b in _hop_benchmarks(spec, "--data")]
     measure_on = [b for spec in (eval_data or []) for b in _hop_benchmarks(spec, "--eval-data")]
-    _, report = hop_recipe.run(fit_on, keys, measure_on=measure_on, first_k=first_k, threshold=threshold, seed=seed,
-                               out=out, log=say)
+    chosen = {} if threshold is None else {"threshold": threshold}      # else HopConfig's default
+    _, report = hop_recipe.run(fit_on, keys, measure_on=measure_on, first_k=first_k, seed=seed, out=out, log=say,
+                               **chosen)
     if install:
         from experiments.world.recipes import install_hop
 

@@ -81,11 +81,11 @@ def test_the_fitted_gate_opens_for_bridge_questions_and_the_hop_finds_the_second
     bank, types = bank_of(world_bench(7), LexicalEmbedder())          # a bank it was not fitted on
     assert model.config.threshold == 0.8                               # the default: fewer false openings
     strict = second_hop_recall(model, bank, types, first_k=2)
-    model.config.threshold = 0.5
+    model.config.threshold, threshold = 0.5, model.config.threshold
     try:
         scores = second_hop_recall(model, bank, types, first_k=2)
     finally:
-        model.config.threshold = 0.8
+        model.config.threshold = threshold
     assert scores["two_hop"]["gate_opens"] >= 90 and scores["single"]["gate_opens"] <= 10
     assert strict["single"]["gate_opens"] <= scores["single"]["gate_opens"]
     assert 80 <= strict["two_hop"]["gate_opens"] <= scores["two_hop"]["gate_opens"]
