@@ -120,6 +120,8 @@ class LoopReport:
     evals: list[dict] = field(default_factory=list)
     resumed_at: int | None = None
     """The step a resumed run went on from (None: it started afresh)."""
+    resumed_seconds: float = 0.0
+    """The seconds the run had spent before the checkpoint it went on from (0: it started afresh)."""
 
     def to_dict(self) -> dict:
         out = {"steps": self.steps, "seconds": round(self.seconds, 1), "loss_every_10": self.losses[::10],
@@ -343,6 +345,7 @@ def run_steps(params_module: torch.nn.Module, step_loss: Callable[[int, int, int
         step, elapsed = saved.step, saved.seconds
         total = cfg.max_steps or max(saved.total, step + 1)
         report.losses, report.evals, report.resumed_at = saved.losses, saved.evals, step
+        report.resumed_seconds = elapsed
         say(f"resumed from {saved.path} at step {step} ({elapsed:.0f}s spent)")
     elif checkpoint_dir is not None and group.main and checkpoint.latest_step(checkpoint_dir) is not None:
         say(f"{checkpoint_dir} holds an earlier run's checkpoint; this run's first checkpoint replaces it")

@@ -241,12 +241,14 @@ def test_resume_after_a_crash_ends_bit_identical_to_an_uninterrupted_run(tmp_pat
     with pytest.raises(Crash):
         run_steps(crashed, dying, toy_cfg(), checkpoint_dir=tmp_path / "run", **QUIET)
     assert checkpoint.latest_step(tmp_path / "run") == 2        # at most one interval lost
+    before = json.loads(next((tmp_path / "run").glob("step-*/state.json")).read_text())
 
     seed_globals(5)
     resumed = Toy(seed=5)                                       # whatever it starts from is replaced
     report = run_steps(resumed, toy_loss(resumed, global_rng=True), toy_cfg(resume=str(tmp_path / "run")),
                        checkpoint_dir=tmp_path / "run", **QUIET)
     assert report.resumed_at == 2 and report.steps == 6
+    assert report.resumed_seconds == before["seconds"] and before["step"] == 2
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert report.losses == full.losses
