@@ -38,7 +38,7 @@ def probed_training(model, out: Path, cfg, log: Callable[[str], None], *, start:
     report = train(lambda _model: probe(False))
     final = probe(True)
     log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
-    spent_before = getattr(report, "resumed_seconds", 0.0)     # a resumed run counts its earlier processes' time
+    spent_before = report.resumed_seconds      # a resumed run counts its earlier processes' time
     summary = {"steps": report.steps, "seconds": round(time.time() - start + spent_before, 1), "processes": group.world,
                "parameters": sum(p.numel() for p in model.parameters()), "device": str(model.device),
                "before": first, "final_probe": final}
