@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 demo: $(MODELS_STAMP)
 	$(BIN)/python -m experiments.demo
 
+# The default tier in parallel (pytest-xdist): one worker per core, each test file on one worker.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Every tier: unit, slow and integration tests (not gpu).
 test-all: $(STAMP)

@@ -206,8 +206,7 @@ def _training_command(name: str, doc: str, config_cls, what: str, default_out: s
 
 
 def _register_training_commands() -> None:
-    from memkit.adapters.train import AdapterTrainConfig
-    from memkit.slots.train import SlotTrainConfig
+    from memkit.train_config import AdapterTrainConfig, SlotTrainConfig   # torch-free: --help stays fast
 
     train_app.command("adapter")(_training_command(
         "adapter",

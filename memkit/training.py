@@ -38,77 +38,9 @@ import torch.nn.functional as F
 
 from memkit import checkpoint, distributed
 from memkit.errors import ConfigError, MemkitError
+from memkit.train_config import LoopConfig
 
-PRECISIONS = ("fp32", "bf16")
 
-
-@dataclass
-class LoopConfig:
-    """The loop's own choices, shared by every training config (each adds its model's and losses' options)."""
-
-    lr: float = 1e-3
-    """Peak AdamW learning rate."""
-    warmup_steps: int = 50
-    """Steps of linear learning-rate warm-up (then cosine decay to ``min_lr_ratio`` of the peak)."""
-    min_lr_ratio: float = 0.1
-    """The learning rate at the end of the schedule, as a fraction of the peak."""
-    weight_decay: float = 0.0
-    """AdamW weight decay (never on parameters of fewer than 2 dimensions: norm scales, biases)."""
-    max_grad_norm: float = 1.0
-    """Gradients are clipped to this global norm (0: no clipping)."""
-    max_steps: int = 0
-    """Stop after this many optimizer steps (0: the time budget decides)."""
-    minutes: float = 20.0
-    """Wall-clock budget, counted over a run and its resumptions."""
-    seed: int = 0
-    """Seeds the model's initialisation, the data order and the held-out split."""
-    eval_every: int = 200
-    """Optimizer steps between probes on held-out items."""
-    init_from: str = ""
-    """A saved model to go on training (its architecture options replace this run's); empty: a fresh one."""
-    batch_size: int = 16
-    """Items per optimizer step, split evenly over the processes and each one's micro-batches (--grad-accum)."""
-    grad_accum: int = 1
-    """Micro-batches per process per optimizer step (gradient accumulation): the same step in less memory."""
-    precision: str = "fp32"
-    """fp32, or bf16: the loss computed under bfloat16 autocast (CPU or a CUDA GPU that has bfloat16); the trained
-    parameters and the optimizer stay float32."""
-    grad_checkpointing: bool = False
-    """Recompute the frozen LM's layer activations in the backward pass instead of keeping them (less memory,
-    about one more forward pass of time)."""
-    checkpoint_every: int = 100
-    """Optimizer steps between checkpoints, written to the run's checkpoint directory (0: none)."""
-    inputs: str = ""
-    """What the run reads, set by its recipe (the base model's fingerprint and weights digest, the data specs and
-    split): a resumed run must read the same, which its checkpoint checks. Not a command-line option."""
-    resume: str = ""
-    """A checkpoint directory (a run's checkpoint directory, or one checkpoint in it) to go on from; empty: start
-    afresh."""
-
-    def validate(self) -> None:
-        if self.max_steps <= 0 and self.minutes <= 0:
-            raise ConfigError("give a budget: --minutes or --max-steps")
-        if self.eval_every < 1:
-            raise ConfigError("--eval-every must be at least 1")
-        if self.batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1")
-        if self.grad_accum < 1:
-            raise ConfigError("--grad-accum must be at least 1")
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(f"--batch-size {self.batch_size} does not split into --grad-accum {self.grad_accum} "
-                              f"micro-batches; make --batch-size a multiple of --grad-accum")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision is one of {', '.join(PRECISIONS)}")
-        if self.checkpoint_every < 0:
-            raise ConfigError("--checkpoint-every must be 0 (no checkpoints) or more")
-        if self.lr <= 0:
-            raise ConfigError("--lr must be above 0")
-        if self.warmup_steps < 0:
-            raise ConfigError("--warmup-steps must be 0 or more")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError("--min-lr-ratio is a fraction in [0, 1]")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ConfigError("--weight-decay and --max-grad-norm must be 0 or more")
 
 
 @dataclass

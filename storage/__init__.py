@@ -21,9 +21,22 @@ from storage.errors import (
     StoreFormatError,
     StoreLockedError,
 )
-from storage.database import check_url as check_db_url
-from storage.store import Store
 from storage.types import AddResult, CollectionInfo, DocumentIn, DocumentRow, Hit, MemoryRow, RecordIn
+
+_LAZY = {"Store": ("storage.store", "Store"), "check_db_url": ("storage.database", "check_url")}
+"""Names whose modules import SQLAlchemy, numpy and FAISS (most of a second): loaded on first use, so that
+importing ``storage.errors`` (as the command line does for ``--help``) stays cheap."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")
 
 __all__ = [
     "AddResult",

@@ -30,12 +30,11 @@ from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
 from memkit.hooks import LowRankDelta
 from memkit.prompts import PROMPT_FORMATS
+from memkit.train_config import KEY_SOURCES, NORMS
 
 CONFIG_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
 KIND = artifacts.ArtifactKind("generator", CONFIG_FILE, WEIGHTS_FILE, "memkit train adapter")
-NORMS = ("svd", "frobenius")
-KEY_SOURCES = ("hidden", "input")
 
 
 @dataclass

@@ -31,22 +31,20 @@ made by ``experiments.world.adapter_data``), storage or the CLI.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Iterable, NamedTuple
 
 import torch
 
 from memkit.adapters.encode import chunk_ids, encode_documents
-from memkit.adapters.generator import KEY_SOURCES, NORMS, AdapterGenerator
+from memkit.adapters.generator import AdapterGenerator
 from memkit.adapters.state import AdapterState
 from memkit.errors import ConfigError
-from memkit.prompts import PROMPT_FORMATS, QAFormat
+from memkit.prompts import QAFormat
 from memkit.training import (
-    ItemBatches, LoopConfig, LoopReport, distillation_loss, fitting_teachers, next_token_loss, part_rng, run_steps,
+    ItemBatches, LoopReport, distillation_loss, fitting_teachers, next_token_loss, part_rng, run_steps,
 )
-
-
-MERGES = ("sum", "score")
+from memkit.train_config import AdapterTrainConfig
 
 
 class ContextQA(NamedTuple):
@@ -55,86 +53,6 @@ class ContextQA(NamedTuple):
     documents: list[str]
     qas: list[tuple[str, str]]
 
-
-@dataclass
-class AdapterTrainConfig(LoopConfig):
-    """Every choice of a generator training run (with the loop's, ``LoopConfig``); saved beside the generator."""
-
-    state_rank: int = 64
-    """R: the generator's state size."""
-    svd_rank: int = 16
-    """r: rank of the applied delta."""
-    alpha: float = 64.0
-    """Delta scale alpha / R."""
-    norm: str = "svd"
-    """svd (rank-r, singular values set to 1) or frobenius (the state over its Frobenius norm)."""
-    center: bool = False
-    """Centre each chunk's hidden states before the projections."""
-    mean_state: bool = True
-    """Subtract a per-token mean state (calibrated on training documents first; see GeneratorConfig)."""
-    base_rank: int = 8
-    """Rank of the generator's document-independent LoRA (see GeneratorConfig.base_rank)."""
-    key_source: str = "hidden"
-    """hidden or input: where a context token's key comes from (see GeneratorConfig.key_source)."""
-    targets: str = "attn_out"
-    """attn_out or mlp_out (every decoder layer's output projection of that kind)."""
-    chunk_tokens: int = 128
-    """Tokens per chunk when reading a document."""
-    lr: float = 2e-3
-    w_reconstruction: float = 0.3
-    """Weight of the reconstruction loss."""
-    w_completion: float = 0.3
-    """Weight of the completion loss."""
-    w_contrast: float = 1.0
-    """Weight of the contrast loss: a hinge asking the answer loss with another item's adapter to exceed the loss
-    with the item's own adapter by ``contrast_margin`` nats, so a delta cannot help without its documents."""
-    contrast_margin: float = 1.0
-    """Margin of the contrast hinge, in nats."""
-    pretrain_steps: int = 0
-    """Self-supervised steps first: only reconstruction and completion (each at weight 1), no questions; then
-    QA fine-tuning with every loss. Counted within ``max_steps`` and the time budget."""
-    merge_extra: float = 0.3
-    """Chance that an item's state also holds 1 to ``merge_max`` other items' documents (merge robustness)."""
-    merge_max: int = 2
-    """Most other items' documents merged into an item's state (see ``merge_extra``)."""
-    prompt_format: str = "plain"
-    """plain, fewshot or chat: how the questions and answers are laid out (``memkit.prompts.QAFormat``); recorded in the
-    generator, whose method answers in the same format."""
-    merge: str = "sum"
-    """How an item's documents' states add when it holds several: ``sum`` (plain sum) or ``score`` (each state
-    scaled to unit norm and weighted, the item's own documents above the merged others, weights summing to 1:
-    the adapter method's ``score`` merge of retrieved documents)."""
-    w_distill: float = 0.0
-    """Weight of distillation from reading: on the answer tokens, KL from the LM reading the item's documents in
-    its prompt (the teacher, no gradient) to the LM reading with the adapter (0: off). An item whose prompt
-    with its documents does not fit the LM's context gets no teacher."""
-
-    def validate(self) -> None:
-        super().validate()
-        if self.batch_size < 1 or self.chunk_tokens < 8:
-            raise ConfigError("--batch-size must be at least 1 and --chunk-tokens at least 8")
-        if self.state_rank < 1 or self.svd_rank < 1 or self.base_rank < 0:
-            raise ConfigError("--state-rank and --svd-rank must be at least 1 and --base-rank 0 or more")
-        if self.w_contrast < 0 or self.w_reconstruction < 0 or self.w_completion < 0:
-            raise ConfigError("the loss weights (--w-contrast, --w-reconstruction, --w-completion) must be 0 or more")
-        if self.targets not in ("attn_out", "mlp_out"):
-            raise ConfigError("--targets is attn_out or mlp_out")
-        if self.norm not in NORMS:
-            raise ConfigError(f"--norm is one of {', '.join(NORMS)}")
-        if self.key_source not in KEY_SOURCES:
-            raise ConfigError(f"--key-source is one of {', '.join(KEY_SOURCES)}")
-        if self.pretrain_steps < 0:
-            raise ConfigError("--pretrain-steps must be 0 or more")
-        if not 0 <= self.merge_extra <= 1:
-            raise ConfigError("--merge-extra is a probability in [0, 1]")
-        if self.merge_max < 1:
-            raise ConfigError("--merge-max must be at least 1")
-        if self.prompt_format not in PROMPT_FORMATS:
-            raise ConfigError(f"--prompt-format is one of {', '.join(PROMPT_FORMATS)}")
-        if self.merge not in MERGES:
-            raise ConfigError(f"--merge is one of {', '.join(MERGES)}")
-        if self.w_distill < 0:
-            raise ConfigError("--w-distill must be 0 or more")
 
 
 TrainReport = LoopReport

@@ -27,7 +27,7 @@ aggregate, prefix), save/load through safetensors. Must not know storage, the CL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import math
@@ -40,88 +40,12 @@ from memkit import artifacts
 from memkit.errors import ConfigError
 from memkit.hooks import LowRankDelta, Prefix
 from memkit.lora import initial_a, resolve_targets
-from memkit.prompts import PROMPT_FORMATS
+from memkit.train_config import SlotShape
 
 CONFIG_FILE = "slots.json"
 WEIGHTS_FILE = "slots.safetensors"
 KIND = artifacts.ArtifactKind("slot model", CONFIG_FILE, WEIGHTS_FILE, "memkit train slots")
-READERS = ("slots", "layers")
-CONDITIONINGS = ("none", "self")
 
-
-@dataclass
-class SlotShape:
-    """The sizes and switches a slot model is built with (a training run chooses them)."""
-
-    slots: int = 8
-    """m: memory vectors per document (MAC used 24 for documents of a few hundred tokens)."""
-    mem_dim: int = 256
-    """e: size of a memory vector."""
-    key_dim: int = 128
-    """Size of the matching key."""
-    prefix_len: int = 8
-    """P: prefix positions the LM reads (the aggregator's latents)."""
-    blocks: int = 2
-    """Cross-attention blocks of the aggregator."""
-    heads: int = 4
-    """Attention heads of each block (must divide mem_dim)."""
-    temperature: float = 0.05
-    """Matching scores become attention weights as softmax(score / temperature)."""
-    max_tokens: int = 256
-    """Longest token window read into one group of slots (``bos_ids`` included; at most the LM's context less
-    ``slots``); a longer text is read whole in several windows, one group of ``slots`` vectors each."""
-    matching: bool = True
-    """Whether the keys were trained to match (self-matching) and the matching scores weigh the memories in the
-    aggregation; without it (MAC) every memory enters with equal weight and attention alone decides."""
-    prompt_format: str = "plain"
-    """The prompt format the model is trained with (plain, fewshot or chat: ``memkit.prompts``); its method answers in it."""
-    reader: str = "slots"
-    """How a text becomes its memory vectors: ``slots`` (learnt input vectors read after the text; the LM's last
-    layer at them, through per-slot heads: gradients run back through the LM) or ``layers`` (learnt queries
-    attend over the text's hidden states at the LM's layers, read without gradients: no backward pass through
-    the LM for reading)."""
-    reader_rank: int = 0
-    """Rank of a LoRA on the LM, active only while the ``slots`` reader reads a text into its slots (ICAE's
-    trainable encoder; 0: none, the LM reads with its own weights). The LM answers without it."""
-    reader_targets: str = "qv"
-    """The modules that LoRA adapts (as fine-tuning's ``targets``: qv, attn_out, mlp_out or name suffixes)."""
-    reader_layers: int = 0
-    """Hidden-state layers the ``layers`` reader attends over, evenly spaced from the embeddings to the last
-    layer (0: every layer)."""
-    reader_blocks: int = 2
-    """Cross-attention blocks of the ``layers`` reader."""
-    conditioning: str = "none"
-    """How the question shapes the aggregation: ``none`` (its vectors join the cross-attention queries, which
-    attend independently: with one memory the question changes nothing) or ``self`` (each aggregator block
-    starts with self-attention over the latents and the question's vectors, so the latents that read the
-    memories depend on the question)."""
-
-    def shape(self) -> dict:
-        """These fields as a dict (the options ``SlotModel.for_lm`` takes)."""
-        return {f.name: getattr(self, f.name) for f in fields(SlotShape)}
-
-    def validate(self) -> None:
-        for name in ("slots", "mem_dim", "key_dim", "prefix_len", "blocks", "heads", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"slot model option {name} must be at least 1")
-        if self.mem_dim % self.heads:
-            raise ConfigError(f"slot model option heads ({self.heads}) must divide mem_dim ({self.mem_dim})")
-        if self.temperature <= 0:
-            raise ConfigError("slot model option temperature must be above 0")
-        if self.prompt_format not in PROMPT_FORMATS:
-            raise ConfigError(f"slot model option prompt_format (--prompt-format) is one of {', '.join(PROMPT_FORMATS)}")
-        if self.reader not in READERS:
-            raise ConfigError(f"slot model option reader (--reader) is one of {', '.join(READERS)}")
-        if self.conditioning not in CONDITIONINGS:
-            raise ConfigError(f"slot model option conditioning (--conditioning) is one of {', '.join(CONDITIONINGS)}")
-        if self.reader_rank < 0:
-            raise ConfigError("slot model option reader_rank (--reader-rank) must be 0 or more")
-        if self.reader_rank and self.reader != "slots":
-            raise ConfigError("slot model option reader_rank (--reader-rank) adapts the LM while the slots reader "
-                              "reads; the layers reader reads the LM's states without gradients: leave it 0")
-        if self.reader_layers < 0 or self.reader_blocks < 1:
-            raise ConfigError("slot model options reader_layers (--reader-layers) must be 0 or more and "
-                              "reader_blocks (--reader-blocks) at least 1")
 
 
 @dataclass

@@ -31,7 +31,7 @@ Owns: ``SlotTrainConfig`` and ``train_slots``. Must not know where items come fr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Iterable
 
 import torch
@@ -40,71 +40,11 @@ from memkit.adapters.encode import chunk_ids
 from memkit.adapters.train import ContextQA
 from memkit.errors import ConfigError
 from memkit.prompts import QAFormat
-from memkit.slots.model import SlotModel, SlotShape
+from memkit.slots.model import SlotModel
 from memkit.training import (
-    ItemBatches, LoopConfig, LoopReport, distillation_loss, fitting_teachers, next_token_loss, run_steps,
+    ItemBatches, LoopReport, distillation_loss, fitting_teachers, next_token_loss, run_steps,
 )
-
-OBJECTIVES = ("memory-aware", "qa")
-AGGREGATIONS = ("topk", "all")
-
-
-@dataclass
-class SlotTrainConfig(SlotShape, LoopConfig):
-    """Every choice of a slot-model training run: the model's shape (``SlotShape``), the loop's
-    (``LoopConfig``) and the losses'; saved beside the model."""
-
-    objective: str = "memory-aware"
-    """memory-aware (answer loss, plus each document's LM loss read through its own memory) or qa (MAC)."""
-    aggregation: str = "topk"
-    """How a question aggregates the bank while training: topk or all."""
-    top_k: int = 4
-    """Memories a question aggregates while training with aggregation topk (its own documents among them)."""
-    w_lm: float = 0.3
-    """Weight of the memory-aware LM loss (objective memory-aware)."""
-    w_match: float = 1.0
-    """Weight of the self-matching loss (matching on)."""
-    match_temperature: float = 0.05
-    """Temperature of the self-matching loss's softmax over the bank."""
-    w_contrast: float = 0.0
-    """Weight of a contrast hinge: the answer loss read through another question's aggregated memories must
-    exceed the loss through the question's own by ``contrast_margin`` nats (0: off)."""
-    contrast_margin: float = 1.0
-    """Margin of the contrast hinge, in nats."""
-    with_adapter: str = ""
-    """An adapter generator's directory (``packaged``: the world LM's) whose delta, made from each question's
-    own documents, is applied while the answer losses are taken (the hybrid method's slot model); empty: none."""
-    pretrain_steps: int = 0
-    """Self-supervised steps first: each document's own tokens read through the prefix of its own memory (the
-    memory-aware LM loss alone, no questions), on the corpus or the items' documents."""
-    w_distill: float = 0.0
-    """Weight of distillation from reading: on the answer tokens, KL from the LM reading the question's own
-    documents in its prompt (the teacher, no gradient) to the LM reading the aggregated prefix (0: off). A
-    question whose documents do not fit the LM's context in a prompt gets no teacher."""
-    adapter_chunk_tokens: int = 128
-    """Tokens per chunk the ``with_adapter`` generator reads a document in: the adapter (and hybrid) method's
-    ``chunk_tokens`` that the slot model will be used with."""
-
-    def validate(self) -> None:
-        LoopConfig.validate(self)
-        SlotShape.validate(self)
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"--objective is one of {', '.join(OBJECTIVES)}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(f"--aggregation is one of {', '.join(AGGREGATIONS)}")
-        if self.batch_size < 2 * self.grad_accum:
-            raise ConfigError("--batch-size must be at least 2 x --grad-accum (each micro-batch is the bank its "
-                              "questions match against)")
-        if self.top_k < 1:
-            raise ConfigError("--top-k must be at least 1")
-        if self.match_temperature <= 0:
-            raise ConfigError("--match-temperature must be above 0")
-        if self.pretrain_steps < 0:
-            raise ConfigError("--pretrain-steps must be 0 or more")
-        if self.adapter_chunk_tokens < 8:
-            raise ConfigError("--adapter-chunk-tokens must be at least 8")
-        if min(self.w_lm, self.w_match, self.w_contrast, self.w_distill) < 0:
-            raise ConfigError("the loss weights (--w-lm, --w-match, --w-contrast, --w-distill) must be 0 or more")
+from memkit.train_config import SlotTrainConfig
 
 
 def answer_sequence(lm, question: str, answer: str, fmt: QAFormat | None = None) -> tuple[list[int], list[float]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from storage import Store
 from pgserver import on_both_databases
@@ -108,3 +110,14 @@ def test_help_explains_every_command(memkit):
     for command in ("init", "ingest", "ask", "ls", "show", "rm", "stats", "reindex", "doctor"):
         assert command in result.stdout
     assert "--stream" in memkit("ingest", "--help").stdout
+
+
+def test_the_command_line_builds_without_importing_torch_transformers_or_faiss():
+    """``memkit --help`` (and every command's options, ``memkit train``'s included) must not pay for the heavy
+    libraries: they load when a command needs a model or a store."""
+    code = ("import sys; from typer.main import get_command; from cli.main import app; "
+            "get_command(app).commands['train'].commands['adapter']; "
+            "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'sqlalchemy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

