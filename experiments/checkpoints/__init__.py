@@ -1,0 +1,1 @@
+"""Training snapshots kept in the repository, and the script that makes them (``snapshot``)."""

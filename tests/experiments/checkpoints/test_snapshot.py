@@ -1,0 +1,40 @@
+"""``experiments.checkpoints.snapshot``: a saved generator or slot model kept as bfloat16 loads back as float32
+with the same weights up to bfloat16's rounding, the same config and training record, and a valid digest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from experiments.checkpoints.snapshot import main, snapshot
+from memkit.adapters.generator import AdapterGenerator
+from memkit.slots.model import SlotModel
+
+
+@pytest.mark.parametrize("kind", ["generator", "slots"])
+def test_a_snapshot_is_bfloat16_on_disk_and_loads_back_as_the_model(kind, tiny_generator_dir, tiny_slot_dir,
+                                                                    tiny_lm, tmp_path):
+    saved, cls, name = ((tiny_generator_dir, AdapterGenerator, "generator") if kind == "generator"
+                        else (tiny_slot_dir, SlotModel, "slots"))
+    src = shutil.copytree(saved, tmp_path / "run")                 # the shared fixture stays as it is
+    (src / "training_log.json").write_text('{"steps": 7}')
+    out = snapshot(src, tmp_path / "snap")
+    stored = load_file(str(out / f"{name}.safetensors"))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.bfloat16}
+    original, copy = cls.load(src, tiny_lm), cls.load(out, tiny_lm)     # the digest and base checks pass
+    assert copy.config == original.config
+    for (k, a), (k2, b) in zip(original.state_dict().items(), copy.state_dict().items()):
+        assert k == k2 and b.dtype == a.dtype
+        assert torch.equal(b, a.to(torch.bfloat16).to(a.dtype)), k
+    assert json.loads((out / "training_log.json").read_text()) == {"steps": 7}
+    assert (out / f"{name}.safetensors").stat().st_size < 0.6 * (src / f"{name}.safetensors").stat().st_size
+
+
+def test_a_folder_without_a_model_is_one_line(tmp_path, capsys):
+    assert main([str(tmp_path), str(tmp_path / "snap")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds no generator" in err and len(err.strip().splitlines()) == 1
