@@ -1,15 +1,15 @@
 """The training loop the trainable parts of memkit share (the adapter generator, the slot model).
 
-Owns: ``LoopConfig`` (the loop's options), ``learning_rate`` (linear warm-up then cosine decay to
-``min_lr_ratio``), ``next_token_loss`` (weighted next-token loss of token sequences read with a delta or after a
-prefix), ``distillation_loss`` (that reading pulled toward the LM reading the documents in its prompt),
-``fitting_teachers``, ``ItemBatches`` and ``part_rng`` (each micro-batch's items and randomness as a function of its step and part
-alone) and ``run_steps``: AdamW over one module's trainable parameters only (the frozen LM's weights are
-never handed to the optimizer), gradient accumulation over micro-batches, data parallelism over processes
-(gradients averaged by ``memkit.distributed``), bf16 autocast, gradient checkpointing through the frozen LM,
-gradient clipping, a step plan that fits a wall-clock budget (re-estimated every 10 steps from the time per
-step), a log line every 25 steps, an evaluation every ``eval_every`` steps and at the end, and checkpoints every
-``checkpoint_every`` steps and at the end (``memkit.checkpoint``) from which ``resume`` goes on.
+Owns: ``learning_rate`` (linear warm-up then cosine decay to ``min_lr_ratio``), ``next_token_loss`` (weighted
+next-token loss of token sequences read with a delta or after a prefix), ``distillation_loss`` (that reading pulled
+toward the LM reading the documents in its prompt), ``fitting_teachers``, ``ItemBatches`` and ``part_rng`` (each
+micro-batch's items and randomness as a function of its step and part alone) and ``run_steps``: AdamW over one
+module's trainable parameters only (the frozen LM's weights are never handed to the optimizer), gradient
+accumulation over micro-batches, data parallelism over processes (gradients averaged by ``memkit.distributed``),
+bf16 autocast, gradient checkpointing through the frozen LM, gradient clipping, a step plan that fits a wall-clock
+budget (re-estimated every 10 steps from the time per step), a log line every 25 steps, an evaluation every
+``eval_every`` steps and at the end, and checkpoints every ``checkpoint_every`` steps and at the end
+(``memkit.checkpoint``) from which ``resume`` goes on.
 
 Determinism: a step's micro-batch ``part`` of ``parts`` is computed by ``step_loss(step, part, parts)``, before
 which torch's generator is seeded from ``(seed, step, part)``; callers derive the data and any other randomness
@@ -39,8 +39,6 @@ import torch.nn.functional as F
 from memkit import checkpoint, distributed
 from memkit.errors import ConfigError, MemkitError
 from memkit.train_config import LoopConfig
-
-
 
 
 @dataclass

@@ -24,8 +24,8 @@ micro-batch holds its share of the step's items, and the merges and completion c
 generator of its own (``part_rng``), so a step computes the same wherever its parts run. The contrast hinge and
 merged states pair items within one micro-batch.
 
-Owns: ``AdapterTrainConfig`` and ``train_generator``. Must not know where items come from (the world's are
-made by ``experiments.world.adapter_data``), storage or the CLI.
+Owns: ``train_generator`` and its losses (its options, ``AdapterTrainConfig``, are in ``memkit.train_config``). Must
+not know where items come from (the world's are made by ``experiments.world.adapter_data``), storage or the CLI.
 """
 
 from __future__ import annotations

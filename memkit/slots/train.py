@@ -25,8 +25,8 @@ The total is ``qa + w_lm * lm + w_match * match + w_contrast * contrast + w_dist
 budget, accumulation over micro-batches and processes, checkpoints). With several micro-batches per step
 (``grad_accum``, processes), each micro-batch is its own bank.
 
-Owns: ``SlotTrainConfig`` and ``train_slots``. Must not know where items come from (the world's are made by
-``experiments.world.adapter_data``), storage or the CLI.
+Owns: ``train_slots`` and its losses (its options, ``SlotTrainConfig``, are in ``memkit.train_config``). Must not
+know where items come from (the world's are made by ``experiments.world.adapter_data``), storage or the CLI.
 """
 
 from __future__ import annotations

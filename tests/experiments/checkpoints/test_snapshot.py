@@ -14,14 +14,22 @@ from experiments.checkpoints.snapshot import main, snapshot
 from memkit.adapters.generator import AdapterGenerator
 from memkit.slots.model import SlotModel
 
+RECORD = {"training": {"lr": 0.001, "max_steps": 7}, "data": {"data": ["squad:x.json"]}, "summary": {"steps": 7}}
 
-@pytest.mark.parametrize("kind", ["generator", "slots"])
-def test_a_snapshot_is_bfloat16_on_disk_and_loads_back_as_the_model(kind, tiny_generator_dir, tiny_slot_dir,
-                                                                    tiny_lm, tmp_path):
-    saved, cls, name = ((tiny_generator_dir, AdapterGenerator, "generator") if kind == "generator"
+
+@pytest.fixture(params=["generator", "slots"])
+def run_dir(request, tiny_generator_dir, tiny_slot_dir, tiny_lm, tmp_path):
+    """A copy of a tiny saved model, re-saved with a training record and log as a training run leaves it."""
+    saved, cls, name = ((tiny_generator_dir, AdapterGenerator, "generator") if request.param == "generator"
                         else (tiny_slot_dir, SlotModel, "slots"))
     src = shutil.copytree(saved, tmp_path / "run")                 # the shared fixture stays as it is
+    cls.load(src, tiny_lm).save(src, extra=RECORD)
     (src / "training_log.json").write_text('{"steps": 7}')
+    return src, cls, name
+
+
+def test_a_snapshot_is_bfloat16_on_disk_and_loads_back_as_the_model(run_dir, tiny_lm, tmp_path):
+    src, cls, name = run_dir
     out = snapshot(src, tmp_path / "snap")
     stored = load_file(str(out / f"{name}.safetensors"))
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.bfloat16}
@@ -30,8 +38,25 @@ def test_a_snapshot_is_bfloat16_on_disk_and_loads_back_as_the_model(kind, tiny_g
     for (k, a), (k2, b) in zip(original.state_dict().items(), copy.state_dict().items()):
         assert k == k2 and b.dtype == a.dtype
         assert torch.equal(b, a.to(torch.bfloat16).to(a.dtype)), k
+    meta = json.loads((out / f"{name}.json").read_text())
+    assert {k: meta[k] for k in RECORD} == RECORD
+    assert meta["snapshot"] == {"from": str(src), "weights_dtype": "bfloat16"}
     assert json.loads((out / "training_log.json").read_text()) == {"steps": 7}
     assert (out / f"{name}.safetensors").stat().st_size < 0.6 * (src / f"{name}.safetensors").stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "snap"]          # no temporary folder left
+
+
+def test_the_command_writes_a_new_folder_and_refuses_a_taken_one(run_dir, tmp_path, capsys):
+    src, _, name = run_dir
+    assert main([str(src), str(tmp_path / "snap")]) == 0
+    assert "snapshot in" in capsys.readouterr().out
+    before = sorted(p.name for p in (tmp_path / "snap").iterdir())
+    for taken in (tmp_path / "snap", src):
+        assert main([str(src), str(taken)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "already exists and is not an empty folder" in err
+    assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == before == sorted(
+        [f"{name}.json", f"{name}.safetensors", "training_log.json"])
 
 
 def test_a_folder_without_a_model_is_one_line(tmp_path, capsys):
