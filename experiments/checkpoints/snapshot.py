@@ -13,6 +13,7 @@ copied.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -51,6 +52,9 @@ def snapshot(src: str | Path, dst: str | Path) -> Path:
     extra["snapshot"] = {"from": str(src), "weights_dtype": "bfloat16"}
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)                      # a folder like any other, not mkdtemp's owner-only one
     try:
         model.save(tmp, extra=extra)
         log = src / "training_log.json"

@@ -44,6 +44,7 @@ def test_a_snapshot_is_bfloat16_on_disk_and_loads_back_as_the_model(run_dir, tin
     assert json.loads((out / "training_log.json").read_text()) == {"steps": 7}
     assert (out / f"{name}.safetensors").stat().st_size < 0.6 * (src / f"{name}.safetensors").stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "snap"]          # no temporary folder left
+    assert (out.stat().st_mode & 0o777) == (src.stat().st_mode & 0o777)          # not mkdtemp's 0700
 
 
 def test_the_command_writes_a_new_folder_and_refuses_a_taken_one(run_dir, tmp_path, capsys):
