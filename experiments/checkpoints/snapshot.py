@@ -16,7 +16,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -51,10 +50,9 @@ def snapshot(src: str | Path, dst: str | Path) -> Path:
     extra = {k: v for k, v in meta.items() if k not in ("format", "config", "weights_sha256", "snapshot")}
     extra["snapshot"] = {"from": str(src), "weights_dtype": "bfloat16"}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)                      # a folder like any other, not mkdtemp's owner-only one
+    tmp = dst.parent / f".{dst.name}.partial-{os.getpid()}"    # mkdir: the umask's mode, as any folder
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         model.save(tmp, extra=extra)
         log = src / "training_log.json"

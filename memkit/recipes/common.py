@@ -38,11 +38,11 @@ def probed_training(model, out: Path, cfg, log: Callable[[str], None], *, start:
     report = train(lambda _model: probe(False))
     final = probe(True)
     log("after training: " + ", ".join(f"{k} {v:.1f}" for k, v in final.items()))
-    spent_before = report.resumed_seconds      # a resumed run counts its earlier processes' time
-    summary = {"steps": report.steps, "seconds": round(time.time() - start + spent_before, 1), "processes": group.world,
+    seconds = time.time() - start + report.resumed_seconds      # a resumed run counts its earlier processes' time
+    summary = {"steps": report.steps, "seconds": round(seconds, 1), "processes": group.world,
                "parameters": sum(p.numel() for p in model.parameters()), "device": str(model.device),
                "before": first, "final_probe": final}
-    if getattr(report, "resumed_at", None) is not None:
+    if report.resumed_at is not None:
         summary["resumed_at"] = report.resumed_at
     save_trained(model, out, cfg, summary, report, log, data=data)
     return summary
